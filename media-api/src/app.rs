@@ -1,0 +1,100 @@
+//! Building and running the service: `Application::build` binds the listener
+//! (port 0 in tests) and connects the backends; `run_until` serves until the
+//! given shutdown future resolves, then drains in-flight requests.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{self, TokenAuthority};
+use crate::config::Settings;
+use crate::routes;
+use crate::state::{AppState, Backends};
+use crate::telemetry;
+
+/// A bound, connected, not yet serving service.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects the backends the settings name and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let backends = Backends::from_settings(&settings).await?;
+        Self::build_with(settings, backends).await
+    }
+
+    /// As [`Application::build`], over backends the caller made.
+    pub async fn build_with(settings: Settings, backends: Backends) -> anyhow::Result<Self> {
+        let secret = auth::load_or_create_secret(settings.jwt_secret.as_ref(), &settings.data_dir)?;
+        if settings.jwt_secret.is_none() && !settings.is_embedded() {
+            tracing::warn!(
+                "MEDIA_JWT_SECRET is unset: using a secret generated in the data dir; \
+                 every API node must share one secret"
+            );
+        }
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("while binding MEDIA_LISTEN={}", settings.listen))?;
+        let state = AppState {
+            settings: Arc::new(settings),
+            backends,
+            tokens: TokenAuthority::new(&secret),
+            metrics: telemetry::metrics_handle(),
+            shutdown: CancellationToken::new(),
+        };
+        Ok(Self { listener, state })
+    }
+
+    /// The address actually bound (the port is chosen by the OS for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.state.settings.listen)
+    }
+
+    /// The state handlers see.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish
+    /// for up to `shutdown_grace`.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self { listener, state } = self;
+        let grace = state.settings.shutdown_grace;
+        let stopping = state.shutdown.clone();
+        let router = routes::router(state.clone());
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            metadata = state.backends.metadata.kind(),
+            progress = state.backends.progress.kind(),
+            blobs = state.backends.blobs.kind(),
+            "media-api serving"
+        );
+        let signalled = stopping.clone();
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+            shutdown.await;
+            signalled.cancel();
+        });
+        let deadline = async {
+            stopping.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = serve => result.context("while serving HTTP")?,
+            () = deadline => tracing::warn!(?grace, "shutdown grace period over; dropping open requests"),
+        }
+        tracing::info!("media-api stopped");
+        Ok(())
+    }
+}

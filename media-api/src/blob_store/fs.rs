@@ -1,0 +1,341 @@
+//! The filesystem blob store: the embedded default.
+//!
+//! Layout under its root:
+//! - `objects/<key>`: whole objects.
+//! - `multipart/<id>/key`: the key an upload completes to.
+//! - `multipart/<id>/<part:05>-<sha256>`: one file per part *version*. Completion
+//!   picks the version whose digest it names, so a part re-sent with other
+//!   bytes can never be joined in place of the one the caller recorded.
+//! - `tmp/`: files being written; every write lands by an atomic rename.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use super::{
+    BlobBody, BlobKey, BlobStore, BlobStoreError, ByteRange, CompletedPart, MultipartId,
+    PendingMultipart,
+};
+
+/// Objects as files in a directory.
+#[derive(Debug, Clone)]
+pub struct FsBlobStore {
+    root: PathBuf,
+    /// Held while a part version lands and its older versions go, so two
+    /// concurrent sends of one part leave exactly the last one (as on S3).
+    /// The filesystem store serves one process, so a process lock suffices.
+    part_swap: Arc<Mutex<()>>,
+}
+
+impl FsBlobStore {
+    /// Opens (creating) a store rooted at `root`.
+    pub async fn open(root: PathBuf) -> anyhow::Result<Self> {
+        for sub in ["objects", "multipart", "tmp"] {
+            tokio::fs::create_dir_all(root.join(sub))
+                .await
+                .map_err(|e| anyhow::anyhow!("while creating {}: {e}", root.join(sub).display()))?;
+        }
+        Ok(Self {
+            root,
+            part_swap: Arc::default(),
+        })
+    }
+
+    fn object_path(&self, key: &BlobKey) -> PathBuf {
+        self.root.join("objects").join(key.as_str())
+    }
+
+    fn upload_dir(&self, upload: &MultipartId) -> Result<PathBuf, BlobStoreError> {
+        // Ids are ours (uuids), but they come back from callers: check before use as a path.
+        if upload.0.is_empty() || !upload.0.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(BlobStoreError::NoSuchUpload);
+        }
+        Ok(self.root.join("multipart").join(&upload.0))
+    }
+
+    fn tmp_path(&self) -> PathBuf {
+        self.root
+            .join("tmp")
+            .join(uuid::Uuid::new_v4().simple().to_string())
+    }
+}
+
+fn io_err(e: std::io::Error) -> BlobStoreError {
+    BlobStoreError::Other(e.to_string())
+}
+
+/// Runs blocking file work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BlobStoreError> + Send + 'static,
+) -> Result<T, BlobStoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BlobStoreError::Other(format!("blocking task failed: {e}")))?
+}
+
+/// Writes `data` to `tmp`, syncs it, and renames it to `dest`.
+fn write_atomically(tmp: &Path, dest: &Path, data: &[u8]) -> Result<(), BlobStoreError> {
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err)?;
+    }
+    let mut file = std::fs::File::create(tmp).map_err(io_err)?;
+    file.write_all(data).map_err(io_err)?;
+    file.sync_data().map_err(io_err)?;
+    std::fs::rename(tmp, dest).map_err(io_err)
+}
+
+fn part_prefix(number: u32) -> String {
+    format!("{number:05}-")
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    fn kind(&self) -> &'static str {
+        "filesystem"
+    }
+
+    async fn ping(&self) -> Result<(), BlobStoreError> {
+        let probe = self.root.join("tmp");
+        match tokio::fs::metadata(&probe).await {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(BlobStoreError::Unavailable(format!(
+                "{} is not a directory",
+                probe.display()
+            ))),
+            Err(e) => Err(BlobStoreError::Unavailable(format!(
+                "{}: {e}",
+                probe.display()
+            ))),
+        }
+    }
+
+    async fn put(&self, key: &BlobKey, data: Bytes) -> Result<(), BlobStoreError> {
+        let (tmp, dest) = (self.tmp_path(), self.object_path(key));
+        blocking(move || write_atomically(&tmp, &dest, &data)).await
+    }
+
+    async fn get(
+        &self,
+        key: &BlobKey,
+        range: Option<ByteRange>,
+    ) -> Result<BlobBody, BlobStoreError> {
+        let path = self.object_path(key);
+        let (file, total, len) = blocking(move || {
+            let mut file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(BlobStoreError::NotFound);
+                }
+                Err(e) => return Err(io_err(e)),
+            };
+            let total = file.metadata().map_err(io_err)?.len();
+            let (start, len) = match range {
+                None => (0, total),
+                Some(r) => {
+                    if r.start >= total {
+                        return Err(BlobStoreError::RangeNotSatisfiable { size: total });
+                    }
+                    let end = r.end.map_or(total - 1, |e| e.min(total - 1));
+                    if end < r.start {
+                        return Err(BlobStoreError::RangeNotSatisfiable { size: total });
+                    }
+                    (r.start, end - r.start + 1)
+                }
+            };
+            file.seek(SeekFrom::Start(start)).map_err(io_err)?;
+            Ok((file, total, len))
+        })
+        .await?;
+        let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), len);
+        let stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024).boxed();
+        Ok(BlobBody { len, total, stream })
+    }
+
+    async fn head(&self, key: &BlobKey) -> Result<Option<u64>, BlobStoreError> {
+        match tokio::fs::metadata(self.object_path(key)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    async fn delete(&self, key: &BlobKey) -> Result<(), BlobStoreError> {
+        match tokio::fs::remove_file(self.object_path(key)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, BlobStoreError> {
+        let objects = self.root.join("objects");
+        let prefix = prefix.to_owned();
+        blocking(move || {
+            let mut keys = Vec::new();
+            let mut stack = vec![objects.clone()];
+            while let Some(dir) = stack.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_err(e)),
+                };
+                for entry in entries {
+                    let entry = entry.map_err(io_err)?;
+                    let path = entry.path();
+                    if entry.file_type().map_err(io_err)?.is_dir() {
+                        stack.push(path);
+                    } else if let Ok(rel) = path.strip_prefix(&objects) {
+                        let key = rel.to_string_lossy().replace('\\', "/");
+                        if key.starts_with(&prefix) {
+                            keys.push(key);
+                        }
+                    }
+                }
+            }
+            keys.sort();
+            Ok(keys)
+        })
+        .await
+    }
+
+    async fn create_multipart(&self, key: &BlobKey) -> Result<MultipartId, BlobStoreError> {
+        let id = MultipartId(uuid::Uuid::new_v4().simple().to_string());
+        let dir = self.upload_dir(&id)?;
+        let (tmp, key) = (self.tmp_path(), key.as_str().to_owned());
+        blocking(move || {
+            std::fs::create_dir_all(&dir).map_err(io_err)?;
+            write_atomically(&tmp, &dir.join("key"), key.as_bytes())
+        })
+        .await?;
+        Ok(id)
+    }
+
+    async fn upload_part(
+        &self,
+        _key: &BlobKey,
+        upload: &MultipartId,
+        number: u32,
+        data: Bytes,
+        sha256: [u8; 32],
+    ) -> Result<String, BlobStoreError> {
+        let dir = self.upload_dir(upload)?;
+        let tmp = self.tmp_path();
+        let swap = self.part_swap.clone();
+        blocking(move || {
+            if !dir.join("key").is_file() {
+                return Err(BlobStoreError::NoSuchUpload);
+            }
+            // Verify what we were told, as S3 does with x-amz-checksum-sha256.
+            let actual: [u8; 32] = Sha256::digest(&data).into();
+            if actual != sha256 {
+                return Err(BlobStoreError::InvalidPart {
+                    part: Some(number),
+                    reason: "the bytes do not match the declared SHA-256".into(),
+                });
+            }
+            let etag = hex::encode(sha256);
+            let name = format!("{}{etag}", part_prefix(number));
+            let mut file = std::fs::File::create(&tmp).map_err(io_err)?;
+            file.write_all(&data).map_err(io_err)?;
+            file.sync_data().map_err(io_err)?;
+            let _guard = swap.lock().unwrap_or_else(|p| p.into_inner());
+            std::fs::rename(&tmp, dir.join(&name)).map_err(io_err)?;
+            // The part is replaced: older versions of it are gone, as on S3.
+            for entry in std::fs::read_dir(&dir).map_err(io_err)? {
+                let entry = entry.map_err(io_err)?;
+                let other = entry.file_name().to_string_lossy().into_owned();
+                if other.starts_with(&part_prefix(number)) && other != name {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+            Ok(format!("\"{etag}\""))
+        })
+        .await
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &BlobKey,
+        upload: &MultipartId,
+        parts: &[CompletedPart],
+    ) -> Result<(), BlobStoreError> {
+        let dir = self.upload_dir(upload)?;
+        let (tmp, dest) = (self.tmp_path(), self.object_path(key));
+        let parts = parts.to_vec();
+        blocking(move || {
+            if !dir.join("key").is_file() {
+                return Err(BlobStoreError::NoSuchUpload);
+            }
+            let mut out = std::fs::File::create(&tmp).map_err(io_err)?;
+            for part in &parts {
+                let path = dir.join(format!(
+                    "{}{}",
+                    part_prefix(part.number),
+                    hex::encode(part.sha256)
+                ));
+                let mut file = match std::fs::File::open(&path) {
+                    Ok(f) => f,
+                    Err(_) => {
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(BlobStoreError::InvalidPart {
+                            part: Some(part.number),
+                            reason: "no part with that number and SHA-256 was uploaded".into(),
+                        });
+                    }
+                };
+                // File to file: std uses copy_file_range, so no bytes pass through us.
+                std::io::copy(&mut file, &mut out).map_err(io_err)?;
+            }
+            out.sync_data().map_err(io_err)?;
+            drop(out);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(io_err)?;
+            }
+            std::fs::rename(&tmp, &dest).map_err(io_err)?;
+            std::fs::remove_dir_all(&dir).map_err(io_err)
+        })
+        .await
+    }
+
+    async fn abort_multipart(
+        &self,
+        _key: &BlobKey,
+        upload: &MultipartId,
+    ) -> Result<(), BlobStoreError> {
+        let Ok(dir) = self.upload_dir(upload) else {
+            return Ok(());
+        };
+        match tokio::fs::remove_dir_all(dir).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    async fn list_multipart(&self) -> Result<Vec<PendingMultipart>, BlobStoreError> {
+        let root = self.root.join("multipart");
+        blocking(move || {
+            let mut pending = Vec::new();
+            for entry in std::fs::read_dir(&root).map_err(io_err)? {
+                let entry = entry.map_err(io_err)?;
+                let mut key = String::new();
+                if std::fs::File::open(entry.path().join("key"))
+                    .and_then(|mut f| f.read_to_string(&mut key))
+                    .is_ok()
+                {
+                    pending.push(PendingMultipart {
+                        key,
+                        id: MultipartId(entry.file_name().to_string_lossy().into_owned()),
+                    });
+                }
+            }
+            Ok(pending)
+        })
+        .await
+    }
+}

@@ -1,0 +1,507 @@
+//! Layered configuration: built-in defaults, then an optional TOML file
+//! (`--config PATH`), then `MEDIA_*` environment variables.
+//!
+//! Nested settings are reached from the environment with a double underscore:
+//! `MEDIA_LIMITS__MAX_FILE_SIZE=20GiB` sets `[limits] max_file_size`.
+//! Secrets are [`SecretString`]s, so `Debug` and logs never show them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// Everything the service reads at start-up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP API listens on (`MEDIA_LISTEN`).
+    pub listen: SocketAddr,
+    /// Directory for the embedded backends: the SQLite file, the filesystem
+    /// blob store and generated secrets (`MEDIA_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Metadata store. Unset: SQLite in the data dir. `postgres://…`: PostgreSQL
+    /// (`MEDIA_DATABASE_URL`). Secret, because URLs carry passwords.
+    #[serde(serialize_with = "ser_secret_opt")]
+    pub database_url: Option<SecretString>,
+    /// Most connections the metadata store pool opens.
+    pub database_max_connections: u32,
+    /// Progress and events. Unset: in-process. `redis://…`: Redis (`MEDIA_REDIS_URL`).
+    #[serde(serialize_with = "ser_secret_opt")]
+    pub redis_url: Option<SecretString>,
+    /// Prefix of every Redis key and channel, so several deployments (or tests)
+    /// can share one Redis.
+    pub redis_namespace: String,
+    /// Blob store. Unset: the filesystem under the data dir. `s3://BUCKET[/PREFIX]`:
+    /// S3, configured by the AWS SDK's standard variables (`MEDIA_BLOB_STORE`).
+    pub blob_store: Option<String>,
+    /// Use path-style S3 addressing (`http://host/bucket/key`), as Garage and MinIO need.
+    pub s3_force_path_style: bool,
+    /// HMAC secret for bearer JWTs (`MEDIA_JWT_SECRET`). Unset: generated once
+    /// and kept in the data dir, so tokens survive restarts.
+    #[serde(serialize_with = "ser_secret_opt")]
+    pub jwt_secret: Option<SecretString>,
+    /// Origins browsers may call the API from (`*` allows any).
+    pub cors_origins: Vec<String>,
+    /// Deadline for an ordinary API request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Deadline for a request that carries upload bytes (a chunk or a one-request
+    /// upload), which on a slow mobile link takes much longer than a JSON call.
+    #[serde(with = "humantime_serde")]
+    pub upload_request_timeout: Duration,
+    /// How long in-flight requests get to finish after SIGTERM/SIGINT.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Log output: `text` or `json`.
+    pub log_format: LogFormat,
+    /// Size, count and time limits.
+    pub limits: Limits,
+}
+
+/// Every limit the service enforces.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest file a chunked upload may declare.
+    pub max_file_size: ByteSize,
+    /// Largest body of a one-request upload (`POST /v1/media`).
+    pub max_single_upload: ByteSize,
+    /// Chunk size when the client asks for none (a power of two).
+    pub default_chunk_size: ByteSize,
+    /// Largest chunk size a client may ask for (a power of two).
+    pub max_chunk_size: ByteSize,
+    /// Largest JSON request body.
+    pub max_json_body: ByteSize,
+    /// Bytes of chunk data held in memory at once across all requests; past it,
+    /// new chunk requests wait instead of the process growing.
+    pub inflight_memory: ByteSize,
+    /// How long an upload session may stay incomplete.
+    #[serde(with = "humantime_serde")]
+    pub upload_expiry: Duration,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            database_max_connections: 16,
+            redis_url: None,
+            redis_namespace: "media".into(),
+            blob_store: None,
+            s3_force_path_style: true,
+            jwt_secret: None,
+            cors_origins: Vec::new(),
+            request_timeout: Duration::from_secs(30),
+            upload_request_timeout: Duration::from_secs(15 * 60),
+            shutdown_grace: Duration::from_secs(30),
+            log_format: LogFormat::Text,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_file_size: ByteSize(10 * GIB),
+            max_single_upload: ByteSize(16 * MIB),
+            default_chunk_size: ByteSize(8 * MIB),
+            max_chunk_size: ByteSize(64 * MIB),
+            max_json_body: ByteSize(64 * KIB),
+            inflight_memory: ByteSize(128 * MIB),
+            upload_expiry: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+
+/// A configuration error that names the setting at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Defaults, then the TOML file if given, then `MEDIA_*` variables from the process environment.
+    pub fn load(config_file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(config_file, Env::prefixed("MEDIA_").split("__"))
+    }
+
+    /// As [`Settings::load`], with an explicit environment provider (tests use this).
+    pub fn load_from(config_file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = config_file {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "--config {}: no such file",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let settings: Settings = figment.merge(env).extract().map_err(describe)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |setting: &str, why: String| Err(ConfigError(format!("{setting}: {why}")));
+        if let Some(url) = &self.database_url {
+            let url = url.expose_secret();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return bad(
+                    "MEDIA_DATABASE_URL (database_url)",
+                    "expected a postgres:// URL, or leave it unset for the embedded SQLite store"
+                        .into(),
+                );
+            }
+        }
+        if let Some(url) = &self.redis_url {
+            let url = url.expose_secret();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return bad(
+                    "MEDIA_REDIS_URL (redis_url)",
+                    "expected a redis:// URL, or leave it unset for in-process progress".into(),
+                );
+            }
+        }
+        if let Some(store) = &self.blob_store
+            && let Err(why) = S3Location::parse(store)
+        {
+            return bad("MEDIA_BLOB_STORE (blob_store)", why);
+        }
+        if let Some(secret) = &self.jwt_secret
+            && secret.expose_secret().len() < 32
+        {
+            return bad(
+                "MEDIA_JWT_SECRET (jwt_secret)",
+                "must be at least 32 bytes long".into(),
+            );
+        }
+        if self.database_max_connections == 0 {
+            return bad(
+                "MEDIA_DATABASE_MAX_CONNECTIONS (database_max_connections)",
+                "must be at least 1".into(),
+            );
+        }
+        if self.redis_namespace.is_empty() || self.redis_namespace.contains(char::is_whitespace) {
+            return bad(
+                "MEDIA_REDIS_NAMESPACE (redis_namespace)",
+                "must be non-empty, without spaces".into(),
+            );
+        }
+        for origin in &self.cors_origins {
+            if origin != "*" && http::HeaderValue::from_str(origin).is_err() {
+                return bad(
+                    "MEDIA_CORS_ORIGINS (cors_origins)",
+                    format!("{origin:?} is not a valid origin"),
+                );
+            }
+        }
+        let l = &self.limits;
+        for (name, size) in [
+            ("default_chunk_size", l.default_chunk_size),
+            ("max_chunk_size", l.max_chunk_size),
+        ] {
+            if !size.0.is_power_of_two() || size.0 < 64 * KIB {
+                return bad(
+                    &format!("MEDIA_LIMITS__{} (limits.{name})", name.to_uppercase()),
+                    format!("{size} must be a power of two of at least 64KiB"),
+                );
+            }
+        }
+        if l.default_chunk_size > l.max_chunk_size {
+            return bad(
+                "MEDIA_LIMITS__DEFAULT_CHUNK_SIZE (limits.default_chunk_size)",
+                "must not exceed limits.max_chunk_size".into(),
+            );
+        }
+        if l.inflight_memory.0 < l.max_chunk_size.0 {
+            return bad(
+                "MEDIA_LIMITS__INFLIGHT_MEMORY (limits.inflight_memory)",
+                "must hold at least one chunk of limits.max_chunk_size".into(),
+            );
+        }
+        if l.max_file_size.0 == 0 || l.max_single_upload.0 == 0 || l.max_json_body.0 == 0 {
+            return bad("limits", "sizes must be greater than zero".into());
+        }
+        if l.upload_expiry.is_zero() {
+            return bad(
+                "MEDIA_LIMITS__UPLOAD_EXPIRY (limits.upload_expiry)",
+                "must be greater than zero".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// True when every backend is the embedded one (no other process needed).
+    pub fn is_embedded(&self) -> bool {
+        self.database_url.is_none() && self.redis_url.is_none() && self.blob_store.is_none()
+    }
+}
+
+/// Turns figment's error into one line per fault, each naming the setting and
+/// the environment variable that sets it.
+fn describe(err: figment::Error) -> ConfigError {
+    let lines: Vec<String> = err
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let env = format!("MEDIA_{}", e.path.join("__").to_uppercase());
+            if key.is_empty() {
+                e.kind.to_string()
+            } else {
+                format!("{env} ({key}): {}", e.kind)
+            }
+        })
+        .collect();
+    ConfigError(lines.join("; "))
+}
+
+fn ser_secret_opt<S: serde::Serializer>(
+    value: &Option<SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    // Only the defaults are ever serialised (as the base layer), so the secret
+    // is written back as itself; it never reaches logs, which use `Debug`.
+    match value {
+        Some(v) => s.serialize_some(v.expose_secret()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Where an S3 blob store lives: `s3://BUCKET[/PREFIX]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix inside the bucket, empty or ending in `/`.
+    pub prefix: String,
+}
+
+impl S3Location {
+    /// Parses `s3://BUCKET[/PREFIX]`.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let rest = value
+            .strip_prefix("s3://")
+            .ok_or_else(|| format!("{value:?}: expected s3://BUCKET[/PREFIX]"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !valid_bucket {
+            return Err(format!("{bucket:?} is not a valid bucket name"));
+        }
+        let prefix = prefix.trim_matches('/');
+        Ok(Self {
+            bucket: bucket.to_owned(),
+            prefix: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            },
+        })
+    }
+}
+
+/// A byte count, written as an integer or with a unit: `8MiB`, `16 MB`, `10GiB`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "ByteSizeRepr", into = "u64")]
+pub struct ByteSize(pub u64);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ByteSizeRepr {
+    Int(u64),
+    Text(String),
+}
+
+impl TryFrom<ByteSizeRepr> for ByteSize {
+    type Error = String;
+    fn try_from(value: ByteSizeRepr) -> Result<Self, String> {
+        match value {
+            ByteSizeRepr::Int(n) => Ok(ByteSize(n)),
+            ByteSizeRepr::Text(s) => s.parse(),
+        }
+    }
+}
+
+impl From<ByteSize> for u64 {
+    fn from(value: ByteSize) -> u64 {
+        value.0
+    }
+}
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (digits, unit) = s.split_at(split);
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("{s:?} is not a size such as 1048576 or 8MiB"))?;
+        let mult = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1000,
+            "kib" => KIB,
+            "m" | "mb" => 1000 * 1000,
+            "mib" => MIB,
+            "g" | "gb" => 1000 * 1000 * 1000,
+            "gib" => GIB,
+            "t" | "tb" => 1000 * 1000 * 1000 * 1000,
+            "tib" => 1024 * GIB,
+            other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("{s:?} is too large"))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        for (unit, size) in [("GiB", GIB), ("MiB", MIB), ("KiB", KIB)] {
+            if n >= size && n.is_multiple_of(size) {
+                return write!(f, "{}{unit}", n / size);
+            }
+        }
+        write!(f, "{n}B")
+    }
+}
+
+impl fmt::Debug for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[allow(clippy::result_large_err)]
+    fn load(jail_env: &[(&str, &str)], toml: Option<&str>) -> Result<Settings, ConfigError> {
+        let mut out = None;
+        Jail::expect_with(|jail| {
+            // The test sees only the variables it sets, not the shell's.
+            jail.clear_env();
+            for (k, v) in jail_env {
+                jail.set_env(k, v);
+            }
+            let path = toml.map(|t| {
+                jail.create_file("media.toml", t).expect("write toml");
+                PathBuf::from("media.toml")
+            });
+            out = Some(Settings::load(path.as_deref()));
+            Ok(())
+        });
+        out.expect("jail ran")
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_service() {
+        let s = load(&[], None).expect("defaults load");
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert!(s.is_embedded());
+        assert_eq!(s.limits.default_chunk_size.0, 8 * MIB);
+    }
+
+    #[test]
+    fn env_overrides_file_overrides_defaults() {
+        let toml = "listen = \"127.0.0.1:9000\"\ndata_dir = \"/from/file\"\n[limits]\nmax_file_size = \"1GiB\"\n";
+        let s = load(&[("MEDIA_LISTEN", "127.0.0.1:9100")], Some(toml)).expect("loads");
+        assert_eq!(s.listen.to_string(), "127.0.0.1:9100", "env beats file");
+        assert_eq!(
+            s.data_dir,
+            PathBuf::from("/from/file"),
+            "file beats default"
+        );
+        assert_eq!(s.limits.max_file_size.0, GIB);
+        let s = load(&[("MEDIA_LIMITS__MAX_FILE_SIZE", "2GiB")], Some(toml)).expect("loads");
+        assert_eq!(s.limits.max_file_size.0, 2 * GIB, "nested env beats file");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_setting() {
+        let err = load(&[("MEDIA_LISTEN", "not-an-address")], None).expect_err("must fail");
+        assert!(err.to_string().contains("MEDIA_LISTEN"), "{err}");
+        let err = load(&[("MEDIA_DATABASE_URL", "mysql://x")], None).expect_err("must fail");
+        assert!(err.to_string().contains("MEDIA_DATABASE_URL"), "{err}");
+        let err = load(&[("MEDIA_BLOB_STORE", "gs://bucket")], None).expect_err("must fail");
+        assert!(err.to_string().contains("MEDIA_BLOB_STORE"), "{err}");
+        let err =
+            load(&[("MEDIA_LIMITS__DEFAULT_CHUNK_SIZE", "6MiB")], None).expect_err("must fail");
+        assert!(
+            err.to_string().contains("MEDIA_LIMITS__DEFAULT_CHUNK_SIZE"),
+            "{err}"
+        );
+        let err = load(&[("MEDIA_NO_SUCH_SETTING", "1")], None).expect_err("must fail");
+        assert!(err.to_string().contains("no_such_setting"), "{err}");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let s = load(
+            &[
+                (
+                    "MEDIA_JWT_SECRET",
+                    "super-secret-value-that-is-long-enough-xx",
+                ),
+                ("MEDIA_DATABASE_URL", "postgres://u:hunter2@localhost/db"),
+            ],
+            None,
+        )
+        .expect("loads");
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("super-secret"), "{debug}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn byte_sizes_parse_with_units() {
+        assert_eq!("8MiB".parse::<ByteSize>().map(|b| b.0), Ok(8 * MIB));
+        assert_eq!("16 MB".parse::<ByteSize>().map(|b| b.0), Ok(16_000_000));
+        assert_eq!("1048576".parse::<ByteSize>().map(|b| b.0), Ok(MIB));
+        assert!("8 parsecs".parse::<ByteSize>().is_err());
+        assert!("".parse::<ByteSize>().is_err());
+        assert_eq!(ByteSize(8 * MIB).to_string(), "8MiB");
+    }
+
+    #[test]
+    fn s3_locations_parse() {
+        let loc = S3Location::parse("s3://media/prod/").expect("parses");
+        assert_eq!(loc.bucket, "media");
+        assert_eq!(loc.prefix, "prod/");
+        assert_eq!(
+            S3Location::parse("s3://media").map(|l| l.prefix),
+            Ok(String::new())
+        );
+        assert!(S3Location::parse("s3://X").is_err());
+        assert!(S3Location::parse("media").is_err());
+    }
+}

@@ -1,0 +1,65 @@
+//! The progress and events seam: the live, losable view of uploads and the
+//! event fan-out between API nodes.
+//!
+//! [`redis::RedisProgressBus`] serves a cluster of API nodes; [`memory::MemoryProgressBus`]
+//! is the embedded default for a single process. Nothing here is the source of
+//! truth: the metadata store is, and whatever this seam loses is rebuilt from it.
+
+pub mod memory;
+pub mod redis;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Settings;
+
+/// One event on a topic (for example an upload's `progress` or `completed`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The event name, used as the SSE `event:` field.
+    pub kind: String,
+    /// The event body.
+    pub data: serde_json::Value,
+}
+
+/// A live subscription: yields events published after it was made.
+pub type EventStream = BoxStream<'static, Event>;
+
+/// What can go wrong talking to the progress backend.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgressError {
+    /// The backend could not be reached.
+    #[error("progress backend unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Live progress and event fan-out.
+#[async_trait]
+pub trait ProgressBus: Send + Sync + 'static {
+    /// `redis` or `memory`, for readiness and logs.
+    fn kind(&self) -> &'static str;
+
+    /// Answers when the backend is reachable.
+    async fn ping(&self) -> Result<(), ProgressError>;
+
+    /// Sends an event to every current subscriber of `topic`, on any node.
+    async fn publish(&self, topic: &str, event: &Event) -> Result<(), ProgressError>;
+
+    /// Subscribes to `topic`. Once this returns, every later publish is delivered.
+    async fn subscribe(&self, topic: &str) -> Result<EventStream, ProgressError>;
+}
+
+/// Builds the bus the settings name.
+pub async fn from_settings(settings: &Settings) -> anyhow::Result<Arc<dyn ProgressBus>> {
+    use secrecy::ExposeSecret;
+    match &settings.redis_url {
+        None => Ok(Arc::new(memory::MemoryProgressBus::new())),
+        Some(url) => Ok(Arc::new(
+            redis::RedisProgressBus::connect(url.expose_secret(), &settings.redis_namespace)
+                .await?,
+        )),
+    }
+}

@@ -1,0 +1,241 @@
+//! Helpers for the end-to-end tests: build the service on port 0 against
+//! either backend set, isolated per test, and talk to it over real HTTP.
+//!
+//! The real set (PostgreSQL, Redis, Garage) is found through the variables
+//! `infra/up.sh` writes to `infra/.local/env`. When they are missing, tests
+//! that need them fail with a message saying how to start them: they never
+//! skip silently.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use media_api::Settings;
+use media_api::auth::UserId;
+use media_api::state::AppState;
+use secrecy::SecretString;
+use sqlx::Connection;
+use tempfile::TempDir;
+
+/// Which backends a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendSet {
+    /// SQLite, in-process progress, filesystem blobs: no other process.
+    Embedded,
+    /// PostgreSQL, Redis and Garage, started by `infra/up.sh`.
+    Real,
+}
+
+impl BackendSet {
+    /// Both sets, for tests that must show the same behaviour on each.
+    pub const ALL: [BackendSet; 2] = [BackendSet::Embedded, BackendSet::Real];
+}
+
+/// Reads a variable the real backend set needs, or fails the test saying how to get it.
+pub fn real_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: end-to-end tests need the real backends. Run `infra/test.sh`, \
+             or `infra/up.sh` and then `. infra/.local/env` before `cargo test`."
+        )
+    })
+}
+
+/// A unique, lowercase name for per-test isolation.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Creates an empty PostgreSQL database for one test and returns its URL.
+pub async fn fresh_postgres_database() -> String {
+    let admin = real_env("MEDIA_DATABASE_URL");
+    let name = unique("t_");
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at MEDIA_DATABASE_URL: {e}"));
+    sqlx::Executor::execute(&mut conn, format!("create database {name}").as_str())
+        .await
+        .expect("create a test database");
+    let (base, _) = admin.rsplit_once('/').expect("database URL has a path");
+    format!("{base}/{name}")
+}
+
+/// Settings for one isolated test: a temporary data dir, port 0, and on the
+/// real set a fresh database, Redis namespace and S3 key prefix.
+pub async fn test_settings(set: BackendSet) -> (Settings, TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = Settings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: dir.path().to_path_buf(),
+        ..Settings::default()
+    };
+    if set == BackendSet::Real {
+        settings.database_url = Some(SecretString::from(fresh_postgres_database().await));
+        settings.redis_url = Some(SecretString::from(real_env("MEDIA_REDIS_URL")));
+        settings.redis_namespace = unique("t");
+        settings.blob_store = Some(format!(
+            "{}/{}",
+            real_env("MEDIA_BLOB_STORE").trim_end_matches('/'),
+            unique("t")
+        ));
+        real_env("AWS_ENDPOINT_URL");
+    }
+    (settings, dir)
+}
+
+/// A running service and a client for it.
+#[derive(Debug)]
+pub struct TestApp {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// HTTP client.
+    pub client: reqwest::Client,
+    /// The service's state, to reach its backends directly.
+    pub state: AppState,
+    /// Which set it runs on.
+    pub set: BackendSet,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _data_dir: TempDir,
+}
+
+impl TestApp {
+    /// Builds and starts the service on `set`.
+    pub async fn spawn(set: BackendSet) -> Self {
+        let (settings, dir) = test_settings(set).await;
+        Self::spawn_with(set, settings, dir).await
+    }
+
+    /// Starts the service with the given settings.
+    pub async fn spawn_with(set: BackendSet, settings: Settings, dir: TempDir) -> Self {
+        if std::env::var_os("TEST_LOG").is_some() {
+            media_api::telemetry::init_tracing(settings.log_format);
+        }
+        let app = media_api::Application::build(settings)
+            .await
+            .expect("the service builds");
+        let addr = app.local_addr();
+        let state = app.state().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(120))
+                .build()
+                .expect("client"),
+            state,
+            set,
+            stop: Some(stop),
+            server: Some(server),
+            _data_dir: dir,
+        }
+    }
+
+    /// An absolute URL for `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A valid bearer token for `user`.
+    pub fn token(&self, user: &str) -> String {
+        self.state
+            .tokens
+            .mint(
+                &UserId::parse(user).expect("valid user"),
+                false,
+                Duration::from_secs(3600),
+            )
+            .expect("mint")
+    }
+
+    /// Stops the server and waits for it to drain.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server ran");
+        }
+    }
+}
+
+/// A response header as text (empty when absent).
+pub fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Reads a response body as JSON, checking the status first.
+pub async fn json_of(response: reqwest::Response, status: u16) -> serde_json::Value {
+    let got = response.status().as_u16();
+    let content_type = header(&response, "content-type");
+    let body = response.text().await.expect("body");
+    assert_eq!(got, status, "unexpected status; body: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({content_type}): {e}: {body}"))
+}
+
+/// Asserts that a response is an RFC 9457 problem with `status` and `code`,
+/// and returns its body.
+pub async fn problem_of(response: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+    assert_eq!(
+        header(&response, "content-type"),
+        "application/problem+json"
+    );
+    let body = json_of(response, status).await;
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status, "{body}");
+    assert!(body["title"].is_string(), "{body}");
+    assert!(body["detail"].is_string(), "{body}");
+    assert!(body["type"].is_string(), "{body}");
+    body
+}
+
+/// The `media-api` binary cargo built next to this test.
+pub fn service_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let bin = dir.join("media-api");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it first (`cargo build -p media-api`, which infra/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `check` every 100 ms until it is true or `limit` passes.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
