@@ -10,7 +10,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-apt_install postgresql redis-server ca-certificates curl
+apt_install postgresql redis-server ca-certificates curl openssl
 
 if ! garage --version 2>/dev/null | grep -q "v$GARAGE_VERSION\b\|$GARAGE_VERSION"; then
     log "building Garage $GARAGE_VERSION (cargo install; about 20 minutes on 2 cores, once per machine)"
@@ -119,6 +119,21 @@ CONF
         "${g[@]}" bucket create media >/dev/null
     fi
     "${g[@]}" bucket allow --read --write --owner media --key "$KEY_ID" >/dev/null
+    set_lifecycle_rule
+}
+
+# A backstop for upload sessions the janitor never aborted (a node that died,
+# a bug): the store itself drops multipart uploads left incomplete this long.
+set_lifecycle_rule() {
+    local days="${MEDIA_MULTIPART_BACKSTOP_DAYS:-2}" body md5 sha
+    body="<?xml version=\"1.0\" encoding=\"UTF-8\"?><LifecycleConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Rule><ID>abort-incomplete-uploads</ID><Status>Enabled</Status><Filter><Prefix></Prefix></Filter><AbortIncompleteMultipartUpload><DaysAfterInitiation>$days</DaysAfterInitiation></AbortIncompleteMultipartUpload></Rule></LifecycleConfiguration>"
+    md5="$(printf '%s' "$body" | openssl md5 -binary | base64)"
+    sha="$(printf '%s' "$body" | sha256sum | cut -d' ' -f1)"
+    # `lifecycle=` (with the equals sign) so curl's SigV4 canonical query matches the server's.
+    curl -fsS -X PUT "http://127.0.0.1:$GARAGE_S3_PORT/media?lifecycle=" \
+        --aws-sigv4 "aws:amz:garage:s3" --user "$KEY_ID:$KEY_SECRET" \
+        -H "Content-MD5: $md5" -H "x-amz-content-sha256: $sha" -H "content-type: application/xml" \
+        --data-binary "$body" >/dev/null || die "could not set the bucket lifecycle rule"
 }
 
 start_postgres

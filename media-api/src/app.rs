@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::routes;
 use crate::state::{AppState, Backends};
 use crate::telemetry;
+use crate::upload_session::{self, UploadService};
 
 /// A bound, connected, not yet serving service.
 #[derive(Debug)]
@@ -42,9 +43,11 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("while binding MEDIA_LISTEN={}", settings.listen))?;
+        let uploads = UploadService::new(backends.clone(), settings.limits.clone());
         let state = AppState {
             settings: Arc::new(settings),
             backends,
+            uploads,
             tokens: TokenAuthority::new(&secret),
             metrics: telemetry::metrics_handle(),
             shutdown: CancellationToken::new(),
@@ -81,6 +84,11 @@ impl Application {
             blobs = state.backends.blobs.kind(),
             "media-api serving"
         );
+        tokio::spawn(upload_session::run_janitor(
+            state.uploads.clone(),
+            state.settings.janitor_interval,
+            stopping.clone(),
+        ));
         let signalled = stopping.clone();
         let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
             shutdown.await;

@@ -58,6 +58,9 @@ pub struct Settings {
     /// How long in-flight requests get to finish after SIGTERM/SIGINT.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How often the janitor looks for expired upload sessions.
+    #[serde(with = "humantime_serde")]
+    pub janitor_interval: Duration,
     /// Log output: `text` or `json`.
     pub log_format: LogFormat,
     /// Size, count and time limits.
@@ -112,6 +115,7 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(30),
             upload_request_timeout: Duration::from_secs(15 * 60),
             shutdown_grace: Duration::from_secs(30),
+            janitor_interval: Duration::from_secs(60),
             log_format: LogFormat::Text,
             limits: Limits::default(),
         }

@@ -8,8 +8,10 @@
 pub mod app;
 pub mod auth;
 pub mod blob_store;
+pub mod chunk_hash;
 pub mod cli;
 pub mod config;
+pub mod ids;
 pub mod metadata_store;
 pub mod problem;
 pub mod progress_bus;
@@ -17,6 +19,7 @@ pub mod routes;
 pub mod shutdown;
 pub mod state;
 pub mod telemetry;
+pub mod upload_session;
 
 pub use app::Application;
 pub use config::Settings;

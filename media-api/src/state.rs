@@ -12,6 +12,7 @@ use crate::blob_store::{self, BlobStore};
 use crate::config::Settings;
 use crate::metadata_store::{self, MetadataStore};
 use crate::progress_bus::{self, ProgressBus};
+use crate::upload_session::UploadService;
 
 /// The three seams.
 #[derive(Clone)]
@@ -59,6 +60,8 @@ pub struct AppState {
     pub backends: Backends,
     /// Signs and checks bearer tokens.
     pub tokens: TokenAuthority,
+    /// Upload sessions and one-request uploads.
+    pub uploads: UploadService,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Cancelled when the service begins to shut down, so long-lived

@@ -222,6 +222,22 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Waits up to 30 s for `{base}/readyz` to answer 200.
+pub async fn wait_ready(base: &str) -> bool {
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(30), || {
+        let (client, url) = (client.clone(), format!("{base}/readyz"));
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        }
+    })
+    .await
+}
+
 /// Polls `check` every 100 ms until it is true or `limit` passes.
 pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
 where
@@ -238,4 +254,185 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Deterministic pseudo-random bytes (splitmix64): incompressible test content.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A user of the API: a token and the app it talks to.
+#[derive(Debug, Clone)]
+pub struct User<'a> {
+    /// The app.
+    pub app: &'a TestApp,
+    /// Bearer token.
+    pub token: String,
+}
+
+impl TestApp {
+    /// A user with a fresh token.
+    pub fn user(&self, name: &str) -> User<'_> {
+        User {
+            app: self,
+            token: self.token(name),
+        }
+    }
+}
+
+impl User<'_> {
+    /// `POST /v1/uploads` with a JSON body.
+    pub async fn create_upload(&self, body: serde_json::Value) -> reqwest::Response {
+        self.app
+            .client
+            .post(self.app.url("/v1/uploads"))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("create upload")
+    }
+
+    /// Opens a session for `data` and returns its description.
+    pub async fn open(&self, name: &str, size: usize) -> serde_json::Value {
+        let r = self
+            .create_upload(serde_json::json!({ "file_name": name, "size": size }))
+            .await;
+        json_of(r, 201).await
+    }
+
+    /// `PUT /v1/uploads/{id}/chunks/{n}`.
+    pub async fn put_chunk(
+        &self,
+        id: &str,
+        n: impl std::fmt::Display,
+        bytes: Vec<u8>,
+    ) -> reqwest::Response {
+        self.app
+            .client
+            .put(self.app.url(&format!("/v1/uploads/{id}/chunks/{n}")))
+            .bearer_auth(&self.token)
+            .body(bytes)
+            .send()
+            .await
+            .expect("put chunk")
+    }
+
+    /// `GET` on a path with this user's token.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.app
+            .client
+            .get(self.app.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("get")
+    }
+
+    /// `POST` with no body.
+    pub async fn post(&self, path: &str) -> reqwest::Response {
+        self.app
+            .client
+            .post(self.app.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("post")
+    }
+
+    /// `DELETE`.
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.app
+            .client
+            .delete(self.app.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("delete")
+    }
+
+    /// `POST /v1/uploads/{id}/complete`.
+    pub async fn complete(&self, id: &str) -> reqwest::Response {
+        self.post(&format!("/v1/uploads/{id}/complete")).await
+    }
+
+    /// Sends the given chunks of `data`, `parallel` at a time, in the order given.
+    pub async fn send_chunks(
+        &self,
+        id: &str,
+        data: &[u8],
+        chunk_size: usize,
+        order: &[usize],
+        parallel: usize,
+    ) {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(order.iter().copied())
+            .map(|n| {
+                let start = (n - 1) * chunk_size;
+                let bytes = data[start..(start + chunk_size).min(data.len())].to_vec();
+                async move {
+                    let r = self.put_chunk(id, n, bytes).await;
+                    let status = r.status();
+                    let body = r.text().await.unwrap_or_default();
+                    assert_eq!(status, 200, "chunk {n}: {body}");
+                }
+            })
+            .buffer_unordered(parallel)
+            .collect::<Vec<()>>()
+            .await;
+    }
+
+    /// Uploads `data` whole: open, every chunk (shuffled, 4 in flight), complete.
+    pub async fn upload(&self, name: &str, data: &[u8]) -> serde_json::Value {
+        let session = self.open(name, data.len()).await;
+        let id = session["upload_id"].as_str().expect("id").to_owned();
+        let chunk_size = session["chunk_size"].as_u64().expect("chunk size") as usize;
+        let total = session["total_chunks"].as_u64().expect("total") as usize;
+        let mut order: Vec<usize> = (1..=total).collect();
+        shuffle(&mut order, data.len() as u64);
+        self.send_chunks(&id, data, chunk_size, &order, 4).await;
+        json_of(self.complete(&id).await, 200).await
+    }
+}
+
+/// Fisher–Yates with a fixed seed: a shuffled but repeatable order.
+pub fn shuffle<T>(items: &mut [T], seed: u64) {
+    let noise = random_bytes(items.len() * 8, seed ^ 0x5eed);
+    for i in (1..items.len()).rev() {
+        let r = u64::from_le_bytes(noise[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        items.swap(i, (r % (i as u64 + 1)) as usize);
+    }
+}
+
+/// The bytes of a media item read straight from the blob store, bypassing the API.
+pub async fn stored_bytes(app: &TestApp, media_id: &str) -> Vec<u8> {
+    let id = media_api::ids::MediaId::parse(media_id).expect("media id");
+    let media = app
+        .state
+        .backends
+        .metadata
+        .media(id)
+        .await
+        .expect("metadata")
+        .expect("media exists");
+    let key = media_api::blob_store::BlobKey::parse(&media.storage_key).expect("key");
+    app.state
+        .backends
+        .blobs
+        .get(&key, None)
+        .await
+        .expect("object")
+        .collect()
+        .await
+        .expect("read")
 }

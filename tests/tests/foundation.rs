@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use media_e2e::{
     BackendSet, TestApp, eventually, free_port, json_of, problem_of, service_binary, test_settings,
+    wait_ready,
 };
 use secrecy::SecretString;
 
@@ -300,20 +301,7 @@ async fn token_subcommand_mints_what_serve_accepts_and_sigterm_drains() {
     let mut child = serve.stderr(Stdio::null()).spawn().expect("serve");
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    assert!(
-        eventually(Duration::from_secs(30), || {
-            let (client, url) = (client.clone(), format!("{base}/readyz"));
-            async move {
-                client
-                    .get(url)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status() == 200)
-            }
-        })
-        .await,
-        "the service did not become ready"
-    );
+    assert!(wait_ready(&base).await, "the service did not become ready");
     let me = client
         .get(format!("{base}/v1/me"))
         .bearer_auth(&token)

@@ -364,3 +364,29 @@ async fn metadata_store_connects_and_migrates_on_both_databases() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_bucket_drops_abandoned_multipart_uploads_by_itself() {
+    let location = media_api::config::S3Location::parse(&media_e2e::real_env("MEDIA_BLOB_STORE"))
+        .expect("s3 location");
+    let store = media_api::blob_store::s3::S3BlobStore::from_env(location.clone(), true)
+        .await
+        .expect("s3");
+    let rules = store
+        .client()
+        .get_bucket_lifecycle_configuration()
+        .bucket(&location.bucket)
+        .send()
+        .await
+        .expect("infra/up.sh sets a lifecycle configuration");
+    let abort_days: Vec<i32> = rules
+        .rules()
+        .iter()
+        .filter_map(|r| r.abort_incomplete_multipart_upload())
+        .filter_map(|a| a.days_after_initiation())
+        .collect();
+    assert!(
+        !abort_days.is_empty(),
+        "no AbortIncompleteMultipartUpload rule: {rules:?}"
+    );
+}

@@ -171,6 +171,9 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Answers when the store is reachable and the bucket usable.
     async fn ping(&self) -> Result<(), BlobStoreError>;
 
+    /// The smallest size a multipart part other than the last may have.
+    fn min_part_size(&self) -> u64;
+
     /// Stores a whole object (small objects; large ones go multipart).
     async fn put(&self, key: &BlobKey, data: Bytes) -> Result<(), BlobStoreError>;
 
@@ -203,6 +206,13 @@ pub trait BlobStore: Send + Sync + 'static {
         data: Bytes,
         sha256: [u8; 32],
     ) -> Result<String, BlobStoreError>;
+
+    /// Parts the store holds for an upload: number and ETag, ascending.
+    async fn list_parts(
+        &self,
+        key: &BlobKey,
+        upload: &MultipartId,
+    ) -> Result<Vec<(u32, String)>, BlobStoreError>;
 
     /// Joins exactly `parts`, in order, into the object.
     async fn complete_multipart(

@@ -126,6 +126,42 @@ impl BlobStore for S3BlobStore {
             })
     }
 
+    fn min_part_size(&self) -> u64 {
+        5 * 1024 * 1024
+    }
+
+    async fn list_parts(
+        &self,
+        key: &BlobKey,
+        upload: &MultipartId,
+    ) -> Result<Vec<(u32, String)>, BlobStoreError> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(self.full_key(key))
+                .upload_id(&upload.0)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await
+                .map_err(classify)?;
+            for part in out.parts() {
+                if let (Some(n), Some(etag)) = (part.part_number(), part.e_tag()) {
+                    parts.push((u32::try_from(n).unwrap_or(0), etag.to_owned()));
+                }
+            }
+            match (out.is_truncated(), out.next_part_number_marker()) {
+                (Some(true), Some(next)) => marker = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        parts.sort();
+        Ok(parts)
+    }
+
     async fn put(&self, key: &BlobKey, data: Bytes) -> Result<(), BlobStoreError> {
         use sha2::Digest;
         let sha = sha2::Sha256::digest(&data);

@@ -6,12 +6,17 @@ use anyhow::Context;
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use sqlx::AnyPool;
-use sqlx::Row;
 use sqlx::any::AnyPoolOptions;
+use sqlx::any::AnyRow;
 use sqlx::migrate::Migrator;
+use sqlx::{Any, Row, Transaction};
 
-use super::{Dialect, MetadataError, MetadataStore};
+use super::{
+    ChunkRecord, Created, Dialect, MediaRecord, MetadataError, MetadataStore, NewContent,
+    RecordOutcome, UploadRecord, UploadState,
+};
 use crate::config::Settings;
+use crate::ids::{Blake3, MediaId, UploadId, now_ms};
 
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -85,6 +90,169 @@ impl SqlMetadataStore {
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }
+
+    /// A row-locking clause on PostgreSQL; nothing on SQLite, whose single
+    /// writer connection already serialises transactions.
+    fn lock_clause(&self, clause: &'static str) -> &'static str {
+        match self.dialect {
+            Dialect::Postgres => clause,
+            Dialect::Sqlite => "",
+        }
+    }
+
+    /// The session's state, share-locked until the transaction ends.
+    async fn locked_state(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        id: UploadId,
+    ) -> Result<Option<UploadState>, MetadataError> {
+        let state: Option<String> = sqlx::query_scalar(&format!(
+            "select state from uploads where upload_id = $1{}",
+            self.lock_clause(" for share")
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
+        state.as_deref().map(UploadState::parse).transpose()
+    }
+}
+
+const UPLOAD_COLUMNS: &str = "upload_id, owner_id, file_name, size, declared_type, \
+    declared_blake3, chunk_size, total_chunks, state, storage_key, multipart_id, media_id, \
+    created_at, updated_at, expires_at";
+
+const CHUNK_COLUMNS: &str = "chunk_number, size, sha256, chaining_value, etag";
+
+const MEDIA_SELECT: &str = "select m.media_id, m.owner_id, m.blake3, b.size, b.content_type, \
+    m.file_name, m.status, b.storage_key, m.created_at from media m \
+    join blobs b on b.blake3 = m.blake3";
+
+/// References a content in an open transaction: inserts its blob unless one
+/// with that BLAKE3 exists (the unique key settles races), then the media.
+async fn reference_content(
+    tx: &mut Transaction<'static, Any>,
+    owner: &str,
+    file_name: &str,
+    content: &NewContent,
+    media_id: MediaId,
+) -> Result<Created, MetadataError> {
+    let now = now_ms();
+    let inserted = sqlx::query(
+        "insert into blobs (blake3, size, content_type, storage_key, created_at) \
+         values ($1, $2, $3, $4, $5) on conflict (blake3) do nothing",
+    )
+    .bind(content.blake3.to_hex())
+    .bind(to_i64(content.size)?)
+    .bind(&content.content_type)
+    .bind(&content.storage_key)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    // A content referenced again is no longer a GC candidate.
+    sqlx::query("update blobs set unreferenced_since = null where blake3 = $1")
+        .bind(content.blake3.to_hex())
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "insert into media (media_id, owner_id, blake3, file_name, status, created_at, \
+         updated_at) values ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(media_id.to_string())
+    .bind(owner)
+    .bind(content.blake3.to_hex())
+    .bind(file_name)
+    .bind("ready")
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let row = sqlx::query(&format!("{MEDIA_SELECT} where m.media_id = $1"))
+        .bind(media_id.to_string())
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(Created {
+        media: media_from_row(&row)?,
+        deduplicated: inserted == 0,
+    })
+}
+
+fn to_i64(n: u64) -> Result<i64, MetadataError> {
+    i64::try_from(n).map_err(|_| MetadataError::Query(format!("{n} does not fit a bigint")))
+}
+
+fn get_u64(row: &AnyRow, column: &str) -> Result<u64, MetadataError> {
+    let v: i64 = row.try_get(column)?;
+    u64::try_from(v).map_err(|_| MetadataError::Query(format!("negative {column}")))
+}
+
+fn get_u32(row: &AnyRow, column: &str) -> Result<u32, MetadataError> {
+    let v: i64 = row.try_get(column)?;
+    u32::try_from(v).map_err(|_| MetadataError::Query(format!("{column} out of range")))
+}
+
+fn get_hash(row: &AnyRow, column: &str) -> Result<[u8; 32], MetadataError> {
+    let text: String = row.try_get(column)?;
+    Blake3::parse(&text)
+        .map(|b| b.0)
+        .map_err(|e| MetadataError::Query(format!("{column}: {e}")))
+}
+
+fn bad_id(column: &str) -> MetadataError {
+    MetadataError::Query(format!("{column} is not a valid id"))
+}
+
+fn upload_from_row(row: &AnyRow) -> Result<UploadRecord, MetadataError> {
+    let upload_id: String = row.try_get("upload_id")?;
+    let declared_blake3: Option<String> = row.try_get("declared_blake3")?;
+    let media_id: Option<String> = row.try_get("media_id")?;
+    let state: String = row.try_get("state")?;
+    Ok(UploadRecord {
+        upload_id: UploadId::parse(&upload_id).ok_or_else(|| bad_id("upload_id"))?,
+        owner: row.try_get("owner_id")?,
+        file_name: row.try_get("file_name")?,
+        size: get_u64(row, "size")?,
+        declared_type: row.try_get("declared_type")?,
+        declared_blake3: declared_blake3
+            .map(|b| Blake3::parse(&b).map_err(MetadataError::Query))
+            .transpose()?,
+        chunk_size: get_u64(row, "chunk_size")?,
+        total_chunks: get_u32(row, "total_chunks")?,
+        state: UploadState::parse(&state)?,
+        storage_key: row.try_get("storage_key")?,
+        multipart_id: row.try_get("multipart_id")?,
+        media_id: media_id
+            .map(|m| MediaId::parse(&m).ok_or_else(|| bad_id("media_id")))
+            .transpose()?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+fn chunk_from_row(row: &AnyRow) -> Result<ChunkRecord, MetadataError> {
+    Ok(ChunkRecord {
+        number: get_u32(row, "chunk_number")?,
+        size: get_u64(row, "size")?,
+        sha256: get_hash(row, "sha256")?,
+        chaining_value: get_hash(row, "chaining_value")?,
+        etag: row.try_get("etag")?,
+    })
+}
+
+fn media_from_row(row: &AnyRow) -> Result<MediaRecord, MetadataError> {
+    let media_id: String = row.try_get("media_id")?;
+    Ok(MediaRecord {
+        media_id: MediaId::parse(&media_id).ok_or_else(|| bad_id("media_id"))?,
+        owner: row.try_get("owner_id")?,
+        blake3: Blake3(get_hash(row, "blake3")?),
+        size: get_u64(row, "size")?,
+        content_type: row.try_get("content_type")?,
+        file_name: row.try_get("file_name")?,
+        status: row.try_get("status")?,
+        storage_key: row.try_get("storage_key")?,
+        created_at: row.try_get("created_at")?,
+    })
 }
 
 #[async_trait]
@@ -105,6 +273,261 @@ impl MetadataStore for SqlMetadataStore {
         } else {
             Err(MetadataError::Query("select 1 did not answer 1".into()))
         }
+    }
+
+    async fn create_upload(&self, u: &UploadRecord) -> Result<(), MetadataError> {
+        sqlx::query(
+            "insert into uploads (upload_id, owner_id, file_name, size, declared_type, \
+             declared_blake3, chunk_size, total_chunks, state, storage_key, multipart_id, \
+             media_id, created_at, updated_at, expires_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(u.upload_id.to_string())
+        .bind(&u.owner)
+        .bind(&u.file_name)
+        .bind(to_i64(u.size)?)
+        .bind(u.declared_type.clone())
+        .bind(u.declared_blake3.map(|b| b.to_hex()))
+        .bind(to_i64(u.chunk_size)?)
+        .bind(i64::from(u.total_chunks))
+        .bind(u.state.as_str())
+        .bind(&u.storage_key)
+        .bind(&u.multipart_id)
+        .bind(u.media_id.map(|m| m.to_string()))
+        .bind(u.created_at)
+        .bind(u.updated_at)
+        .bind(u.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn upload(&self, id: UploadId) -> Result<Option<UploadRecord>, MetadataError> {
+        sqlx::query(&format!(
+            "select {UPLOAD_COLUMNS} from uploads where upload_id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| upload_from_row(&row))
+        .transpose()
+    }
+
+    async fn chunks(&self, id: UploadId) -> Result<Vec<ChunkRecord>, MetadataError> {
+        sqlx::query(&format!(
+            "select {CHUNK_COLUMNS} from upload_chunks where upload_id = $1 order by chunk_number"
+        ))
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(chunk_from_row)
+        .collect()
+    }
+
+    async fn chunk(&self, id: UploadId, number: u32) -> Result<Option<ChunkRecord>, MetadataError> {
+        sqlx::query(&format!(
+            "select {CHUNK_COLUMNS} from upload_chunks where upload_id = $1 and chunk_number = $2"
+        ))
+        .bind(id.to_string())
+        .bind(i64::from(number))
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(chunk_from_row)
+        .transpose()
+    }
+
+    async fn record_chunk(
+        &self,
+        id: UploadId,
+        chunk: &ChunkRecord,
+    ) -> Result<RecordOutcome, MetadataError> {
+        let mut tx = self.pool.begin().await?;
+        let state = self.locked_state(&mut tx, id).await?;
+        if state != Some(UploadState::Receiving) {
+            tx.rollback().await?;
+            return Ok(RecordOutcome::NotReceiving(
+                state.unwrap_or(UploadState::Aborted),
+            ));
+        }
+        let inserted = sqlx::query(
+            "insert into upload_chunks (upload_id, chunk_number, size, sha256, chaining_value, \
+             etag, created_at) values ($1, $2, $3, $4, $5, $6, $7) \
+             on conflict (upload_id, chunk_number) do nothing",
+        )
+        .bind(id.to_string())
+        .bind(i64::from(chunk.number))
+        .bind(to_i64(chunk.size)?)
+        .bind(hex::encode(chunk.sha256))
+        .bind(hex::encode(chunk.chaining_value))
+        .bind(&chunk.etag)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let outcome = if inserted == 1 {
+            RecordOutcome::Recorded
+        } else {
+            let row = sqlx::query(&format!(
+                "select {CHUNK_COLUMNS} from upload_chunks \
+                 where upload_id = $1 and chunk_number = $2"
+            ))
+            .bind(id.to_string())
+            .bind(i64::from(chunk.number))
+            .fetch_one(&mut *tx)
+            .await?;
+            RecordOutcome::AlreadyRecorded(chunk_from_row(&row)?)
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn forget_chunk(
+        &self,
+        id: UploadId,
+        number: u32,
+        sha256: &[u8; 32],
+    ) -> Result<bool, MetadataError> {
+        let mut tx = self.pool.begin().await?;
+        if self.locked_state(&mut tx, id).await? != Some(UploadState::Receiving) {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let n = sqlx::query(
+            "delete from upload_chunks where upload_id = $1 and chunk_number = $2 and sha256 = $3",
+        )
+        .bind(id.to_string())
+        .bind(i64::from(number))
+        .bind(hex::encode(sha256))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    async fn transition(
+        &self,
+        id: UploadId,
+        from: &[UploadState],
+        to: UploadState,
+        stale_before: Option<i64>,
+    ) -> Result<bool, MetadataError> {
+        // A handful of states at most: spell them as parameters.
+        let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
+        let sql = format!(
+            "update uploads set state = $1, updated_at = $2 where upload_id = $3 \
+             and state in ({}){}",
+            placeholders.join(", "),
+            if stale_before.is_some() {
+                format!(" and updated_at < ${}", from.len() + 4)
+            } else {
+                String::new()
+            }
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(to.as_str())
+            .bind(now_ms())
+            .bind(id.to_string());
+        for state in from {
+            query = query.bind(state.as_str());
+        }
+        if let Some(before) = stale_before {
+            query = query.bind(before);
+        }
+        Ok(query.execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    async fn drop_chunks(&self, id: UploadId) -> Result<(), MetadataError> {
+        sqlx::query("delete from upload_chunks where upload_id = $1")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn finish_upload(
+        &self,
+        id: UploadId,
+        content: &NewContent,
+        media_id: MediaId,
+    ) -> Result<Option<Created>, MetadataError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(upload) = sqlx::query(&format!(
+            "select {UPLOAD_COLUMNS} from uploads where upload_id = $1{}",
+            self.lock_clause(" for update")
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| upload_from_row(&row))
+        .transpose()?
+        else {
+            return Ok(None);
+        };
+        if upload.state != UploadState::Completing {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let created =
+            reference_content(&mut tx, &upload.owner, &upload.file_name, content, media_id).await?;
+        sqlx::query(
+            "update uploads set state = $1, media_id = $2, updated_at = $3 where upload_id = $4",
+        )
+        .bind(UploadState::Completed.as_str())
+        .bind(media_id.to_string())
+        .bind(now_ms())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("delete from upload_chunks where upload_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(created))
+    }
+
+    async fn create_media(
+        &self,
+        owner: &str,
+        file_name: &str,
+        content: &NewContent,
+        media_id: MediaId,
+    ) -> Result<Created, MetadataError> {
+        let mut tx = self.pool.begin().await?;
+        let created = reference_content(&mut tx, owner, file_name, content, media_id).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn media(&self, id: MediaId) -> Result<Option<MediaRecord>, MetadataError> {
+        sqlx::query(&format!("{MEDIA_SELECT} where m.media_id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(media_from_row)
+            .transpose()
+    }
+
+    async fn expired_uploads(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<UploadRecord>, MetadataError> {
+        sqlx::query(&format!(
+            "select {UPLOAD_COLUMNS} from uploads where state = 'receiving' and expires_at < $1 \
+             order by expires_at limit $2"
+        ))
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(upload_from_row)
+        .collect()
     }
 
     async fn applied_migrations(&self) -> Result<Vec<i64>, MetadataError> {

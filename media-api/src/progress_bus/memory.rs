@@ -1,21 +1,31 @@
 //! In-process progress and events: the embedded default for one process.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
 
-use super::{Event, EventStream, ProgressBus, ProgressError};
+use super::{Event, EventStream, INFLIGHT_STALE_MS, LiveProgress, ProgressBus, ProgressError};
+use crate::ids::now_ms;
 
 /// Slow subscribers that fall this far behind skip ahead rather than hold memory.
 const TOPIC_BUFFER: usize = 256;
 
-/// Topics as broadcast channels in a map.
+/// Topics as broadcast channels in a map, live views in another.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryProgressBus {
     topics: Arc<Mutex<HashMap<String, broadcast::Sender<Event>>>>,
+    uploads: Arc<Mutex<HashMap<String, Live>>>,
+}
+
+#[derive(Debug, Default)]
+struct Live {
+    seeded: bool,
+    chunks: BTreeSet<u32>,
+    inflight: HashMap<u32, (u64, i64)>,
+    expires_at: i64,
 }
 
 impl MemoryProgressBus {
@@ -27,6 +37,10 @@ impl MemoryProgressBus {
     fn topics(&self) -> std::sync::MutexGuard<'_, HashMap<String, broadcast::Sender<Event>>> {
         // A panic while holding this lock cannot leave the map inconsistent.
         self.topics.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn uploads(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
+        self.uploads.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -58,6 +72,86 @@ impl ProgressBus for MemoryProgressBus {
             .or_insert_with(|| broadcast::channel(TOPIC_BUFFER).0)
             .subscribe();
         Ok(tokio_stream_from(receiver).boxed())
+    }
+    async fn seed(
+        &self,
+        upload: &str,
+        chunks: &[u32],
+        expires_at: i64,
+    ) -> Result<(), ProgressError> {
+        let mut uploads = self.uploads();
+        // Expired views go whenever a new one comes, so the map stays bounded.
+        let now = now_ms();
+        uploads.retain(|_, live| live.expires_at >= now);
+        let live = uploads.entry(upload.to_owned()).or_default();
+        live.seeded = true;
+        live.chunks.extend(chunks.iter().copied());
+        live.expires_at = expires_at;
+        Ok(())
+    }
+
+    async fn mark_chunk(
+        &self,
+        upload: &str,
+        chunk: u32,
+        expires_at: i64,
+    ) -> Result<(), ProgressError> {
+        let mut uploads = self.uploads();
+        let live = uploads.entry(upload.to_owned()).or_default();
+        live.chunks.insert(chunk);
+        live.inflight.remove(&chunk);
+        live.expires_at = expires_at;
+        Ok(())
+    }
+
+    async fn unmark_chunk(&self, upload: &str, chunk: u32) -> Result<(), ProgressError> {
+        if let Some(live) = self.uploads().get_mut(upload) {
+            live.chunks.remove(&chunk);
+        }
+        Ok(())
+    }
+
+    async fn set_inflight(
+        &self,
+        upload: &str,
+        chunk: u32,
+        bytes: Option<u64>,
+        expires_at: i64,
+    ) -> Result<(), ProgressError> {
+        let mut uploads = self.uploads();
+        let live = uploads.entry(upload.to_owned()).or_default();
+        match bytes {
+            Some(b) => {
+                live.inflight.insert(chunk, (b, now_ms()));
+            }
+            None => {
+                live.inflight.remove(&chunk);
+            }
+        }
+        live.expires_at = expires_at;
+        Ok(())
+    }
+
+    async fn live(&self, upload: &str) -> Result<Option<LiveProgress>, ProgressError> {
+        let uploads = self.uploads();
+        let now = now_ms();
+        Ok(uploads
+            .get(upload)
+            .filter(|live| live.seeded && live.expires_at >= now)
+            .map(|live| LiveProgress {
+                chunks: live.chunks.iter().copied().collect(),
+                inflight: live
+                    .inflight
+                    .iter()
+                    .filter(|(_, (_, at))| now - at < INFLIGHT_STALE_MS)
+                    .map(|(n, (b, _))| (*n, *b))
+                    .collect(),
+            }))
+    }
+
+    async fn forget(&self, upload: &str) -> Result<(), ProgressError> {
+        self.uploads().remove(upload);
+        Ok(())
     }
 }
 

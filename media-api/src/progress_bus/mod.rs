@@ -36,6 +36,19 @@ pub enum ProgressError {
     Unavailable(String),
 }
 
+/// The live view of one upload's chunks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveProgress {
+    /// Chunks received and recorded, ascending.
+    pub chunks: Vec<u32>,
+    /// Chunks still streaming in, with the bytes received so far.
+    pub inflight: Vec<(u32, u64)>,
+}
+
+/// An in-flight report older than this is from a request that died without
+/// clearing it, and is ignored.
+pub const INFLIGHT_STALE_MS: i64 = 60_000;
+
 /// Live progress and event fan-out.
 #[async_trait]
 pub trait ProgressBus: Send + Sync + 'static {
@@ -50,6 +63,43 @@ pub trait ProgressBus: Send + Sync + 'static {
 
     /// Subscribes to `topic`. Once this returns, every later publish is delivered.
     async fn subscribe(&self, topic: &str) -> Result<EventStream, ProgressError>;
+
+    /// Marks an upload's live view as complete with these recorded chunks
+    /// (a new session: none; after a loss: those in the metadata store).
+    /// Everything about the upload expires at `expires_at` (Unix ms).
+    async fn seed(
+        &self,
+        upload: &str,
+        chunks: &[u32],
+        expires_at: i64,
+    ) -> Result<(), ProgressError>;
+
+    /// Adds a recorded chunk and clears its in-flight report.
+    async fn mark_chunk(
+        &self,
+        upload: &str,
+        chunk: u32,
+        expires_at: i64,
+    ) -> Result<(), ProgressError>;
+
+    /// Removes a chunk that was recorded and then forgotten.
+    async fn unmark_chunk(&self, upload: &str, chunk: u32) -> Result<(), ProgressError>;
+
+    /// Reports `bytes` of a chunk received so far; `None` clears the report.
+    async fn set_inflight(
+        &self,
+        upload: &str,
+        chunk: u32,
+        bytes: Option<u64>,
+        expires_at: i64,
+    ) -> Result<(), ProgressError>;
+
+    /// The live view, or `None` when it was never seeded or has been lost
+    /// (the caller rebuilds it from the metadata store).
+    async fn live(&self, upload: &str) -> Result<Option<LiveProgress>, ProgressError>;
+
+    /// Drops an upload's live view.
+    async fn forget(&self, upload: &str) -> Result<(), ProgressError>;
 }
 
 /// Builds the bus the settings name.

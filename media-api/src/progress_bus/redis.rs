@@ -9,7 +9,8 @@ use futures_util::StreamExt;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
-use super::{Event, EventStream, ProgressBus, ProgressError};
+use super::{Event, EventStream, INFLIGHT_STALE_MS, LiveProgress, ProgressBus, ProgressError};
+use crate::ids::now_ms;
 
 /// Progress and events in Redis.
 #[derive(Clone)]
@@ -56,6 +57,17 @@ impl RedisProgressBus {
         format!("{}:events:{topic}", self.namespace)
     }
 
+    /// The keys of an upload's live view: the chunk bitmap (bit n is chunk
+    /// n), the in-flight hash (chunk → `bytes:unix_ms`) and the seeded marker.
+    fn keys(&self, upload: &str) -> [String; 3] {
+        let base = format!("{}:up:{upload}", self.namespace);
+        [
+            format!("{base}:bits"),
+            format!("{base}:inflight"),
+            format!("{base}:seeded"),
+        ]
+    }
+
     /// The connection manager, for the progress operations built on it.
     pub fn manager(&self) -> ConnectionManager {
         self.manager.clone()
@@ -98,5 +110,126 @@ impl ProgressBus for RedisProgressBus {
             serde_json::from_str::<Event>(&payload).ok()
         });
         Ok(stream.boxed())
+    }
+
+    async fn seed(
+        &self,
+        upload: &str,
+        chunks: &[u32],
+        expires_at: i64,
+    ) -> Result<(), ProgressError> {
+        let [bits, inflight, seeded] = self.keys(upload);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for chunk in chunks {
+            pipe.setbit(&bits, *chunk as usize, true).ignore();
+        }
+        pipe.set(&seeded, 1).ignore();
+        for key in [&bits, &inflight, &seeded] {
+            pipe.cmd("PEXPIREAT").arg(key).arg(expires_at).ignore();
+        }
+        let mut conn = self.manager.clone();
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+
+    async fn mark_chunk(
+        &self,
+        upload: &str,
+        chunk: u32,
+        expires_at: i64,
+    ) -> Result<(), ProgressError> {
+        let [bits, inflight, _] = self.keys(upload);
+        let mut conn = self.manager.clone();
+        redis::pipe()
+            .atomic()
+            .setbit(&bits, chunk as usize, true)
+            .ignore()
+            .hdel(&inflight, chunk)
+            .ignore()
+            .cmd("PEXPIREAT")
+            .arg(&bits)
+            .arg(expires_at)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn unmark_chunk(&self, upload: &str, chunk: u32) -> Result<(), ProgressError> {
+        let [bits, ..] = self.keys(upload);
+        let mut conn = self.manager.clone();
+        conn.setbit::<_, ()>(&bits, chunk as usize, false)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn set_inflight(
+        &self,
+        upload: &str,
+        chunk: u32,
+        bytes: Option<u64>,
+        expires_at: i64,
+    ) -> Result<(), ProgressError> {
+        let [_, inflight, _] = self.keys(upload);
+        let mut conn = self.manager.clone();
+        match bytes {
+            Some(b) => redis::pipe()
+                .hset(&inflight, chunk, format!("{b}:{}", now_ms()))
+                .ignore()
+                .cmd("PEXPIREAT")
+                .arg(&inflight)
+                .arg(expires_at)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(unavailable),
+            None => conn
+                .hdel::<_, _, ()>(&inflight, chunk)
+                .await
+                .map_err(unavailable),
+        }
+    }
+
+    async fn live(&self, upload: &str) -> Result<Option<LiveProgress>, ProgressError> {
+        let [bits, inflight, seeded] = self.keys(upload);
+        let mut conn = self.manager.clone();
+        let (is_seeded, bitmap, reports): (bool, Option<Vec<u8>>, Vec<(u32, String)>) =
+            redis::pipe()
+                .exists(&seeded)
+                .get(&bits)
+                .hgetall(&inflight)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        if !is_seeded {
+            return Ok(None);
+        }
+        // Redis numbers bits from the most significant bit of the first byte.
+        let chunks = bitmap
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .flat_map(|(i, byte)| {
+                (0..8u32).filter_map(move |bit| {
+                    (byte & (0x80 >> bit) != 0).then_some(i as u32 * 8 + bit)
+                })
+            })
+            .collect();
+        let now = now_ms();
+        let inflight = reports
+            .into_iter()
+            .filter_map(|(chunk, value)| {
+                let (bytes, at) = value.split_once(':')?;
+                let at: i64 = at.parse().ok()?;
+                (now - at < INFLIGHT_STALE_MS).then_some((chunk, bytes.parse().ok()?))
+            })
+            .collect();
+        Ok(Some(LiveProgress { chunks, inflight }))
+    }
+
+    async fn forget(&self, upload: &str) -> Result<(), ProgressError> {
+        let keys = self.keys(upload);
+        let mut conn = self.manager.clone();
+        conn.del::<_, ()>(&keys[..]).await.map_err(unavailable)
     }
 }

@@ -3,6 +3,8 @@
 
 mod account;
 mod health;
+mod media;
+mod uploads;
 
 use std::time::{Duration, Instant};
 
@@ -30,16 +32,28 @@ pub fn router(state: AppState) -> Router {
     // Ordinary JSON calls get the short deadline; routes that carry upload
     // bytes (added by later resources) get `upload_request_timeout`, and event
     // streams none.
+    let json_limit = usize::try_from(settings.limits.max_json_body.0).unwrap_or(usize::MAX);
     let api = Router::new()
         .merge(health::router())
         .merge(account::router())
+        .merge(uploads::router(json_limit))
+        .merge(media::router())
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             settings.request_timeout,
         ));
+    let bytes = Router::new()
+        .merge(uploads::chunk_router())
+        .merge(media::upload_router())
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            settings.upload_request_timeout,
+        ));
 
     Router::new()
         .merge(api)
+        .merge(bytes)
+        .merge(uploads::event_router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

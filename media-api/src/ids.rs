@@ -1,0 +1,173 @@
+//! Newtypes for identifiers and untrusted values. Each has a `parse` that is
+//! the only way in, so past the HTTP layer an invalid value cannot exist.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(uuid::Uuid);
+
+        impl $name {
+            /// A new id; v7 UUIDs sort by creation time.
+            pub fn generate() -> Self {
+                Self(uuid::Uuid::now_v7())
+            }
+
+            /// Parses the hyphenated form; anything else is `None`.
+            pub fn parse(value: &str) -> Option<Self> {
+                (value.len() == 36)
+                    .then(|| uuid::Uuid::try_parse(value).ok())
+                    .flatten()
+                    .map(Self)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// An upload session.
+    UploadId
+);
+uuid_id!(
+    /// A media item: one user's reference to a content.
+    MediaId
+);
+
+/// A BLAKE3-256 digest, shown as 64 lowercase hex digits (what `b3sum` prints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Blake3(pub [u8; 32]);
+
+impl Blake3 {
+    /// Parses 64 hex digits (either case).
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let mut out = [0u8; 32];
+        if value.len() != 64 || hex::decode_to_slice(value, &mut out).is_err() {
+            return Err("a BLAKE3 digest is 64 hexadecimal digits".into());
+        }
+        Ok(Self(out))
+    }
+
+    /// The lowercase hex form.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl From<blake3::Hash> for Blake3 {
+    fn from(h: blake3::Hash) -> Self {
+        Self(*h.as_bytes())
+    }
+}
+
+impl fmt::Display for Blake3 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// A file name as the user gave it, checked: 1 to 255 bytes of UTF-8, no path
+/// separators, no control characters, not `.` or `..`. Names that break these
+/// rules are rejected rather than silently rewritten, so what the user sees is
+/// what they sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct FileName(String);
+
+impl FileName {
+    /// Checks a name.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if value.is_empty() {
+            return Err("file_name is empty".into());
+        }
+        if value.len() > 255 {
+            return Err(format!("file_name is {} bytes; at most 255", value.len()));
+        }
+        if value.contains(['/', '\\']) {
+            return Err("file_name must not contain path separators (/ or \\)".into());
+        }
+        if value.chars().any(char::is_control) {
+            return Err("file_name must not contain control characters".into());
+        }
+        if value == "." || value == ".." || value.trim().is_empty() {
+            return Err("file_name must name a file".into());
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Milliseconds since the Unix epoch: the one time type of the metadata store.
+pub fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// RFC 3339 for a Unix-milliseconds time.
+pub fn rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_ids_parse_only_their_canonical_form() {
+        let id = UploadId::generate();
+        assert_eq!(UploadId::parse(&id.to_string()), Some(id));
+        assert_eq!(UploadId::parse("nope"), None);
+        assert_eq!(UploadId::parse(&id.to_string().replace('-', "")), None);
+        assert_eq!(UploadId::parse(""), None);
+    }
+
+    #[test]
+    fn blake3_digests_are_64_hex_digits() {
+        let h = blake3::hash(b"abc");
+        assert_eq!(Blake3::parse(&h.to_hex()).map(|b| b.0), Ok(*h.as_bytes()));
+        assert_eq!(
+            Blake3::parse(&h.to_hex().to_uppercase()).map(|b| b.0),
+            Ok(*h.as_bytes())
+        );
+        assert!(Blake3::parse("abc").is_err());
+        assert!(Blake3::parse(&"g".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn file_names_at_their_edges() {
+        assert!(FileName::parse("photo.jpg").is_ok());
+        assert!(FileName::parse("Über café 🎉.mp4").is_ok());
+        assert!(FileName::parse(&"a".repeat(255)).is_ok());
+        assert!(FileName::parse(&"a".repeat(256)).is_err());
+        // 4-byte characters: 64 of them are 256 bytes.
+        assert!(FileName::parse(&"🎉".repeat(64)).is_err());
+        for bad in ["", ".", "..", "a/b", "a\\b", "a\nb", "a\0b", "  "] {
+            assert!(FileName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn times_render_as_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_500), "1970-01-01T00:00:01.5Z");
+    }
+}

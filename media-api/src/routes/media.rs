@@ -1,0 +1,87 @@
+//! `/v1/media`: one-request uploads of small files, and media metadata.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use crate::auth::Caller;
+use crate::ids::rfc3339;
+use crate::problem::{ApiError, Json, Path, Query};
+use crate::state::AppState;
+use crate::upload_session::UploadError;
+
+/// Routes that carry a whole small file.
+pub(crate) fn upload_router() -> Router<AppState> {
+    Router::new().route("/v1/media", post(upload))
+}
+
+/// Metadata routes.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/v1/media/{media_id}", get(metadata))
+}
+
+#[derive(Debug, Deserialize)]
+struct UploadQuery {
+    file_name: Option<String>,
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let file_name = query.file_name.ok_or_else(|| {
+        ApiError::bad_request("invalid-file-name", "give the file's name as ?file_name=")
+    })?;
+    let limit = state.settings.limits.max_single_upload.0;
+    // Refuse a declared oversize body before reading a byte of it.
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > limit
+    {
+        return Err(UploadError::BodyTooLarge { limit }.into());
+    }
+    let completion = state
+        .uploads
+        .upload_small(&caller.user, &file_name, body.into_data_stream())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        [(
+            header::LOCATION,
+            format!("/v1/media/{}", completion.media_id),
+        )],
+        Json(completion),
+    )
+        .into_response())
+}
+
+async fn metadata(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let media = state
+        .uploads
+        .media(&caller.user, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("media-not-found", "no such media"))?;
+    Ok(Json(serde_json::json!({
+        "media_id": media.media_id.to_string(),
+        "blake3": media.blake3.to_hex(),
+        "size": media.size,
+        "content_type": media.content_type,
+        "file_name": media.file_name,
+        "created_at": rfc3339(media.created_at),
+        "status": media.status,
+    }))
+    .into_response())
+}
