@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, TokenAuthority};
 use crate::config::Settings;
+use crate::media_catalog;
 use crate::routes;
 use crate::state::{AppState, Backends};
 use crate::telemetry;
@@ -87,6 +88,12 @@ impl Application {
         tokio::spawn(upload_session::run_janitor(
             state.uploads.clone(),
             state.settings.janitor_interval,
+            stopping.clone(),
+        ));
+        tokio::spawn(media_catalog::run_gc(
+            state.backends.clone(),
+            state.settings.gc_grace,
+            state.settings.gc_interval,
             stopping.clone(),
         ));
         let signalled = stopping.clone();

@@ -61,6 +61,13 @@ pub struct Settings {
     /// How often the janitor looks for expired upload sessions.
     #[serde(with = "humantime_serde")]
     pub janitor_interval: Duration,
+    /// How long a content nobody references is kept before the GC deletes
+    /// it; a new reference in that time keeps it.
+    #[serde(with = "humantime_serde")]
+    pub gc_grace: Duration,
+    /// How often the GC looks for unreferenced contents.
+    #[serde(with = "humantime_serde")]
+    pub gc_interval: Duration,
     /// Log output: `text` or `json`.
     pub log_format: LogFormat,
     /// Size, count and time limits.
@@ -87,6 +94,8 @@ pub struct Limits {
     /// How long an upload session may stay incomplete.
     #[serde(with = "humantime_serde")]
     pub upload_expiry: Duration,
+    /// Most items one page of a listing may hold.
+    pub max_page_size: u32,
 }
 
 /// Log line format.
@@ -116,6 +125,8 @@ impl Default for Settings {
             upload_request_timeout: Duration::from_secs(15 * 60),
             shutdown_grace: Duration::from_secs(30),
             janitor_interval: Duration::from_secs(60),
+            gc_grace: Duration::from_secs(24 * 3600),
+            gc_interval: Duration::from_secs(60),
             log_format: LogFormat::Text,
             limits: Limits::default(),
         }
@@ -132,6 +143,7 @@ impl Default for Limits {
             max_json_body: ByteSize(64 * KIB),
             inflight_memory: ByteSize(128 * MIB),
             upload_expiry: Duration::from_secs(24 * 3600),
+            max_page_size: 200,
         }
     }
 }
@@ -248,6 +260,12 @@ impl Settings {
         }
         if l.max_file_size.0 == 0 || l.max_single_upload.0 == 0 || l.max_json_body.0 == 0 {
             return bad("limits", "sizes must be greater than zero".into());
+        }
+        if l.max_page_size == 0 {
+            return bad(
+                "MEDIA_LIMITS__MAX_PAGE_SIZE (limits.max_page_size)",
+                "must be at least 1".into(),
+            );
         }
         if l.upload_expiry.is_zero() {
             return bad(

@@ -12,6 +12,7 @@ pub mod chunk_hash;
 pub mod cli;
 pub mod config;
 pub mod ids;
+pub mod media_catalog;
 pub mod metadata_store;
 pub mod problem;
 pub mod progress_bus;

@@ -246,6 +246,15 @@ impl Completion {
     }
 }
 
+/// What opening an upload gave.
+#[derive(Debug, Clone)]
+pub enum Opened {
+    /// A new session to send chunks to.
+    Session(UploadRecord),
+    /// The caller owns this content already: a new media item, no bytes needed.
+    Existing(Completion),
+}
+
 /// The chunk a PUT carries, as the HTTP layer saw it.
 #[derive(Debug, Clone)]
 pub struct ChunkPut {
@@ -331,12 +340,15 @@ impl UploadService {
         Ok(chunk)
     }
 
-    /// Opens a session: checks the request, creates the multipart upload, stores the session.
+    /// Opens a session: checks the request, creates the multipart upload,
+    /// stores the session. When the caller already owns content with the
+    /// declared BLAKE3 and size, answers with a new media item at once instead
+    /// (instant dedup); content anyone else owns makes no difference here.
     pub async fn create(
         &self,
         owner: &UserId,
         request: CreateUpload,
-    ) -> Result<UploadRecord, UploadError> {
+    ) -> Result<Opened, UploadError> {
         let file_name =
             FileName::parse(&request.file_name).map_err(UploadError::InvalidFileName)?;
         let size = u64::try_from(request.size)
@@ -368,6 +380,23 @@ impl UploadService {
             ));
         }
         let chunk_size = self.choose_chunk_size(size, request.chunk_size)?;
+        if let Some(blake3) = &declared_blake3
+            && let Some(media) = self
+                .backends
+                .metadata
+                .create_media_if_owned(
+                    owner.as_str(),
+                    file_name.as_str(),
+                    blake3,
+                    size,
+                    MediaId::generate(),
+                )
+                .await?
+        {
+            metrics::counter!("dedup_hits_total", "kind" => "instant").increment(1);
+            metrics::counter!("dedup_bytes_saved_total").increment(size);
+            return Ok(Opened::Existing(Completion::of(&media, true)));
+        }
         let total_chunks = u32::try_from(size.div_ceil(chunk_size)).unwrap_or(u32::MAX);
         let key = BlobKey::generate();
         let multipart = self.backends.blobs.create_multipart(&key).await?;
@@ -404,7 +433,7 @@ impl UploadService {
         {
             tracing::warn!(error = %e, "progress bus unavailable; progress will be rebuilt");
         }
-        Ok(record)
+        Ok(Opened::Session(record))
     }
 
     /// The caller's session, whatever its state. Someone else's is not found.
@@ -1024,6 +1053,10 @@ impl UploadService {
     /// After a media was created: when the content was stored already, the
     /// bytes just written are redundant and go.
     async fn after_create(&self, content: &NewContent, created: &Created) {
+        if created.deduplicated {
+            metrics::counter!("dedup_hits_total", "kind" => "completion").increment(1);
+            metrics::counter!("dedup_bytes_saved_total").increment(content.size);
+        }
         if created.deduplicated
             && created.media.storage_key != content.storage_key
             && let Ok(key) = BlobKey::parse(&content.storage_key)

@@ -731,11 +731,24 @@ async fn races_have_one_outcome() {
             alice.put_chunk(&id, 3, chunk_of(&data, cs, 3)),
             alice.complete(&id)
         );
-        assert_eq!(put3.status(), 200, "{set:?}");
+        // Either order is fine; what the two answers say must agree.
+        let put3_ok = put3.status() == 200;
+        if !put3_ok {
+            let problem = json_of(put3, 409).await;
+            assert_eq!(
+                problem["code"], "completion-in-progress",
+                "{set:?}: {problem}"
+            );
+        }
         if done.status() == 409 {
-            problem_of(done, 409, "chunks-missing").await;
+            let problem = problem_of(done, 409, "chunks-missing").await;
+            assert_eq!(problem["missing_chunks"], json!([3]), "{set:?}");
         } else {
+            assert!(put3_ok, "{set:?}: completed without the chunk it refused");
             assert_eq!(done.status(), 200);
+        }
+        if !put3_ok {
+            alice.send_chunks(&id, &data, cs, &[3], 1).await;
         }
         // Complete twice at once: one media.
         let (x, y) = tokio::join!(alice.complete(&id), alice.complete(&id));

@@ -293,6 +293,57 @@ pub trait MetadataStore: Send + Sync + 'static {
         now: i64,
         limit: u32,
     ) -> Result<Vec<UploadRecord>, MetadataError>;
+
+    /// Instant dedup: when `owner` already has a media item of this content
+    /// (same BLAKE3 and size), creates another one for it and returns it.
+    /// Never looks at anyone else's media.
+    async fn create_media_if_owned(
+        &self,
+        owner: &str,
+        file_name: &str,
+        blake3: &Blake3,
+        size: u64,
+        media_id: MediaId,
+    ) -> Result<Option<MediaRecord>, MetadataError>;
+
+    /// The owner's media, newest first, strictly after `after` (a
+    /// `(created_at, media_id)` cursor), at most `limit`.
+    async fn list_media(
+        &self,
+        owner: &str,
+        after: Option<(i64, MediaId)>,
+        limit: u32,
+    ) -> Result<Vec<MediaRecord>, MetadataError>;
+
+    /// Deletes the owner's media item. When it was the content's last
+    /// reference, the blob starts its grace period. True when deleted.
+    async fn delete_media(&self, owner: &str, id: MediaId) -> Result<bool, MetadataError>;
+
+    /// Blobs unreferenced since before `cutoff`, oldest first, at most `limit`.
+    async fn gc_candidates(
+        &self,
+        cutoff: i64,
+        limit: u32,
+    ) -> Result<Vec<BlobRecord>, MetadataError>;
+
+    /// The GC's decision, in one conditional statement: deletes the blob row
+    /// only if it is still unreferenced since before `cutoff` and no media
+    /// points at it. True when deleted; only then may its object go.
+    async fn gc_delete_blob(&self, blake3: &Blake3, cutoff: i64) -> Result<bool, MetadataError>;
+
+    /// How many blobs are stored, and their bytes.
+    async fn blob_totals(&self) -> Result<(u64, u64), MetadataError>;
+}
+
+/// A distinct content as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRecord {
+    /// Its BLAKE3.
+    pub blake3: Blake3,
+    /// Bytes.
+    pub size: u64,
+    /// Where its bytes are.
+    pub storage_key: String,
 }
 
 /// Connects to the store the settings name and brings its schema up to date.

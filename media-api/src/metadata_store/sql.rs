@@ -12,8 +12,8 @@ use sqlx::migrate::Migrator;
 use sqlx::{Any, Row, Transaction};
 
 use super::{
-    ChunkRecord, Created, Dialect, MediaRecord, MetadataError, MetadataStore, NewContent,
-    RecordOutcome, UploadRecord, UploadState,
+    BlobRecord, ChunkRecord, Created, Dialect, MediaRecord, MetadataError, MetadataStore,
+    NewContent, RecordOutcome, UploadRecord, UploadState,
 };
 use crate::config::Settings;
 use crate::ids::{Blake3, MediaId, UploadId, now_ms};
@@ -137,44 +137,64 @@ async fn reference_content(
     media_id: MediaId,
 ) -> Result<Created, MetadataError> {
     let now = now_ms();
-    let inserted = sqlx::query(
+    // Insert the blob, or touch the existing row: the update locks it (a GC
+    // delete waits, then finds it referenced again) and ends any grace period.
+    // Storage keys are unique per upload, so ours coming back means ours won.
+    let stored_key: String = sqlx::query_scalar(
         "insert into blobs (blake3, size, content_type, storage_key, created_at) \
-         values ($1, $2, $3, $4, $5) on conflict (blake3) do nothing",
+         values ($1, $2, $3, $4, $5) \
+         on conflict (blake3) do update set unreferenced_since = null \
+         returning storage_key",
     )
     .bind(content.blake3.to_hex())
     .bind(to_i64(content.size)?)
     .bind(&content.content_type)
     .bind(&content.storage_key)
     .bind(now)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    // A content referenced again is no longer a GC candidate.
-    sqlx::query("update blobs set unreferenced_since = null where blake3 = $1")
-        .bind(content.blake3.to_hex())
-        .execute(&mut **tx)
-        .await?;
+    .fetch_one(&mut **tx)
+    .await?;
+    let inserted = stored_key == content.storage_key;
+    insert_media(tx, media_id, owner, &content.blake3, file_name, now).await?;
+    let media = select_media(tx, media_id).await?;
+    Ok(Created {
+        media,
+        deduplicated: !inserted,
+    })
+}
+
+async fn insert_media(
+    tx: &mut Transaction<'static, Any>,
+    media_id: MediaId,
+    owner: &str,
+    blake3: &Blake3,
+    file_name: &str,
+    now: i64,
+) -> Result<(), MetadataError> {
     sqlx::query(
         "insert into media (media_id, owner_id, blake3, file_name, status, created_at, \
          updated_at) values ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(media_id.to_string())
     .bind(owner)
-    .bind(content.blake3.to_hex())
+    .bind(blake3.to_hex())
     .bind(file_name)
     .bind("ready")
     .bind(now)
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+async fn select_media(
+    tx: &mut Transaction<'static, Any>,
+    media_id: MediaId,
+) -> Result<MediaRecord, MetadataError> {
     let row = sqlx::query(&format!("{MEDIA_SELECT} where m.media_id = $1"))
         .bind(media_id.to_string())
         .fetch_one(&mut **tx)
         .await?;
-    Ok(Created {
-        media: media_from_row(&row)?,
-        deduplicated: inserted == 0,
-    })
+    media_from_row(&row)
 }
 
 fn to_i64(n: u64) -> Result<i64, MetadataError> {
@@ -528,6 +548,143 @@ impl MetadataStore for SqlMetadataStore {
         .iter()
         .map(upload_from_row)
         .collect()
+    }
+
+    async fn create_media_if_owned(
+        &self,
+        owner: &str,
+        file_name: &str,
+        blake3: &Blake3,
+        size: u64,
+        media_id: MediaId,
+    ) -> Result<Option<MediaRecord>, MetadataError> {
+        let mut tx = self.pool.begin().await?;
+        // Lock the blob row: a concurrent delete of the owner's last media
+        // item (which marks the blob unreferenced) waits for us, or we see it.
+        // Driven from the owner's own media (the (owner, blake3) index), so
+        // neither the cost nor the answer depends on anyone else's media.
+        let owned: Option<String> = sqlx::query_scalar(&format!(
+            "select b.blake3 from media m join blobs b on b.blake3 = m.blake3 \
+             where m.owner_id = $3 and m.blake3 = $1 and b.size = $2 limit 1{}",
+            self.lock_clause(" for update of b")
+        ))
+        .bind(blake3.to_hex())
+        .bind(to_i64(size)?)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if owned.is_none() {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        insert_media(&mut tx, media_id, owner, blake3, file_name, now_ms()).await?;
+        let media = select_media(&mut tx, media_id).await?;
+        tx.commit().await?;
+        Ok(Some(media))
+    }
+
+    async fn list_media(
+        &self,
+        owner: &str,
+        after: Option<(i64, MediaId)>,
+        limit: u32,
+    ) -> Result<Vec<MediaRecord>, MetadataError> {
+        // Row-value comparison: both databases walk the (owner, created_at, media_id) index.
+        let sql = format!(
+            "{MEDIA_SELECT} where m.owner_id = $1{} \
+             order by m.created_at desc, m.media_id desc limit $2",
+            if after.is_some() {
+                " and (m.created_at, m.media_id) < ($3, $4)"
+            } else {
+                ""
+            }
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(owner.to_owned())
+            .bind(i64::from(limit));
+        if let Some((created_at, id)) = after {
+            query = query.bind(created_at).bind(id.to_string());
+        }
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(media_from_row)
+            .collect()
+    }
+
+    async fn delete_media(&self, owner: &str, id: MediaId) -> Result<bool, MetadataError> {
+        let mut tx = self.pool.begin().await?;
+        let blake3: Option<String> = sqlx::query_scalar(
+            "delete from media where media_id = $1 and owner_id = $2 returning blake3",
+        )
+        .bind(id.to_string())
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(blake3) = blake3 else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        sqlx::query(
+            "update blobs set unreferenced_since = $2 where blake3 = $1 \
+             and unreferenced_since is null \
+             and not exists (select 1 from media where media.blake3 = blobs.blake3)",
+        )
+        .bind(&blake3)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn gc_candidates(
+        &self,
+        cutoff: i64,
+        limit: u32,
+    ) -> Result<Vec<BlobRecord>, MetadataError> {
+        sqlx::query(
+            "select blake3, size, storage_key from blobs \
+             where unreferenced_since is not null and unreferenced_since < $1 \
+             order by unreferenced_since limit $2",
+        )
+        .bind(cutoff)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(BlobRecord {
+                blake3: Blake3(get_hash(row, "blake3")?),
+                size: get_u64(row, "size")?,
+                storage_key: row.try_get("storage_key")?,
+            })
+        })
+        .collect()
+    }
+
+    async fn gc_delete_blob(&self, blake3: &Blake3, cutoff: i64) -> Result<bool, MetadataError> {
+        let deleted = sqlx::query(
+            "delete from blobs where blake3 = $1 \
+             and unreferenced_since is not null and unreferenced_since < $2 \
+             and not exists (select 1 from media where media.blake3 = blobs.blake3)",
+        )
+        .bind(blake3.to_hex())
+        .bind(cutoff)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(deleted == 1)
+    }
+
+    async fn blob_totals(&self) -> Result<(u64, u64), MetadataError> {
+        let row = sqlx::query(
+            "select count(*) as blobs, cast(coalesce(sum(size), 0) as bigint) as bytes from blobs",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((get_u64(&row, "blobs")?, get_u64(&row, "bytes")?))
     }
 
     async fn applied_migrations(&self) -> Result<Vec<i64>, MetadataError> {

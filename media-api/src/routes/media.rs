@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use crate::auth::Caller;
-use crate::ids::rfc3339;
+use crate::media_catalog::{self, ListError, MediaView};
 use crate::problem::{ApiError, Json, Path, Query};
 use crate::state::AppState;
 use crate::upload_session::UploadError;
@@ -21,7 +21,48 @@ pub(crate) fn upload_router() -> Router<AppState> {
 
 /// Metadata routes.
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/v1/media/{media_id}", get(metadata))
+    Router::new()
+        .route("/v1/media", get(list))
+        .route("/v1/media/{media_id}", get(metadata).delete(delete))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let page = media_catalog::list(
+        &state.backends,
+        &caller.user,
+        query.limit,
+        query.cursor.as_deref(),
+        state.settings.limits.max_page_size,
+    )
+    .await
+    .map_err(|e| match e {
+        ListError::InvalidLimit(_) => ApiError::bad_request("invalid-limit", e.to_string()),
+        ListError::InvalidCursor => ApiError::bad_request("invalid-cursor", e.to_string()),
+        ListError::Backend(e) => e.into(),
+    })?;
+    Ok(Json(page).into_response())
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if media_catalog::delete(&state.backends, &caller.user, &id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("media-not-found", "no such media"))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,14 +115,5 @@ async fn metadata(
         .media(&caller.user, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("media-not-found", "no such media"))?;
-    Ok(Json(serde_json::json!({
-        "media_id": media.media_id.to_string(),
-        "blake3": media.blake3.to_hex(),
-        "size": media.size,
-        "content_type": media.content_type,
-        "file_name": media.file_name,
-        "created_at": rfc3339(media.created_at),
-        "status": media.status,
-    }))
-    .into_response())
+    Ok(Json(MediaView::from(&media)).into_response())
 }

@@ -18,7 +18,7 @@ use crate::auth::Caller;
 use crate::chunk_hash::parse_content_digest;
 use crate::problem::{ApiError, Json, Path};
 use crate::state::AppState;
-use crate::upload_session::{ChunkPut, CreateUpload, UploadError, topic};
+use crate::upload_session::{ChunkPut, CreateUpload, Opened, UploadError, topic};
 
 /// Routes that carry only JSON.
 pub(crate) fn router(json_limit: usize) -> Router<AppState> {
@@ -114,7 +114,20 @@ async fn create(
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
     let request: CreateUpload = object_of(body)?;
-    let upload = state.uploads.create(&caller.user, request).await?;
+    let upload = match state.uploads.create(&caller.user, request).await? {
+        Opened::Session(upload) => upload,
+        Opened::Existing(completion) => {
+            return Ok((
+                StatusCode::OK,
+                [(
+                    header::LOCATION,
+                    format!("/v1/media/{}", completion.media_id),
+                )],
+                Json(completion),
+            )
+                .into_response());
+        }
+    };
     let body = serde_json::json!({
         "upload_id": upload.upload_id.to_string(),
         "chunk_size": upload.chunk_size,
