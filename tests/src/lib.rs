@@ -414,6 +414,24 @@ pub fn shuffle<T>(items: &mut [T], seed: u64) {
     }
 }
 
+/// The sum of a Prometheus metric's samples (all label sets) on `/metrics`.
+pub async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// The bytes of a media item read straight from the blob store, bypassing the API.
 pub async fn stored_bytes(app: &TestApp, media_id: &str) -> Vec<u8> {
     let id = media_api::ids::MediaId::parse(media_id).expect("media id");

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use media_e2e::{
-    BackendSet, TestApp, User, eventually, header, json_of, problem_of, random_bytes, stored_bytes,
-    test_settings,
+    BackendSet, TestApp, User, eventually, header, json_of, metric, problem_of, random_bytes,
+    stored_bytes, test_settings,
 };
 use serde_json::{Value, json};
 
@@ -18,22 +18,6 @@ async fn spawn(set: BackendSet, grace: Duration, interval: Duration) -> TestApp 
     settings.gc_grace = grace;
     settings.gc_interval = interval;
     TestApp::spawn_with(set, settings, dir).await
-}
-
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 async fn objects(app: &TestApp) -> Vec<String> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use media_e2e::{
-    BackendSet, TestApp, User, eventually, json_of, problem_of, random_bytes, stored_bytes,
+    BackendSet, TestApp, User, eventually, json_of, metric, problem_of, random_bytes, stored_bytes,
     test_settings, wait_ready,
 };
 use serde_json::json;
@@ -1011,30 +1011,14 @@ async fn chunks_past_the_memory_budget_wait_instead_of_failing() {
         settings.limits.inflight_memory = "8MiB".parse().expect("size");
         let app = TestApp::spawn_with(set, settings, dir).await;
         let alice = app.user("alice");
-        let waits = || async {
-            let text = app
-                .client
-                .get(app.url("/metrics"))
-                .send()
-                .await
-                .expect("metrics")
-                .text()
-                .await
-                .expect("text");
-            text.lines()
-                .find(|l| l.starts_with("upload_memory_waits_total"))
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        let before = waits().await;
+        let before = metric(&app, "upload_memory_waits_total").await;
         let data = random_bytes(32 * MIB, 13);
         let (id, cs, _) = session(&alice, "queue.bin", data.len()).await;
         alice.send_chunks(&id, &data, cs, &[4, 3, 2, 1], 4).await;
         let done = json_of(alice.complete(&id).await, 200).await;
         assert_eq!(done["blake3"], blake3::hash(&data).to_hex().as_str());
         assert!(
-            waits().await > before,
+            metric(&app, "upload_memory_waits_total").await > before,
             "{set:?}: no chunk ever waited for memory"
         );
         app.stop().await;
