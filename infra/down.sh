@@ -22,5 +22,6 @@ if [ -f "$LOCAL_DIR/pg/data/postmaster.pid" ]; then
         "$pg_bin/pg_ctl" -D "$LOCAL_DIR/pg/data" -m fast -w stop || true
     fi
 fi
+"$INFRA_DIR/edge.sh" stop
 stop_pidfile Redis "$LOCAL_DIR/redis/redis.pid"
 stop_pidfile Garage "$LOCAL_DIR/garage/garage.pid"

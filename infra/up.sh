@@ -4,6 +4,7 @@
 #   PostgreSQL  127.0.0.1:$PG_PORT     database `media`, role `media` (may create test databases)
 #   Redis       127.0.0.1:$REDIS_PORT
 #   Garage      127.0.0.1:$GARAGE_S3_PORT (S3), single node, bucket `media`, one access key
+#   nginx       127.0.0.1:58080, the CDN edge in front of Garage (infra/edge.sh)
 # and writes $LOCAL_DIR/env with the MEDIA_* and AWS_* variables that point at them.
 # Idempotent: what is installed is not reinstalled, what runs is not restarted.
 # Works as root (PostgreSQL then runs as the `postgres` user) and as a normal user.
@@ -139,6 +140,7 @@ set_lifecycle_rule() {
 start_postgres
 start_redis
 start_garage
+"$INFRA_DIR/edge.sh"
 
 JWT_SECRET_FILE="$LOCAL_DIR/jwt-secret"
 [ -f "$JWT_SECRET_FILE" ] || random_hex 32 >"$JWT_SECRET_FILE"
@@ -154,5 +156,7 @@ export AWS_ENDPOINT_URL=http://127.0.0.1:$GARAGE_S3_PORT
 export AWS_REGION=garage
 export AWS_ACCESS_KEY_ID=$KEY_ID
 export AWS_SECRET_ACCESS_KEY=$KEY_SECRET
+# Download URLs point at the nginx CDN edge (infra/edge.sh) in front of Garage.
+export MEDIA_CDN_BASE_URL=http://127.0.0.1:${MEDIA_EDGE_PORT:-58080}
 ENV
 log "backends up; environment in $LOCAL_DIR/env"

@@ -153,11 +153,20 @@ pub fn load_or_create_secret(
     configured: Option<&SecretString>,
     data_dir: &Path,
 ) -> anyhow::Result<SecretString> {
+    load_or_create_secret_file(configured, data_dir, "jwt-secret")
+}
+
+/// A configured secret, or one generated once into `data_dir/file_name`.
+pub fn load_or_create_secret_file(
+    configured: Option<&SecretString>,
+    data_dir: &Path,
+    file_name: &str,
+) -> anyhow::Result<SecretString> {
     use anyhow::Context;
     if let Some(secret) = configured {
         return Ok(secret.clone());
     }
-    let path = data_dir.join("jwt-secret");
+    let path = data_dir.join(file_name);
     match std::fs::read_to_string(&path) {
         Ok(s) if s.trim().len() >= 32 => return Ok(SecretString::from(s.trim().to_owned())),
         Ok(_) => anyhow::bail!("{} is too short; delete it to regenerate", path.display()),
@@ -170,7 +179,7 @@ pub fn load_or_create_secret(
     getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     let secret = hex::encode(raw);
     write_private(&path, &secret)?;
-    tracing::info!(path = %path.display(), "generated a JWT secret");
+    tracing::info!(path = %path.display(), "generated a secret");
     Ok(SecretString::from(secret))
 }
 

@@ -46,6 +46,21 @@ pub struct Settings {
     /// and kept in the data dir, so tokens survive restarts.
     #[serde(serialize_with = "ser_secret_opt")]
     pub jwt_secret: Option<SecretString>,
+    /// HMAC secret for the filesystem store's signed download URLs
+    /// (`MEDIA_URL_SIGNING_SECRET`). Unset: generated once into the data dir.
+    #[serde(serialize_with = "ser_secret_opt")]
+    pub url_signing_secret: Option<SecretString>,
+    /// Where clients reach this service, such as `https://media.example.com`;
+    /// prefixes the filesystem store's download URLs (unset: relative URLs).
+    pub public_base_url: Option<String>,
+    /// A CDN edge that fronts the blob store, such as `https://cdn.example.com`:
+    /// download URLs point at it instead of the store (same path and query).
+    pub cdn_base_url: Option<String>,
+    /// Download URLs are signed per window of this length and stay valid until
+    /// the end of the next one, so one media asked twice in a window gets the
+    /// identical URL and edges keyed on it hit their cache.
+    #[serde(with = "humantime_serde")]
+    pub download_url_window: Duration,
     /// Origins browsers may call the API from (`*` allows any).
     pub cors_origins: Vec<String>,
     /// Deadline for an ordinary API request.
@@ -120,6 +135,10 @@ impl Default for Settings {
             blob_store: None,
             s3_force_path_style: true,
             jwt_secret: None,
+            url_signing_secret: None,
+            public_base_url: None,
+            cdn_base_url: None,
+            download_url_window: Duration::from_secs(3600),
             cors_origins: Vec::new(),
             request_timeout: Duration::from_secs(30),
             upload_request_timeout: Duration::from_secs(15 * 60),
@@ -212,6 +231,39 @@ impl Settings {
             return bad(
                 "MEDIA_JWT_SECRET (jwt_secret)",
                 "must be at least 32 bytes long".into(),
+            );
+        }
+        if let Some(secret) = &self.url_signing_secret
+            && secret.expose_secret().len() < 32
+        {
+            return bad(
+                "MEDIA_URL_SIGNING_SECRET (url_signing_secret)",
+                "must be at least 32 bytes long".into(),
+            );
+        }
+        for (setting, url) in [
+            (
+                "MEDIA_PUBLIC_BASE_URL (public_base_url)",
+                &self.public_base_url,
+            ),
+            ("MEDIA_CDN_BASE_URL (cdn_base_url)", &self.cdn_base_url),
+        ] {
+            if let Some(url) = url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return bad(
+                    setting,
+                    format!("{url:?} must be an http:// or https:// URL"),
+                );
+            }
+        }
+        // SigV4 presigned URLs live at most 7 days; ours live up to two windows.
+        if self.download_url_window.is_zero()
+            || self.download_url_window > Duration::from_secs(302_400)
+        {
+            return bad(
+                "MEDIA_DOWNLOAD_URL_WINDOW (download_url_window)",
+                "must be more than zero and at most 3.5 days".into(),
             );
         }
         if self.database_max_connections == 0 {

@@ -11,6 +11,7 @@ pub mod blob_store;
 pub mod chunk_hash;
 pub mod cli;
 pub mod config;
+pub mod downloads;
 pub mod ids;
 pub mod media_catalog;
 pub mod metadata_store;

@@ -23,6 +23,8 @@ pub struct Backends {
     pub progress: Arc<dyn ProgressBus>,
     /// Content bytes.
     pub blobs: Arc<dyn BlobStore>,
+    /// Checks the filesystem store's download URLs (None on S3, which checks its own).
+    pub url_signer: Option<crate::blob_store::fs::UrlSigner>,
 }
 
 impl std::fmt::Debug for Backends {
@@ -38,7 +40,7 @@ impl std::fmt::Debug for Backends {
 impl Backends {
     /// Connects every backend the settings name.
     pub async fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
-        let (metadata, progress, blobs) = tokio::try_join!(
+        let (metadata, progress, (blobs, url_signer)) = tokio::try_join!(
             metadata_store::from_settings(settings),
             progress_bus::from_settings(settings),
             blob_store::from_settings(settings),
@@ -47,6 +49,7 @@ impl Backends {
             metadata,
             progress,
             blobs,
+            url_signer,
         })
     }
 }

@@ -361,6 +361,20 @@ impl User<'_> {
             .expect("delete")
     }
 
+    /// A one-request upload (`POST /v1/media?file_name=NAME`), expecting 201.
+    pub async fn post_media(&self, name: &str, data: &[u8]) -> serde_json::Value {
+        let r = self
+            .app
+            .client
+            .post(self.app.url(&format!("/v1/media?file_name={name}")))
+            .bearer_auth(&self.token)
+            .body(data.to_vec())
+            .send()
+            .await
+            .expect("post media");
+        json_of(r, 201).await
+    }
+
     /// `POST /v1/uploads/{id}/complete`.
     pub async fn complete(&self, id: &str) -> reqwest::Response {
         self.post(&format!("/v1/uploads/{id}/complete")).await

@@ -29,20 +29,6 @@ async fn objects(app: &TestApp) -> Vec<String> {
         .expect("list objects")
 }
 
-/// Uploads `data` as `name` through the one-request path.
-async fn post_media(user: &User<'_>, name: &str, data: &[u8]) -> Value {
-    let r = user
-        .app
-        .client
-        .post(user.app.url(&format!("/v1/media?file_name={name}")))
-        .bearer_auth(&user.token)
-        .body(data.to_vec())
-        .send()
-        .await
-        .expect("post media");
-    json_of(r, 201).await
-}
-
 #[tokio::test]
 async fn twenty_users_completing_the_same_content_at_once_store_it_once() {
     for set in BackendSet::ALL {
@@ -192,11 +178,13 @@ async fn listing_is_newest_first_by_cursor_and_deletion_drops_one_reference() {
         let (alice, bob) = (app.user("alice"), app.user("bob"));
         let mut uploaded = Vec::new();
         for i in 0..5u64 {
-            let done = post_media(&alice, &format!("f{i}.txt"), &random_bytes(1000, i)).await;
+            let done = alice
+                .post_media(&format!("f{i}.txt"), &random_bytes(1000, i))
+                .await;
             uploaded.push(done["media_id"].as_str().expect("id").to_owned());
             tokio::time::sleep(Duration::from_millis(3)).await;
         }
-        post_media(&bob, "bobs.txt", b"bob's own").await;
+        bob.post_media("bobs.txt", b"bob's own").await;
 
         let mut seen = Vec::new();
         let mut cursor: Option<String> = None;
@@ -275,8 +263,8 @@ async fn unreferenced_content_goes_after_the_grace_period_and_a_new_reference_ke
 
         // Two references; deleting one keeps the content.
         let data = random_bytes(100_000, 30);
-        let a = post_media(&alice, "a.bin", &data).await;
-        let b = post_media(&bob, "b.bin", &data).await;
+        let a = alice.post_media("a.bin", &data).await;
+        let b = bob.post_media("b.bin", &data).await;
         assert_eq!(b["deduplicated"], true);
         let a_id = a["media_id"].as_str().expect("id");
         let b_id = b["media_id"].as_str().expect("id");
@@ -315,7 +303,7 @@ async fn unreferenced_content_goes_after_the_grace_period_and_a_new_reference_ke
 
         // Deleted, then uploaded again within the grace period: revived, nothing deleted.
         let other = random_bytes(200_000, 31);
-        let first = post_media(&alice, "c.bin", &other).await;
+        let first = alice.post_media("c.bin", &other).await;
         let first_id = first["media_id"].as_str().expect("id");
         assert_eq!(
             alice
@@ -324,7 +312,7 @@ async fn unreferenced_content_goes_after_the_grace_period_and_a_new_reference_ke
                 .status(),
             204
         );
-        let again = post_media(&alice, "c.bin", &other).await;
+        let again = alice.post_media("c.bin", &other).await;
         assert_eq!(
             again["deduplicated"], true,
             "{set:?}: revived the waiting blob"
@@ -355,9 +343,9 @@ async fn gc_racing_completions_never_leaves_media_without_its_object() {
             // leaving the blob to the GC.
             let (x, y) = tokio::join!(
                 alice.upload("race.bin", &data),
-                post_media(&bob, "race-small.bin", &small)
+                bob.post_media("race-small.bin", &small)
             );
-            let z = post_media(&alice, "race-small.bin", &small).await;
+            let z = alice.post_media("race-small.bin", &small).await;
             for (done, bytes) in [(&x, &data), (&y, &small), (&z, &small)] {
                 let id = done["media_id"].as_str().expect("id");
                 assert!(

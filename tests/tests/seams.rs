@@ -29,7 +29,7 @@ async fn blob_stores() -> Vec<(BackendSet, Arc<dyn BlobStore>, tempfile::TempDir
     let mut stores = Vec::new();
     for set in BackendSet::ALL {
         let (settings, dir) = test_settings(set).await;
-        let store = blob_store::from_settings(&settings)
+        let (store, _) = blob_store::from_settings(&settings)
             .await
             .expect("blob store");
         stores.push((set, store, dir));

@@ -103,6 +103,22 @@ impl BlobBody {
     }
 }
 
+/// How a presigned GET URL must behave.
+#[derive(Debug, Clone)]
+pub struct PresignRequest<'a> {
+    /// `Content-Type` the response carries.
+    pub content_type: &'a str,
+    /// `Content-Disposition` the response carries.
+    pub content_disposition: &'a str,
+    /// The content's BLAKE3 (hex): the filesystem store's `ETag`.
+    pub blake3: &'a str,
+    /// When the signature's validity starts. Signing the same request at the
+    /// same start gives the same URL, which is what lets caches reuse it.
+    pub start: std::time::SystemTime,
+    /// How long from `start` the URL works.
+    pub expires_in: std::time::Duration,
+}
+
 /// Identifies one multipart upload in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MultipartId(pub String);
@@ -231,19 +247,37 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Multipart uploads still open.
     async fn list_multipart(&self) -> Result<Vec<PendingMultipart>, BlobStoreError>;
+
+    /// A URL anyone can GET the object with until it expires, answering with
+    /// the given content type and disposition.
+    async fn presign_get(
+        &self,
+        key: &BlobKey,
+        request: &PresignRequest<'_>,
+    ) -> Result<String, BlobStoreError>;
 }
 
-/// Builds the store the settings name.
-pub async fn from_settings(settings: &Settings) -> anyhow::Result<Arc<dyn BlobStore>> {
+/// Builds the store the settings name, with the URL signer the service needs
+/// to serve its own download URLs when the store is the filesystem.
+pub async fn from_settings(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<dyn BlobStore>, Option<fs::UrlSigner>)> {
     match &settings.blob_store {
-        None => Ok(Arc::new(
-            fs::FsBlobStore::open(settings.data_dir.join("blobs")).await?,
-        )),
+        None => {
+            let secret = crate::auth::load_or_create_secret_file(
+                settings.url_signing_secret.as_ref(),
+                &settings.data_dir,
+                "url-signing-secret",
+            )?;
+            let signer = fs::UrlSigner::new(&secret, settings.public_base_url.clone());
+            let store =
+                fs::FsBlobStore::open(settings.data_dir.join("blobs"), signer.clone()).await?;
+            Ok((Arc::new(store), Some(signer)))
+        }
         Some(location) => {
             let location = S3Location::parse(location).map_err(anyhow::Error::msg)?;
-            Ok(Arc::new(
-                s3::S3BlobStore::from_env(location, settings.s3_force_path_style).await?,
-            ))
+            let store = s3::S3BlobStore::from_env(location, settings.s3_force_path_style).await?;
+            Ok((Arc::new(store), None))
         }
     }
 }

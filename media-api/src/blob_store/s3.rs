@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 
 use super::{
     BlobBody, BlobKey, BlobStore, BlobStoreError, ByteRange, CompletedPart, MultipartId,
-    PendingMultipart,
+    PendingMultipart, PresignRequest,
 };
 use crate::config::S3Location;
 
@@ -401,5 +401,28 @@ impl BlobStore for S3BlobStore {
                 return Ok(pending);
             }
         }
+    }
+
+    async fn presign_get(
+        &self,
+        key: &BlobKey,
+        request: &PresignRequest<'_>,
+    ) -> Result<String, BlobStoreError> {
+        let config = aws_sdk_s3::presigning::PresigningConfig::builder()
+            .start_time(request.start)
+            .expires_in(request.expires_in)
+            .build()
+            .map_err(|e| BlobStoreError::Other(e.to_string()))?;
+        let presigned = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .response_content_type(request.content_type)
+            .response_content_disposition(request.content_disposition)
+            .presigned(config)
+            .await
+            .map_err(classify)?;
+        Ok(presigned.uri().to_owned())
     }
 }

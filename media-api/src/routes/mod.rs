@@ -2,6 +2,7 @@
 //! tower layers are added once.
 
 mod account;
+mod downloads;
 mod health;
 mod media;
 mod uploads;
@@ -38,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .merge(account::router())
         .merge(uploads::router(json_limit))
         .merge(media::router())
+        .merge(downloads::router())
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             settings.request_timeout,
