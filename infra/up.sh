@@ -13,7 +13,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 apt_install postgresql redis-server ca-certificates curl openssl
 
-if ! garage --version 2>/dev/null | grep -q "v$GARAGE_VERSION\b\|$GARAGE_VERSION"; then
+garage_version="$(garage --version 2>/dev/null || true)"
+if ! grep -q "$GARAGE_VERSION" <<<"$garage_version"; then
     log "building Garage $GARAGE_VERSION (cargo install; about 20 minutes on 2 cores, once per machine)"
     cargo install garage --version "$GARAGE_VERSION" --locked --quiet
 fi
@@ -101,7 +102,11 @@ CONF
         echo $! >"$dir/garage.pid"
     fi
     wait_for 60 "${g[@]}" status || die "Garage did not start; see $dir/garage.log"
-    if "${g[@]}" layout show 2>/dev/null | grep -q "No nodes currently have a role"; then
+    # Read the whole answer before matching: `grep -q` would close the pipe
+    # early, and garage aborts when it cannot finish writing.
+    local layout
+    layout="$("${g[@]}" layout show 2>/dev/null || true)"
+    if grep -q "No nodes currently have a role" <<<"$layout"; then
         local node
         node="$("${g[@]}" node id -q | cut -d@ -f1)"
         "${g[@]}" layout assign -z local -c 10G "$node" >/dev/null

@@ -1145,6 +1145,7 @@ impl UploadService {
         &self,
         owner: &UserId,
         file_name: &str,
+        content_length: Option<u64>,
         body: S,
     ) -> Result<Completion, UploadError>
     where
@@ -1153,11 +1154,16 @@ impl UploadService {
     {
         let file_name = FileName::parse(file_name).map_err(UploadError::InvalidFileName)?;
         let limit = self.limits.max_single_upload.0;
+        if content_length.is_some_and(|len| len > limit) {
+            return Err(UploadError::BodyTooLarge { limit });
+        }
+        // A declared length reserves what it needs; a chunked body, the limit.
+        let expected = content_length.unwrap_or(limit);
         let _permit = self
-            .reserve_memory(limit.min(self.limits.inflight_memory.0))
+            .reserve_memory(expected.min(self.limits.inflight_memory.0))
             .await?;
         let mut body = body;
-        let mut buffer = BytesMut::new();
+        let mut buffer = BytesMut::with_capacity(usize::try_from(expected).unwrap_or(0));
         while let Some(frame) = body.next().await {
             let frame = frame.map_err(|e| UploadError::ChunkIncomplete(e.to_string()))?;
             if (buffer.len() + frame.len()) as u64 > limit {

@@ -12,7 +12,6 @@ use crate::auth::Caller;
 use crate::media_catalog::{self, ListError, MediaView};
 use crate::problem::{ApiError, Json, Path, Query};
 use crate::state::AppState;
-use crate::upload_session::UploadError;
 
 /// Routes that carry a whole small file.
 pub(crate) fn upload_router() -> Router<AppState> {
@@ -80,19 +79,18 @@ async fn upload(
     let file_name = query.file_name.ok_or_else(|| {
         ApiError::bad_request("invalid-file-name", "give the file's name as ?file_name=")
     })?;
-    let limit = state.settings.limits.max_single_upload.0;
-    // Refuse a declared oversize body before reading a byte of it.
-    if let Some(len) = headers
+    let content_length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limit
-    {
-        return Err(UploadError::BodyTooLarge { limit }.into());
-    }
+        .and_then(|v| v.parse::<u64>().ok());
     let completion = state
         .uploads
-        .upload_small(&caller.user, &file_name, body.into_data_stream())
+        .upload_small(
+            &caller.user,
+            &file_name,
+            content_length,
+            body.into_data_stream(),
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
