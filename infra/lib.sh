@@ -37,9 +37,15 @@ apt_install() {
 }
 
 # What the workspace needs to build: clang for bindgen, pkg-config, and the
-# FFmpeg development libraries the transcoder links.
+# FFmpeg development libraries the transcoder links, and cmake + nasm to build
+# the libjpeg-turbo 3 it bundles (bookworm ships 2.1).
 BUILD_PACKAGES=(clang libclang-dev pkg-config libavcodec-dev libavformat-dev libavutil-dev
-    libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev)
+    libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev cmake nasm)
+
+# What the tests and benchmarks run besides the service: the ffmpeg command
+# line (fixtures, ffprobe, the transcode baseline) and libvips' vipsthumbnail
+# (the thumbnail baseline).
+TEST_PACKAGES=(ffmpeg libvips-tools)
 
 # Waits until a command succeeds, up to $1 seconds.
 wait_for() {

@@ -6,6 +6,9 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 "$INFRA_DIR/install-build-deps.sh"
+# The tests make their fixtures with the ffmpeg command line and check
+# outputs with ffprobe.
+apt_install "${TEST_PACKAGES[@]}"
 "$INFRA_DIR/up.sh"
 # shellcheck source=/dev/null
 source "$LOCAL_DIR/env"

@@ -96,6 +96,13 @@ impl Application {
             state.settings.gc_interval,
             stopping.clone(),
         ));
+        let workers = crate::worker_pool::workers_for(&state.settings, true);
+        let pool = tokio::spawn(crate::worker_pool::run(
+            state.backends.clone(),
+            state.settings.clone(),
+            workers,
+            stopping.clone(),
+        ));
         let signalled = stopping.clone();
         let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
             shutdown.await;
@@ -109,6 +116,7 @@ impl Application {
             result = serve => result.context("while serving HTTP")?,
             () = deadline => tracing::warn!(?grace, "shutdown grace period over; dropping open requests"),
         }
+        let _ = tokio::time::timeout(grace, pool).await;
         tracing::info!("media-api stopped");
         Ok(())
     }

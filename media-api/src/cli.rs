@@ -10,7 +10,7 @@ use crate::app::Application;
 use crate::auth::{self, TokenAuthority, UserId};
 use crate::config::Settings;
 use crate::state::Backends;
-use crate::{shutdown, telemetry};
+use crate::{shutdown, telemetry, worker_pool};
 
 /// Chunked, resumable, content-addressed media uploads.
 #[derive(Debug, Parser)]
@@ -31,6 +31,13 @@ pub enum Command {
     Serve,
     /// Run processing workers only.
     Worker,
+    /// Process one media file (run by workers in a resource-limited child; not for people).
+    #[command(hide = true)]
+    Render {
+        /// The job's specification (JSON).
+        #[arg(long)]
+        spec: PathBuf,
+    },
     /// Print a bearer token signed with the configured secret (for development).
     Token {
         /// The user id (`sub`).
@@ -47,6 +54,18 @@ pub enum Command {
 
 /// Runs the command line; the binary's whole job.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Render { spec }) = &cli.command {
+        // The child: no configuration, no backends, just the file.
+        let spec = spec.clone();
+        return match tokio::task::spawn_blocking(move || worker_pool::render_child(&spec)).await? {
+            Ok(()) => Ok(()),
+            Err(worker_pool::RenderError::Media(reason)) => {
+                eprintln!("media-api: {reason}");
+                std::process::exit(worker_pool::EXIT_MEDIA_REFUSED)
+            }
+            Err(worker_pool::RenderError::Internal(e)) => Err(e),
+        };
+    }
     let settings = Settings::load(cli.config.as_deref())?;
     telemetry::init_tracing(settings.log_format);
     match cli.command.unwrap_or(Command::Serve) {
@@ -56,10 +75,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Worker => {
             let backends = Backends::from_settings(&settings).await?;
-            tracing::info!(?backends, "worker connected; waiting for jobs");
+            let workers = worker_pool::workers_for(&settings, false);
+            let stop = tokio_util::sync::CancellationToken::new();
+            let pool = tokio::spawn(worker_pool::run(
+                backends,
+                std::sync::Arc::new(settings),
+                workers,
+                stop.clone(),
+            ));
             shutdown::signal().await;
+            stop.cancel();
+            pool.await?;
             Ok(())
         }
+        Command::Render { .. } => unreachable!("handled before configuration"),
         Command::Token { user, admin, ttl } => {
             let user =
                 UserId::parse(&user).map_err(|why| anyhow::anyhow!("--user {user:?}: {why}"))?;

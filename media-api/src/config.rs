@@ -87,6 +87,96 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Size, count and time limits.
     pub limits: Limits,
+    /// The processing queue and its workers.
+    pub jobs: JobSettings,
+    /// What derivatives are made.
+    pub presets: Presets,
+}
+
+/// The processing queue and its workers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    /// Workers `media-api worker` runs (unset: one per core).
+    pub workers: Option<usize>,
+    /// Workers `media-api serve` runs in-process (unset: one per core on the
+    /// embedded default, none otherwise; 0 turns them off).
+    pub serve_workers: Option<usize>,
+    /// Claims a job gets before it is dead.
+    pub max_attempts: u32,
+    /// How long a claim lasts without a heartbeat; a job whose worker died is
+    /// claimed again after it.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// First retry delay; doubled on each further failure.
+    #[serde(with = "humantime_serde")]
+    pub backoff: Duration,
+    /// Longest retry delay.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Wall-clock limit of one job's child process.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// CPU-seconds limit of one job's child process.
+    pub cpu_seconds: u64,
+    /// Address-space limit of one job's child process.
+    pub memory: ByteSize,
+    /// How long an idle worker waits for a wake-up before looking again.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// The `media-api` binary whose `render` subcommand processes media in a
+    /// child process (unset: this very binary).
+    pub render_program: Option<PathBuf>,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self {
+            workers: None,
+            serve_workers: None,
+            max_attempts: 3,
+            lease: Duration::from_secs(30),
+            backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(300),
+            timeout: Duration::from_secs(300),
+            cpu_seconds: 300,
+            memory: ByteSize(2 * GIB),
+            poll_interval: Duration::from_secs(5),
+            render_program: None,
+        }
+    }
+}
+
+/// Derivative presets. Bump a preset's `version` when its output changes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Presets {
+    /// Image derivatives (WebP).
+    pub image: Vec<transcoder::image_render::ImagePreset>,
+    /// Most pixels an image may declare.
+    pub max_image_pixels: u64,
+    /// Video and audio derivatives: `poster` and `thumb` (WebP), `video`
+    /// (H.264 + AAC MP4) and `audio` (Opus).
+    pub av: transcoder::av::AvPresets,
+    /// Most pixels a video frame may have.
+    pub max_video_pixels: u64,
+    /// Longest video or audio that is processed (longer ones stay
+    /// downloadable, marked failed).
+    #[serde(with = "humantime_serde")]
+    pub max_duration: Duration,
+}
+
+impl Default for Presets {
+    fn default() -> Self {
+        Self {
+            image: transcoder::image_render::ImagePreset::defaults(),
+            max_image_pixels: 100_000_000,
+            av: transcoder::av::AvPresets::default(),
+            // 8K UHD.
+            max_video_pixels: 7680 * 4320,
+            max_duration: Duration::from_secs(3 * 3600),
+        }
+    }
 }
 
 /// Every limit the service enforces.
@@ -148,6 +238,8 @@ impl Default for Settings {
             gc_interval: Duration::from_secs(60),
             log_format: LogFormat::Text,
             limits: Limits::default(),
+            jobs: JobSettings::default(),
+            presets: Presets::default(),
         }
     }
 }
@@ -264,6 +356,52 @@ impl Settings {
             return bad(
                 "MEDIA_DOWNLOAD_URL_WINDOW (download_url_window)",
                 "must be more than zero and at most 3.5 days".into(),
+            );
+        }
+        if self.jobs.max_attempts == 0 || self.jobs.lease.is_zero() || self.jobs.timeout.is_zero() {
+            return bad(
+                "MEDIA_JOBS__* (jobs)",
+                "max_attempts, lease and timeout must be more than zero".into(),
+            );
+        }
+        let av = &self.presets.av;
+        for p in self.presets.image.iter().chain([&av.poster, &av.thumb]) {
+            if !valid_preset_name(&p.name)
+                || p.max_width == 0
+                || p.max_height == 0
+                || !(0.0..=100.0).contains(&p.quality)
+            {
+                return bad(
+                    "presets.image",
+                    format!(
+                        "preset {:?}: a name of letters, digits and _, a box over 0, quality 0-100",
+                        p.name
+                    ),
+                );
+            }
+        }
+        if !valid_preset_name(&av.video.name)
+            || !valid_preset_name(&av.audio.name)
+            || av.video.max_long_edge < 2
+            || av.video.max_short_edge < 2
+            || av.video.crf > 51
+            || av.video.audio_bit_rate == 0
+            || av.audio.bit_rate == 0
+            || !(1..=2).contains(&av.audio.channels)
+        {
+            return bad(
+                "presets.av",
+                "names of letters, digits and _, edges of at least 2, crf 0-51, bit rates over 0, 1 or 2 channels"
+                    .into(),
+            );
+        }
+        if self.presets.max_image_pixels == 0
+            || self.presets.max_video_pixels == 0
+            || self.presets.max_duration.is_zero()
+        {
+            return bad(
+                "presets.max_*",
+                "max_image_pixels, max_video_pixels and max_duration must be more than zero".into(),
             );
         }
         if self.database_max_connections == 0 {
@@ -470,6 +608,13 @@ impl fmt::Debug for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
+}
+
+/// A preset name: what `?variant=NAME` says, so letters, digits and `_`.
+fn valid_preset_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 #[cfg(test)]

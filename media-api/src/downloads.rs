@@ -172,6 +172,38 @@ pub fn parse_range(header: &str) -> Option<RangeSpec> {
     (last >= first).then_some(RangeSpec::From(first, Some(last)))
 }
 
+/// A download URL for one of a media item's variants, named after the
+/// original (`photo.jpg` → `photo-thumb.webp`).
+pub async fn presign_variant(
+    backends: &Backends,
+    settings: &Settings,
+    media: &MediaRecord,
+    variant: &crate::job_queue::VariantRecord,
+) -> Result<DownloadUrl, UploadError> {
+    let stem = media
+        .file_name
+        .rsplit_once('.')
+        .map_or(media.file_name.as_str(), |(stem, _)| stem);
+    let extension = variant.content_type.rsplit('/').next().unwrap_or("bin");
+    let name = format!("{stem}-{}.{extension}", variant.preset);
+    // The variant's own identity: (content, preset, version).
+    let etag = format!(
+        "{}-{}-v{}",
+        media.blake3.to_hex(),
+        variant.preset,
+        variant.version
+    );
+    presign(
+        backends,
+        settings,
+        &variant.storage_key,
+        &etag,
+        &variant.content_type,
+        &name,
+    )
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

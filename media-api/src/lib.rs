@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod downloads;
 pub mod ids;
+pub mod job_queue;
 pub mod media_catalog;
 pub mod metadata_store;
 pub mod problem;
@@ -22,6 +23,7 @@ pub mod shutdown;
 pub mod state;
 pub mod telemetry;
 pub mod upload_session;
+pub mod worker_pool;
 
 pub use app::Application;
 pub use config::Settings;

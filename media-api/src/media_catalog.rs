@@ -38,12 +38,70 @@ pub struct MediaView {
     pub file_name: String,
     /// RFC 3339.
     pub created_at: String,
-    /// Processing status.
+    /// Processing status: `processing`, `ready` or `failed`.
     pub status: String,
+    /// Why processing failed (the original stays downloadable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    /// Pixels wide, when probed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u64>,
+    /// Pixels high, when probed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u64>,
+    /// Length, when probed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// The container FFmpeg found, for video and audio.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Video codec, such as `h264`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video_codec: Option<String>,
+    /// Audio codec, such as `aac`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio_codec: Option<String>,
+    /// Overall bit rate, bits per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bit_rate: Option<u64>,
+    /// The derivatives made so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variants: Option<Vec<VariantView>>,
+}
+
+/// A derivative as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantView {
+    /// Preset name: `?variant=NAME` downloads it.
+    pub name: String,
+    /// MIME type.
+    pub content_type: String,
+    /// Bytes.
+    pub size: u64,
+    /// Pixels wide.
+    pub width: Option<u32>,
+    /// Pixels high.
+    pub height: Option<u32>,
+    /// Length, for video and audio.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
 }
 
 impl From<&MediaRecord> for MediaView {
     fn from(m: &MediaRecord) -> Self {
+        let probed = |key: &str| {
+            m.probe
+                .as_ref()
+                .and_then(|p| p.get(key))
+                .and_then(|v| v.as_u64())
+        };
+        let named = |key: &str| {
+            m.probe
+                .as_ref()
+                .and_then(|p| p.get(key))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
         Self {
             media_id: m.media_id.to_string(),
             blake3: m.blake3.to_hex(),
@@ -52,7 +110,36 @@ impl From<&MediaRecord> for MediaView {
             file_name: m.file_name.clone(),
             created_at: rfc3339(m.created_at),
             status: m.status.clone(),
+            failure_reason: (m.status == "failed").then(|| m.failure.clone()).flatten(),
+            width: probed("width"),
+            height: probed("height"),
+            duration_ms: probed("duration_ms"),
+            container: named("container"),
+            video_codec: named("video_codec"),
+            audio_codec: named("audio_codec"),
+            bit_rate: probed("bit_rate"),
+            variants: None,
         }
+    }
+}
+
+impl MediaView {
+    /// The view with its variants listed.
+    pub fn with_variants(mut self, variants: &[crate::job_queue::VariantRecord]) -> Self {
+        self.variants = Some(
+            variants
+                .iter()
+                .map(|v| VariantView {
+                    name: v.preset.clone(),
+                    content_type: v.content_type.clone(),
+                    size: v.size,
+                    width: v.width,
+                    height: v.height,
+                    duration_ms: v.duration_ms,
+                })
+                .collect(),
+        );
+        self
     }
 }
 
@@ -145,26 +232,28 @@ pub async fn collect_garbage(backends: &Backends, grace: Duration) -> Result<usi
         }
         let mut progressed = false;
         for blob in &candidates {
-            // The decision; the object goes only after it.
-            if !backends
+            // The decision; the objects go only after it.
+            let Some(variant_keys) = backends
                 .metadata
                 .gc_delete_blob(&blob.blake3, cutoff)
                 .await?
-            {
+            else {
                 continue;
-            }
+            };
             progressed = true;
             deleted += 1;
             metrics::counter!("gc_blobs_deleted_total").increment(1);
             metrics::counter!("gc_bytes_deleted_total").increment(blob.size);
-            match BlobKey::parse(&blob.storage_key) {
-                Ok(key) => {
-                    if let Err(e) = backends.blobs.delete(&key).await {
-                        // The row is gone, so nothing can reach the object; it only costs space.
-                        tracing::error!(error = %e, key = %key, "GC could not delete an object");
+            for storage_key in std::iter::once(&blob.storage_key).chain(&variant_keys) {
+                match BlobKey::parse(storage_key) {
+                    Ok(key) => {
+                        if let Err(e) = backends.blobs.delete(&key).await {
+                            // The rows are gone, so nothing reaches the object; it only costs space.
+                            tracing::error!(error = %e, key = %key, "GC could not delete an object");
+                        }
                     }
+                    Err(e) => tracing::error!(error = %e, "GC found a malformed storage key"),
                 }
-                Err(e) => tracing::error!(error = %e, "GC found a malformed storage key"),
             }
         }
         if !progressed || candidates.len() < 100 {
@@ -219,6 +308,8 @@ mod tests {
             file_name: "f".into(),
             status: "ready".into(),
             storage_key: "o/x".into(),
+            failure: None,
+            probe: None,
             created_at: 1_700_000_000_123,
         };
         assert_eq!(

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::TokenAuthority;
 use crate::blob_store::{self, BlobStore};
 use crate::config::Settings;
+use crate::job_queue::JobQueue;
 use crate::metadata_store::{self, MetadataStore};
 use crate::progress_bus::{self, ProgressBus};
 use crate::upload_session::UploadService;
@@ -17,8 +18,10 @@ use crate::upload_session::UploadService;
 /// The three seams.
 #[derive(Clone)]
 pub struct Backends {
-    /// Uploads, chunks, blobs, media, jobs.
+    /// Uploads, chunks, blobs, media.
     pub metadata: Arc<dyn MetadataStore>,
+    /// The processing queue (the same database).
+    pub jobs: Arc<dyn JobQueue>,
     /// Live progress and events.
     pub progress: Arc<dyn ProgressBus>,
     /// Content bytes.
@@ -40,13 +43,14 @@ impl std::fmt::Debug for Backends {
 impl Backends {
     /// Connects every backend the settings name.
     pub async fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
-        let (metadata, progress, (blobs, url_signer)) = tokio::try_join!(
-            metadata_store::from_settings(settings),
+        let ((metadata, jobs), progress, (blobs, url_signer)) = tokio::try_join!(
+            metadata_store::with_queue(settings),
             progress_bus::from_settings(settings),
             blob_store::from_settings(settings),
         )?;
         Ok(Self {
             metadata,
+            jobs,
             progress,
             blobs,
             url_signer,

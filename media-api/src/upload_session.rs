@@ -1016,6 +1016,11 @@ impl UploadService {
             size: upload.size,
             content_type: transcoder::sniff::sniff(&head).mime.to_owned(),
             storage_key: upload.storage_key.clone(),
+            origin: Some(upload.upload_id),
+            claimed_media: transcoder::sniff::claims_media(
+                upload.declared_type.as_deref(),
+                &upload.file_name,
+            ),
         };
         let Some(created) = meta
             .finish_upload(upload.upload_id, &content, MediaId::generate())
@@ -1145,6 +1150,7 @@ impl UploadService {
         &self,
         owner: &UserId,
         file_name: &str,
+        declared_type: Option<&str>,
         content_length: Option<u64>,
         body: S,
     ) -> Result<Completion, UploadError>
@@ -1186,6 +1192,8 @@ impl UploadService {
             .mime
             .to_owned(),
             storage_key: key.as_str().to_owned(),
+            origin: None,
+            claimed_media: transcoder::sniff::claims_media(declared_type, file_name.as_str()),
         };
         self.backends.blobs.put(&key, data).await?;
         let created = match self

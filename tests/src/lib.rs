@@ -69,6 +69,10 @@ pub async fn test_settings(set: BackendSet) -> (Settings, TempDir) {
         data_dir: dir.path().to_path_buf(),
         ..Settings::default()
     };
+    // In-process workers run the real binary's `render` child, as production does.
+    settings.jobs.render_program = Some(service_binary());
+    settings.jobs.serve_workers = Some(1);
+    settings.jobs.poll_interval = Duration::from_millis(500);
     if set == BackendSet::Real {
         settings.database_url = Some(SecretString::from(fresh_postgres_database().await));
         settings.redis_url = Some(SecretString::from(real_env("MEDIA_REDIS_URL")));
@@ -467,4 +471,84 @@ pub async fn stored_bytes(app: &TestApp, media_id: &str) -> Vec<u8> {
         .collect()
         .await
         .expect("read")
+}
+
+/// `media-api` as a separate process (so a test can kill it) on the same
+/// backends as `settings`, configured through `MEDIA_*` variables as an
+/// operator would.
+pub fn service_command(settings: &Settings, secret: &str) -> tokio::process::Command {
+    use secrecy::ExposeSecret;
+    let mut cmd = tokio::process::Command::new(service_binary());
+    cmd.env("MEDIA_DATA_DIR", &settings.data_dir)
+        .env("MEDIA_JWT_SECRET", secret)
+        .env("MEDIA_REDIS_NAMESPACE", &settings.redis_namespace)
+        .env_remove("MEDIA_DATABASE_URL")
+        .env_remove("MEDIA_REDIS_URL")
+        .env_remove("MEDIA_BLOB_STORE")
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    if let Some(url) = &settings.database_url {
+        cmd.env("MEDIA_DATABASE_URL", url.expose_secret());
+    }
+    if let Some(url) = &settings.redis_url {
+        cmd.env("MEDIA_REDIS_URL", url.expose_secret());
+    }
+    if let Some(store) = &settings.blob_store {
+        cmd.env("MEDIA_BLOB_STORE", store);
+    }
+    cmd
+}
+
+/// A media file made by the `ffmpeg` command line from its `lavfi` test
+/// sources, cached across tests (and runs) under the system temp dir.
+/// `args` are everything between `ffmpeg -y` and the output file.
+pub fn ffmpeg_fixture(name: &str, args: &[&str]) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    args.hash(&mut hasher);
+    let dir = std::env::temp_dir().join("media-e2e-fixtures");
+    std::fs::create_dir_all(&dir).expect("fixture dir");
+    let path = dir.join(format!("{:016x}-{name}", hasher.finish()));
+    if path.is_file() {
+        return path;
+    }
+    // Written aside and renamed, so a concurrent test never reads half a file.
+    // (The name keeps its extension: ffmpeg picks the container by it.)
+    let partial = dir.join(format!("partial-{}-{name}", uuid::Uuid::new_v4().simple()));
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y"])
+        .args(args)
+        .arg(&partial)
+        .output()
+        .expect("run ffmpeg (infra/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::rename(&partial, &path).expect("fixture in place");
+    path
+}
+
+/// What `ffprobe` says about a file, as JSON (format and streams).
+pub fn ffprobe(path: &std::path::Path) -> serde_json::Value {
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+        ])
+        .arg(path)
+        .output()
+        .expect("run ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
 }

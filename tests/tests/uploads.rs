@@ -895,26 +895,8 @@ struct ServiceProcess {
 
 impl ServiceProcess {
     async fn start(settings: &media_api::Settings, port: u16, secret: &str) -> Self {
-        use secrecy::ExposeSecret;
-        let mut cmd = tokio::process::Command::new(media_e2e::service_binary());
-        cmd.env("MEDIA_LISTEN", format!("127.0.0.1:{port}"))
-            .env("MEDIA_DATA_DIR", &settings.data_dir)
-            .env("MEDIA_JWT_SECRET", secret)
-            .env("MEDIA_REDIS_NAMESPACE", &settings.redis_namespace)
-            .env_remove("MEDIA_DATABASE_URL")
-            .env_remove("MEDIA_REDIS_URL")
-            .env_remove("MEDIA_BLOB_STORE")
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true);
-        if let Some(url) = &settings.database_url {
-            cmd.env("MEDIA_DATABASE_URL", url.expose_secret());
-        }
-        if let Some(url) = &settings.redis_url {
-            cmd.env("MEDIA_REDIS_URL", url.expose_secret());
-        }
-        if let Some(store) = &settings.blob_store {
-            cmd.env("MEDIA_BLOB_STORE", store);
-        }
+        let mut cmd = media_e2e::service_command(settings, secret);
+        cmd.env("MEDIA_LISTEN", format!("127.0.0.1:{port}"));
         let child = cmd.spawn().expect("start media-api");
         let base = format!("http://127.0.0.1:{port}");
         let ready = wait_ready(&base).await;

@@ -7,6 +7,7 @@
 //! time), and the few statements that must differ are picked by [`Dialect`].
 
 pub mod sql;
+mod sql_jobs;
 
 use std::sync::Arc;
 
@@ -173,6 +174,10 @@ pub struct NewContent {
     pub content_type: String,
     /// Where the bytes were just stored.
     pub storage_key: String,
+    /// The upload it came from, told when processing is done.
+    pub origin: Option<UploadId>,
+    /// Whether the client presented it as an image, video or audio.
+    pub claimed_media: bool,
 }
 
 /// One user's media item, joined with its blob.
@@ -190,8 +195,12 @@ pub struct MediaRecord {
     pub content_type: String,
     /// The name it was uploaded under.
     pub file_name: String,
-    /// Processing status.
+    /// Processing status: `processing`, `ready` or `failed`.
     pub status: String,
+    /// Why processing failed.
+    pub failure: Option<String>,
+    /// What probing found.
+    pub probe: Option<serde_json::Value>,
     /// Where the blob's bytes are.
     pub storage_key: String,
     /// Unix ms.
@@ -328,8 +337,13 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// The GC's decision, in one conditional statement: deletes the blob row
     /// only if it is still unreferenced since before `cutoff` and no media
-    /// points at it. True when deleted; only then may its object go.
-    async fn gc_delete_blob(&self, blake3: &Blake3, cutoff: i64) -> Result<bool, MetadataError>;
+    /// points at it, with its variants. When deleted, answers the variants'
+    /// object keys; only then may the objects go.
+    async fn gc_delete_blob(
+        &self,
+        blake3: &Blake3,
+        cutoff: i64,
+    ) -> Result<Option<Vec<String>>, MetadataError>;
 
     /// How many blobs are stored, and their bytes.
     async fn blob_totals(&self) -> Result<(u64, u64), MetadataError>;
@@ -349,4 +363,12 @@ pub struct BlobRecord {
 /// Connects to the store the settings name and brings its schema up to date.
 pub async fn from_settings(settings: &Settings) -> anyhow::Result<Arc<dyn MetadataStore>> {
     Ok(Arc::new(sql::SqlMetadataStore::connect(settings).await?))
+}
+
+/// The store as both of its seams: the metadata and the job queue.
+pub async fn with_queue(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<dyn MetadataStore>, Arc<dyn crate::job_queue::JobQueue>)> {
+    let store = Arc::new(sql::SqlMetadataStore::connect(settings).await?);
+    Ok((store.clone(), store))
 }

@@ -34,8 +34,16 @@ const SQLITE_PRAGMAS: &[&str] = &[
 /// The metadata store over a sqlx pool.
 #[derive(Debug, Clone)]
 pub struct SqlMetadataStore {
-    pool: AnyPool,
-    dialect: Dialect,
+    pub(super) pool: AnyPool,
+    pub(super) dialect: Dialect,
+    /// Wakes waiting workers: on enqueue (SQLite) or on a PostgreSQL notification.
+    pub(super) work: std::sync::Arc<tokio::sync::Notify>,
+    /// Whether the PostgreSQL `listen` task runs yet.
+    pub(super) listening: std::sync::Arc<std::sync::OnceLock<()>>,
+    /// The database URL, for the PostgreSQL listener connection.
+    pub(super) url: std::sync::Arc<str>,
+    /// Claims a job gets before it is dead.
+    pub(super) max_attempts: u32,
 }
 
 impl SqlMetadataStore {
@@ -83,7 +91,14 @@ impl SqlMetadataStore {
             .run(&pool)
             .await
             .context("while migrating the metadata store")?;
-        Ok(Self { pool, dialect })
+        Ok(Self {
+            pool,
+            dialect,
+            work: std::sync::Arc::default(),
+            listening: std::sync::Arc::default(),
+            url: std::sync::Arc::from(url.as_str()),
+            max_attempts: settings.jobs.max_attempts,
+        })
     }
 
     /// Which database this is.
@@ -93,7 +108,7 @@ impl SqlMetadataStore {
 
     /// A row-locking clause on PostgreSQL; nothing on SQLite, whose single
     /// writer connection already serialises transactions.
-    fn lock_clause(&self, clause: &'static str) -> &'static str {
+    pub(super) fn lock_clause(&self, clause: &'static str) -> &'static str {
         match self.dialect {
             Dialect::Postgres => clause,
             Dialect::Sqlite => "",
@@ -124,12 +139,13 @@ const UPLOAD_COLUMNS: &str = "upload_id, owner_id, file_name, size, declared_typ
 const CHUNK_COLUMNS: &str = "chunk_number, size, sha256, chaining_value, etag";
 
 const MEDIA_SELECT: &str = "select m.media_id, m.owner_id, m.blake3, b.size, b.content_type, \
-    m.file_name, m.status, b.storage_key, m.created_at from media m \
-    join blobs b on b.blake3 = m.blake3";
+    m.file_name, b.processing, b.processing_error, b.probe, b.storage_key, m.created_at \
+    from media m join blobs b on b.blake3 = m.blake3";
 
 /// References a content in an open transaction: inserts its blob unless one
 /// with that BLAKE3 exists (the unique key settles races), then the media.
 async fn reference_content(
+    store: &SqlMetadataStore,
     tx: &mut Transaction<'static, Any>,
     owner: &str,
     file_name: &str,
@@ -137,12 +153,29 @@ async fn reference_content(
     media_id: MediaId,
 ) -> Result<Created, MetadataError> {
     let now = now_ms();
+    let processed = transcoder::sniff::is_processed(&content.content_type);
+    let not_media =
+        transcoder::sniff::kind_of(&content.content_type) == transcoder::sniff::MediaKind::Other;
+    let (processing, processing_error) = if processed {
+        ("pending", None)
+    } else if content.claimed_media && not_media {
+        (
+            "failed",
+            Some(format!(
+                "presented as media, but the content is not a recognised image, video or \
+                 audio file (it is {})",
+                content.content_type
+            )),
+        )
+    } else {
+        ("skipped", None)
+    };
     // Insert the blob, or touch the existing row: the update locks it (a GC
     // delete waits, then finds it referenced again) and ends any grace period.
     // Storage keys are unique per upload, so ours coming back means ours won.
     let stored_key: String = sqlx::query_scalar(
-        "insert into blobs (blake3, size, content_type, storage_key, created_at) \
-         values ($1, $2, $3, $4, $5) \
+        "insert into blobs (blake3, size, content_type, storage_key, created_at, processing, \
+         processing_error) values ($1, $2, $3, $4, $5, $6, $7) \
          on conflict (blake3) do update set unreferenced_since = null \
          returning storage_key",
     )
@@ -151,9 +184,15 @@ async fn reference_content(
     .bind(&content.content_type)
     .bind(&content.storage_key)
     .bind(now)
+    .bind(processing)
+    .bind(processing_error)
     .fetch_one(&mut **tx)
     .await?;
     let inserted = stored_key == content.storage_key;
+    if inserted && processed {
+        // A new content: its processing job commits with it, or not at all.
+        super::sql_jobs::enqueue(store, tx, &content.blake3, content.origin, 0, now).await?;
+    }
     insert_media(tx, media_id, owner, &content.blake3, file_name, now).await?;
     let media = select_media(tx, media_id).await?;
     Ok(Created {
@@ -269,7 +308,17 @@ fn media_from_row(row: &AnyRow) -> Result<MediaRecord, MetadataError> {
         size: get_u64(row, "size")?,
         content_type: row.try_get("content_type")?,
         file_name: row.try_get("file_name")?,
-        status: row.try_get("status")?,
+        // Processing belongs to the content: every media of it shares the state.
+        status: match row.try_get::<String, _>("processing")?.as_str() {
+            "ready" | "skipped" => "ready",
+            "failed" => "failed",
+            _ => "processing",
+        }
+        .to_owned(),
+        failure: row.try_get("processing_error")?,
+        probe: row
+            .try_get::<Option<String>, _>("probe")?
+            .and_then(|p| serde_json::from_str(&p).ok()),
         storage_key: row.try_get("storage_key")?,
         created_at: row.try_get("created_at")?,
     })
@@ -490,8 +539,15 @@ impl MetadataStore for SqlMetadataStore {
             tx.rollback().await?;
             return Ok(None);
         }
-        let created =
-            reference_content(&mut tx, &upload.owner, &upload.file_name, content, media_id).await?;
+        let created = reference_content(
+            self,
+            &mut tx,
+            &upload.owner,
+            &upload.file_name,
+            content,
+            media_id,
+        )
+        .await?;
         sqlx::query(
             "update uploads set state = $1, media_id = $2, updated_at = $3 where upload_id = $4",
         )
@@ -506,6 +562,9 @@ impl MetadataStore for SqlMetadataStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        if !created.deduplicated {
+            self.work.notify_waiters();
+        }
         Ok(Some(created))
     }
 
@@ -517,8 +576,11 @@ impl MetadataStore for SqlMetadataStore {
         media_id: MediaId,
     ) -> Result<Created, MetadataError> {
         let mut tx = self.pool.begin().await?;
-        let created = reference_content(&mut tx, owner, file_name, content, media_id).await?;
+        let created = reference_content(self, &mut tx, owner, file_name, content, media_id).await?;
         tx.commit().await?;
+        if !created.deduplicated {
+            self.work.notify_waiters();
+        }
         Ok(created)
     }
 
@@ -664,7 +726,19 @@ impl MetadataStore for SqlMetadataStore {
         .collect()
     }
 
-    async fn gc_delete_blob(&self, blake3: &Blake3, cutoff: i64) -> Result<bool, MetadataError> {
+    async fn gc_delete_blob(
+        &self,
+        blake3: &Blake3,
+        cutoff: i64,
+    ) -> Result<Option<Vec<String>>, MetadataError> {
+        let mut tx = self.pool.begin().await?;
+        // The variants go with their content, in the same transaction: if the
+        // blob stays, so do they.
+        let variant_keys: Vec<String> =
+            sqlx::query_scalar("delete from variants where blake3 = $1 returning storage_key")
+                .bind(blake3.to_hex())
+                .fetch_all(&mut *tx)
+                .await?;
         let deleted = sqlx::query(
             "delete from blobs where blake3 = $1 \
              and unreferenced_since is not null and unreferenced_since < $2 \
@@ -672,10 +746,15 @@ impl MetadataStore for SqlMetadataStore {
         )
         .bind(blake3.to_hex())
         .bind(cutoff)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
-        Ok(deleted == 1)
+        if deleted != 1 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(variant_keys))
     }
 
     async fn blob_totals(&self) -> Result<(u64, u64), MetadataError> {

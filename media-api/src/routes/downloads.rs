@@ -42,13 +42,29 @@ async fn content(
         .media(&caller.user, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("media-not-found", "no such media"))?;
-    if let Some(variant) = query.variant {
-        return Err(ApiError::not_found(
-            "variant-not-found",
-            format!("this media has no variant {variant:?}"),
-        ));
-    }
-    let url = downloads::presign_media(&state.backends, &state.settings, &media).await?;
+    let url = match query.variant {
+        None => downloads::presign_media(&state.backends, &state.settings, &media).await?,
+        Some(name) => {
+            let variants = state
+                .backends
+                .jobs
+                .variants(&media.blake3)
+                .await
+                .map_err(crate::upload_session::UploadError::from)?;
+            // The newest version of the preset.
+            let variant = variants
+                .iter()
+                .filter(|v| v.preset == name)
+                .max_by_key(|v| v.version)
+                .ok_or_else(|| {
+                    ApiError::not_found(
+                        "variant-not-found",
+                        format!("this media has no variant {name:?} (yet)"),
+                    )
+                })?;
+            downloads::presign_variant(&state.backends, &state.settings, &media, variant).await?
+        }
+    };
     let cache = HeaderValue::from_str(&format!("private, max-age={}", url.max_age))
         .map_err(ApiError::internal)?;
     if query.redirect == Some(false) {

@@ -88,6 +88,9 @@ async fn upload(
         .upload_small(
             &caller.user,
             &file_name,
+            headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
             content_length,
             body.into_data_stream(),
         )
@@ -108,10 +111,26 @@ async fn metadata(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let media = state
-        .uploads
-        .media(&caller.user, &id)
+    let view = media_view(&state, &caller.user, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("media-not-found", "no such media"))?;
-    Ok(Json(MediaView::from(&media)).into_response())
+    Ok(Json(view).into_response())
+}
+
+/// A media as its owner sees it, with its variants; `None` when it is not theirs.
+pub(crate) async fn media_view(
+    state: &AppState,
+    user: &crate::auth::UserId,
+    id: &str,
+) -> Result<Option<MediaView>, ApiError> {
+    let Some(media) = state.uploads.media(user, id).await? else {
+        return Ok(None);
+    };
+    let variants = state
+        .backends
+        .jobs
+        .variants(&media.blake3)
+        .await
+        .map_err(crate::upload_session::UploadError::from)?;
+    Ok(Some(MediaView::from(&media).with_variants(&variants)))
 }

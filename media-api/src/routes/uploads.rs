@@ -210,8 +210,10 @@ async fn abort(
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// Server-sent events: a `progress` snapshot first, then `chunk` and
-/// `progress` as chunks stream in (from whichever node takes them), and a
-/// final `completed` or `aborted`, after which the stream ends.
+/// `progress` as chunks stream in (from whichever node takes them), then
+/// `completed` (or `aborted`, which ends the stream). A completed upload's
+/// stream goes on until its media is processed: a last `processed` event
+/// carries the media's status (`ready` or `failed`) and its variants.
 async fn events(
     State(state): State<AppState>,
     caller: Caller,
@@ -242,27 +244,94 @@ async fn events(
         let Ok(current) = uploads.owned(&caller.user, &id).await else {
             return;
         };
-        let terminal = matches!(current.state.as_str(), "completed" | "aborted");
+        // The media's processing outcome once it has one (`None` while it is processing).
+        let settled = |media_id: Option<String>| {
+            let (state, user) = (state.clone(), caller.user.clone());
+            async move {
+                let view = super::media::media_view(&state, &user, &media_id?)
+                    .await
+                    .ok()??;
+                (view.status != "processing").then(|| {
+                    SseEvent::default()
+                        .event("processed")
+                        .json_data(&view)
+                        .unwrap_or_default()
+                })
+            }
+        };
         if let Some(first) = snapshot(current.clone()).await
-            && (tx.send(first).await.is_err() || terminal)
+            && tx.send(first).await.is_err()
         {
             return;
         }
+        let mut media_id = current.media_id.map(|m| m.to_string());
+        match current.state.as_str() {
+            "aborted" => return,
+            "completed" => {
+                if let Some(done) = settled(media_id.clone()).await {
+                    let _ = tx.send(done).await;
+                    return;
+                }
+            }
+            _ => {}
+        }
         let mut last_progress = tokio::time::Instant::now();
+        // A content already being processed for another upload announces on
+        // that upload's topic: look again now and then.
+        let mut recheck = tokio::time::interval(Duration::from_secs(2));
         loop {
             let event = tokio::select! {
                 () = stop.cancelled() => return,
                 () = tx.closed() => return,
+                _ = recheck.tick(), if media_id.is_some() => {
+                    if let Some(done) = settled(media_id.clone()).await {
+                        let _ = tx.send(done).await;
+                        return;
+                    }
+                    continue;
+                }
                 e = bus_events.next() => match e { Some(e) => e, None => return },
             };
-            let end = matches!(event.kind.as_str(), "completed" | "aborted");
-            if event.kind != "progress" {
-                let sse = SseEvent::default()
-                    .event(event.kind.clone())
-                    .json_data(&event.data)
-                    .unwrap_or_default();
-                if tx.send(sse).await.is_err() || end {
+            match event.kind.as_str() {
+                "aborted" => {
+                    let sse = SseEvent::default()
+                        .event("aborted")
+                        .json_data(&event.data)
+                        .unwrap_or_default();
+                    let _ = tx.send(sse).await;
                     return;
+                }
+                "completed" => {
+                    media_id = event.data["media_id"].as_str().map(str::to_owned);
+                    let sse = SseEvent::default()
+                        .event("completed")
+                        .json_data(&event.data)
+                        .unwrap_or_default();
+                    if tx.send(sse).await.is_err() {
+                        return;
+                    }
+                    if let Some(done) = settled(media_id.clone()).await {
+                        let _ = tx.send(done).await;
+                        return;
+                    }
+                    continue;
+                }
+                "processed" => {
+                    if let Some(done) = settled(media_id.clone()).await {
+                        let _ = tx.send(done).await;
+                        return;
+                    }
+                    continue;
+                }
+                "progress" => {}
+                _ => {
+                    let sse = SseEvent::default()
+                        .event(event.kind.clone())
+                        .json_data(&event.data)
+                        .unwrap_or_default();
+                    if tx.send(sse).await.is_err() {
+                        return;
+                    }
                 }
             }
             if event.kind == "chunk" || last_progress.elapsed() >= PROGRESS_EVERY {

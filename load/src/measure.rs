@@ -1,0 +1,150 @@
+//! Wall-clock and CPU time of repeated runs, and the report they make.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+/// CPU seconds this process and its waited-for children have used so far
+/// (`/proc/self/stat`: utime, stime, cutime, cstime).
+pub(crate) fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name may hold spaces; the fields after it do not.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // After the name: state is field 3, so utime (14) is index 11.
+    let ticks: u64 = (11..15)
+        .filter_map(|i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    ticks as f64 / clock_ticks_per_second()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Timings of one thing done `runs` times.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Timing {
+    /// What was run.
+    pub(crate) name: String,
+    /// Wall-clock seconds of each run.
+    pub(crate) wall: Vec<f64>,
+    /// CPU seconds per run, averaged (process and children).
+    pub(crate) cpu_per_run: f64,
+}
+
+impl Timing {
+    pub(crate) fn median(&self) -> f64 {
+        let mut w = self.wall.clone();
+        w.sort_by(f64::total_cmp);
+        w[w.len() / 2]
+    }
+
+    pub(crate) fn min(&self) -> f64 {
+        self.wall.iter().copied().fold(f64::INFINITY, f64::min)
+    }
+}
+
+/// Runs `f` once to warm up, then `runs` times, timing each.
+pub(crate) fn time(
+    name: &str,
+    runs: usize,
+    mut f: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Timing> {
+    f()?;
+    let cpu_before = cpu_seconds();
+    let mut wall = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        f()?;
+        wall.push(start.elapsed().as_secs_f64());
+    }
+    let cpu = cpu_seconds() - cpu_before;
+    Ok(Timing {
+        name: name.to_owned(),
+        wall,
+        cpu_per_run: cpu / runs.max(1) as f64,
+    })
+}
+
+/// One comparison: ours against a baseline, on the same input.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Comparison {
+    /// What is compared.
+    pub(crate) name: String,
+    /// Our side.
+    pub(crate) ours: Timing,
+    /// The baseline.
+    pub(crate) baseline: Timing,
+    /// Median wall time, ours / baseline (lower is better; the goal).
+    pub(crate) wall_ratio: f64,
+    /// CPU time, ours / baseline.
+    pub(crate) cpu_ratio: f64,
+    /// The goal for `wall_ratio`.
+    pub(crate) goal: f64,
+}
+
+impl Comparison {
+    pub(crate) fn new(name: &str, ours: Timing, baseline: Timing, goal: f64) -> Self {
+        Self {
+            name: name.to_owned(),
+            wall_ratio: ours.median() / baseline.median(),
+            cpu_ratio: ours.cpu_per_run / baseline.cpu_per_run,
+            ours,
+            baseline,
+            goal,
+        }
+    }
+}
+
+/// What a benchmark prints.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Report {
+    /// Facts about the run (inputs, settings).
+    pub(crate) setup: serde_json::Value,
+    /// The comparisons.
+    pub(crate) comparisons: Vec<Comparison>,
+}
+
+impl Report {
+    pub(crate) fn table(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!("setup: {}\n\n", self.setup));
+        out.push_str(&format!(
+            "{:<34} {:>10} {:>10} {:>10} {:>9} {:>9} {:>6}\n",
+            "run", "median s", "min s", "cpu s/run", "wall x", "cpu x", "goal"
+        ));
+        for c in &self.comparisons {
+            for (t, ratios) in [
+                (&c.ours, Some((c.wall_ratio, c.cpu_ratio, c.goal))),
+                (&c.baseline, None),
+            ] {
+                let (w, cpu, goal) = match ratios {
+                    Some((w, cpu, goal)) => {
+                        (format!("{w:.3}"), format!("{cpu:.3}"), format!("≤{goal}"))
+                    }
+                    None => ("1".into(), "1".into(), String::new()),
+                };
+                out.push_str(&format!(
+                    "{:<34} {:>10.4} {:>10.4} {:>10.4} {:>9} {:>9} {:>6}\n",
+                    t.name,
+                    t.median(),
+                    t.min(),
+                    t.cpu_per_run,
+                    w,
+                    cpu,
+                    goal
+                ));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,906 @@
+//! Video and audio through FFmpeg (`ffmpeg-next`): probe, a poster frame, an
+//! H.264 + AAC MP4 transcode that starts playing before it is fully
+//! downloaded, and a compact Opus transcode for voice notes.
+//!
+//! Rotation (the display matrix phones write instead of turning the pixels)
+//! is honoured the way the `ffmpeg` command line does: the poster is turned
+//! upright and the transcode gets a `transpose` in its filter graph, so every
+//! derivative plays upright with no rotation flag left to trust.
+
+use std::path::{Path, PathBuf};
+
+use ffmpeg::codec::packet::side_data::Type as SideDataType;
+use ffmpeg::format::stream::Disposition;
+use ffmpeg::{Dictionary, Packet, Rational, codec, decoder, encoder, filter, format, frame, media};
+use ffmpeg_next as ffmpeg;
+use serde::{Deserialize, Serialize};
+
+use crate::image_render::{self, ImagePreset, Rendered};
+
+/// What a video or audio file is, as far as its container says.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Probe {
+    /// The demuxer's name, such as `mov,mp4,m4a,3gp,3g2,mj2` or `matroska,webm`.
+    pub container: String,
+    /// Length in milliseconds, when known.
+    pub duration_ms: Option<u64>,
+    /// Pixels wide as displayed (after rotation), for video.
+    pub width: Option<u32>,
+    /// Pixels high as displayed (after rotation), for video.
+    pub height: Option<u32>,
+    /// Clockwise degrees the picture is turned for display: 0, 90, 180 or 270.
+    pub rotation: u32,
+    /// Video codec, such as `h264`.
+    pub video_codec: Option<String>,
+    /// Audio codec, such as `aac`.
+    pub audio_codec: Option<String>,
+    /// Overall bit rate in bits per second, when known.
+    pub bit_rate: Option<u64>,
+}
+
+impl Probe {
+    /// Whether there is a picture track (cover art does not count).
+    pub fn has_video(&self) -> bool {
+        self.video_codec.is_some()
+    }
+}
+
+/// The H.264 + AAC MP4 transcode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoPreset {
+    /// Its name, such as `h264_720p`.
+    pub name: String,
+    /// Bumped when the output would change.
+    pub version: u32,
+    /// Most pixels along the longer side (1280 for 720p).
+    pub max_long_edge: u32,
+    /// Most pixels along the shorter side (720 for 720p).
+    pub max_short_edge: u32,
+    /// x264 constant rate factor: lower is better and bigger.
+    pub crf: u8,
+    /// x264 speed preset, such as `veryfast`.
+    pub x264_preset: String,
+    /// AAC bit rate, bits per second.
+    pub audio_bit_rate: u32,
+}
+
+/// The compact audio transcode (Opus in Ogg).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioPreset {
+    /// Its name, such as `opus`.
+    pub name: String,
+    /// Bumped when the output would change.
+    pub version: u32,
+    /// Opus bit rate, bits per second.
+    pub bit_rate: u32,
+    /// 1 (mono, right for voice) or 2.
+    pub channels: u16,
+}
+
+impl Default for VideoPreset {
+    /// `h264_720p`: 1280×720, CRF 23, `veryfast`, AAC 128 kb/s.
+    fn default() -> Self {
+        Self {
+            name: "h264_720p".into(),
+            version: 1,
+            max_long_edge: 1280,
+            max_short_edge: 720,
+            crf: 23,
+            x264_preset: "veryfast".into(),
+            audio_bit_rate: 128_000,
+        }
+    }
+}
+
+impl Default for AudioPreset {
+    /// `opus`: 32 kb/s mono.
+    fn default() -> Self {
+        Self {
+            name: "opus".into(),
+            version: 1,
+            bit_rate: 32_000,
+            channels: 1,
+        }
+    }
+}
+
+/// Everything made from one video or audio file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AvPresets {
+    /// The still frame, as an image preset (WebP).
+    pub poster: ImagePreset,
+    /// Made from the poster.
+    pub thumb: ImagePreset,
+    /// The playable video.
+    pub video: VideoPreset,
+    /// Audio-only files.
+    pub audio: AudioPreset,
+}
+
+impl Default for AvPresets {
+    /// A 1280 px WebP poster, a 320 px thumbnail, `h264_720p` and `opus`.
+    fn default() -> Self {
+        Self {
+            poster: ImagePreset::webp("poster", 1280, 80.0),
+            thumb: ImagePreset::webp("thumb", 320, 75.0),
+            video: VideoPreset::default(),
+            audio: AudioPreset::default(),
+        }
+    }
+}
+
+/// Bounds on what a file may ask of us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AvLimits {
+    /// Longest video or audio processed, in milliseconds.
+    pub max_duration_ms: u64,
+    /// Most pixels (width × height) a video frame may have.
+    pub max_pixels: u64,
+}
+
+/// Why a video or audio file could not be processed. The message is shown to the owner.
+#[derive(Debug, thiserror::Error)]
+pub enum AvError {
+    /// Not a file FFmpeg can read, or a broken one.
+    #[error("the file cannot be decoded: {0}")]
+    Undecodable(String),
+    /// Over a configured limit.
+    #[error("{0}")]
+    OverLimit(String),
+    /// Making the poster's images failed.
+    #[error(transparent)]
+    Image(#[from] image_render::ImageError),
+    /// Our side: an encoder missing from this FFmpeg build, or the disk.
+    #[error("the media processor cannot write its output: {0}")]
+    Output(String),
+}
+
+impl From<ffmpeg::Error> for AvError {
+    fn from(e: ffmpeg::Error) -> Self {
+        Self::Undecodable(e.to_string())
+    }
+}
+
+fn output_error(e: impl std::fmt::Display) -> AvError {
+    AvError::Output(e.to_string())
+}
+
+/// Readies FFmpeg once per process and keeps its log quiet (errors only).
+fn init() -> Result<(), AvError> {
+    ffmpeg::init().map_err(output_error)?;
+    ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Fatal);
+    Ok(())
+}
+
+fn open_input(input: &Path) -> Result<format::context::Input, AvError> {
+    init()?;
+    format::input(&input)
+        .map_err(|e| AvError::Undecodable(format!("{e} (not a readable container)")))
+}
+
+/// The picture track: the best video stream that is not cover art.
+fn video_stream(ictx: &format::context::Input) -> Option<format::stream::Stream<'_>> {
+    let is_picture = |s: &format::stream::Stream<'_>| {
+        s.parameters().medium() == media::Type::Video
+            && !s.disposition().contains(Disposition::ATTACHED_PIC)
+    };
+    match ictx.streams().best(media::Type::Video) {
+        Some(s) if is_picture(&s) => Some(s),
+        _ => ictx.streams().find(|s| is_picture(s)),
+    }
+}
+
+/// Clockwise display rotation from a stream's display matrix, snapped to a
+/// quarter turn (what `ffmpeg` itself does before choosing a `transpose`).
+fn rotation_of(stream: &format::stream::Stream<'_>) -> u32 {
+    let Some(side) = stream
+        .side_data()
+        .find(|sd| sd.kind() == SideDataType::DisplayMatrix)
+    else {
+        return 0;
+    };
+    let m: Vec<f64> = side
+        .data()
+        .chunks_exact(4)
+        .take(9)
+        .map(|c| f64::from(i32::from_ne_bytes([c[0], c[1], c[2], c[3]])) / 65536.0)
+        .collect();
+    if m.len() < 5 {
+        return 0;
+    }
+    let (sx, sy) = (m[0].hypot(m[3]), m[1].hypot(m[4]));
+    if sx == 0.0 || sy == 0.0 {
+        return 0;
+    }
+    let degrees = (m[1] / sy).atan2(m[0] / sx).to_degrees().round();
+    match (degrees.rem_euclid(360.0) as u32 + 45) / 90 % 4 {
+        1 => 90,
+        2 => 180,
+        3 => 270,
+        _ => 0,
+    }
+}
+
+fn decoder_for(stream: &format::stream::Stream<'_>) -> Result<decoder::Decoder, AvError> {
+    let mut ctx = codec::Context::from_parameters(stream.parameters())?;
+    ctx.set_threading(codec::threading::Config {
+        kind: codec::threading::Type::Frame,
+        count: 0,
+        ..Default::default()
+    });
+    Ok(ctx.decoder())
+}
+
+/// Reads what the container says about `input`.
+pub fn probe(input: &Path) -> Result<Probe, AvError> {
+    probe_context(&open_input(input)?)
+}
+
+fn probe_context(ictx: &format::context::Input) -> Result<Probe, AvError> {
+    let mut probe = Probe {
+        container: ictx.format().name().to_owned(),
+        ..Probe::default()
+    };
+    let duration = ictx.duration();
+    if duration > 0 {
+        probe.duration_ms = Some(duration as u64 / 1000);
+    }
+    let bit_rate = ictx.bit_rate();
+    if bit_rate > 0 {
+        probe.bit_rate = Some(bit_rate as u64);
+    }
+    if let Some(stream) = video_stream(ictx) {
+        let video = decoder_for(&stream)?.video()?;
+        let rotation = rotation_of(&stream);
+        let (w, h) = display_size(video.width(), video.height(), video.aspect_ratio());
+        let (w, h) = if rotation % 180 == 90 { (h, w) } else { (w, h) };
+        if w == 0 || h == 0 {
+            return Err(AvError::Undecodable("the video has no picture size".into()));
+        }
+        probe.width = Some(w);
+        probe.height = Some(h);
+        probe.rotation = rotation;
+        probe.video_codec = Some(stream.parameters().id().name().to_owned());
+        if probe.duration_ms.is_none() && stream.duration() > 0 {
+            probe.duration_ms = Some(to_ms(stream.duration(), stream.time_base()));
+        }
+    }
+    if let Some(stream) = ictx.streams().best(media::Type::Audio) {
+        probe.audio_codec = Some(stream.parameters().id().name().to_owned());
+        if probe.duration_ms.is_none() && stream.duration() > 0 {
+            probe.duration_ms = Some(to_ms(stream.duration(), stream.time_base()));
+        }
+    }
+    if probe.video_codec.is_none() && probe.audio_codec.is_none() {
+        return Err(AvError::Undecodable(
+            "there is no video or audio track in it".into(),
+        ));
+    }
+    Ok(probe)
+}
+
+fn to_ms(ts: i64, time_base: Rational) -> u64 {
+    (ts as f64 * f64::from(time_base) * 1000.0).max(0.0) as u64
+}
+
+/// The size a frame is shown at, with non-square pixels stretched out.
+fn display_size(width: u32, height: u32, sar: Rational) -> (u32, u32) {
+    if sar.numerator() > 0 && sar.denominator() > 0 && sar.numerator() != sar.denominator() {
+        let w = f64::from(width) * f64::from(sar.numerator()) / f64::from(sar.denominator());
+        ((w.round() as u32).max(1), height)
+    } else {
+        (width, height)
+    }
+}
+
+/// Refuses what is over the limits, before any decoding.
+pub fn check_limits(probe: &Probe, limits: AvLimits) -> Result<(), AvError> {
+    if let Some(ms) = probe.duration_ms
+        && ms > limits.max_duration_ms
+    {
+        return Err(AvError::OverLimit(format!(
+            "it lasts {} s, over the limit of {} s",
+            ms / 1000,
+            limits.max_duration_ms / 1000
+        )));
+    }
+    if let (Some(w), Some(h)) = (probe.width, probe.height)
+        && u64::from(w) * u64::from(h) > limits.max_pixels
+    {
+        return Err(AvError::OverLimit(format!(
+            "its frames are {w}x{h} pixels, over the limit of {}",
+            limits.max_pixels
+        )));
+    }
+    Ok(())
+}
+
+/// Makes every derivative of a video or audio file in `out_dir`: for video
+/// the poster, the thumbnail (from the poster) and the MP4; for audio the
+/// compact transcode.
+pub fn render(
+    input: &Path,
+    out_dir: &Path,
+    presets: &AvPresets,
+    limits: AvLimits,
+) -> Result<(Probe, Vec<Rendered>), AvError> {
+    let probe = probe(input)?;
+    check_limits(&probe, limits)?;
+    let mut out = Vec::new();
+    if probe.has_video() {
+        let poster = poster_frame(input, &probe)?;
+        let size = image_render::ImageInfo {
+            width: poster.width(),
+            height: poster.height(),
+        };
+        out.extend(image_render::render_image(
+            &poster,
+            out_dir,
+            &[presets.poster.clone(), presets.thumb.clone()],
+            size,
+        )?);
+        out.push(transcode_video(
+            input,
+            &out_dir.join(format!("{}.mp4", presets.video.name)),
+            &presets.video,
+            &probe,
+        )?);
+    } else {
+        out.push(transcode_audio(
+            input,
+            &out_dir.join(format!("{}.ogg", presets.audio.name)),
+            &presets.audio,
+        )?);
+    }
+    Ok((probe, out))
+}
+
+/// The frame about one second in (the first, for shorter videos), upright.
+pub fn poster_frame(input: &Path, probe: &Probe) -> Result<image::DynamicImage, AvError> {
+    let mut ictx = open_input(input)?;
+    let stream =
+        video_stream(&ictx).ok_or_else(|| AvError::Undecodable("no video track".into()))?;
+    let index = stream.index();
+    let time_base = stream.time_base();
+    let mut video = decoder_for(&stream)?.video()?;
+    let wanted_s = if probe.duration_ms.unwrap_or(0) > 1000 {
+        1.0
+    } else {
+        0.0
+    };
+    if wanted_s > 0.0 {
+        let ts = 1_000_000; // AV_TIME_BASE units
+        // A file that cannot seek still gives frames from the start.
+        let _ = ictx.seek(ts, ..ts);
+    }
+    let wanted_pts = (wanted_s / f64::from(time_base)).floor() as i64;
+    let mut frame = frame::Video::empty();
+    let mut chosen = frame::Video::empty();
+    let mut have = false;
+    let mut packet = Packet::empty();
+    let mut eof = false;
+    'reading: while !eof {
+        match packet.read(&mut ictx) {
+            Ok(()) if packet.stream() == index => {
+                // A damaged packet is skipped, as players do.
+                let _ = video.send_packet(&packet);
+            }
+            Ok(()) => continue,
+            Err(_) => {
+                eof = true;
+                let _ = video.send_eof();
+            }
+        }
+        while video.receive_frame(&mut frame).is_ok() {
+            std::mem::swap(&mut frame, &mut chosen);
+            have = true;
+            if chosen.timestamp().unwrap_or(i64::MAX) >= wanted_pts {
+                break 'reading;
+            }
+        }
+    }
+    if !have {
+        return Err(AvError::Undecodable("no frame of the video decodes".into()));
+    }
+    let (w, h) = display_size(chosen.width(), chosen.height(), chosen.aspect_ratio());
+    let mut rgb = frame::Video::empty();
+    ffmpeg::software::scaling::Context::get(
+        chosen.format(),
+        chosen.width(),
+        chosen.height(),
+        format::Pixel::RGB24,
+        w,
+        h,
+        ffmpeg::software::scaling::Flags::BILINEAR,
+    )?
+    .run(&chosen, &mut rgb)?;
+    let stride = rgb.stride(0);
+    let row = w as usize * 3;
+    let data = rgb.data(0);
+    let mut pixels = Vec::with_capacity(row * h as usize);
+    for y in 0..h as usize {
+        pixels.extend_from_slice(&data[y * stride..y * stride + row]);
+    }
+    let image = image::RgbImage::from_raw(w, h, pixels)
+        .ok_or_else(|| AvError::Undecodable("the poster frame has no pixels".into()))?;
+    let image = image::DynamicImage::ImageRgb8(image);
+    Ok(match probe.rotation {
+        90 => image.rotate90(),
+        180 => image.rotate180(),
+        270 => image.rotate270(),
+        _ => image,
+    })
+}
+
+/// The size that fits `(w, h)` in a box of `long × short` (turned to match
+/// the video's own orientation), never enlarging, both even as H.264 wants.
+pub fn fit_even(w: u32, h: u32, long: u32, short: u32) -> (u32, u32) {
+    let (max_w, max_h) = if w >= h { (long, short) } else { (short, long) };
+    let (fw, fh) = image_render::fit(w, h, max_w, max_h);
+    ((fw & !1).max(2), (fh & !1).max(2))
+}
+
+/// One audio track decoded, resampled by a filter graph, and encoded.
+struct AudioChain {
+    input_index: usize,
+    output_index: usize,
+    decoder: decoder::Audio,
+    graph: filter::Graph,
+    encoder: encoder::Audio,
+    frame: frame::Audio,
+}
+
+impl AudioChain {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        stream: &format::stream::Stream<'_>,
+        octx: &mut format::context::Output,
+        codec_name: &'static str,
+        sample_format: format::Sample,
+        rate: u32,
+        channels: u16,
+        bit_rate: u32,
+        frame_size: Option<u32>,
+    ) -> Result<Self, AvError> {
+        let decoder = decoder_for(stream)?.audio()?;
+        let codec = encoder::find_by_name(codec_name)
+            .ok_or_else(|| AvError::Output(format!("no {codec_name} encoder")))?;
+        let layout = ffmpeg::ChannelLayout::default(i32::from(channels));
+        let output_index = octx.add_stream(codec)?.index();
+        let mut enc = codec::Context::new_with_codec(codec).encoder().audio()?;
+        enc.set_rate(rate as i32);
+        enc.set_channel_layout(layout);
+        enc.set_channels(i32::from(channels));
+        enc.set_format(sample_format);
+        enc.set_bit_rate(bit_rate as usize);
+        enc.set_time_base(Rational(1, rate as i32));
+        if octx.format().flags().contains(format::Flags::GLOBAL_HEADER) {
+            enc.set_flags(codec::Flags::GLOBAL_HEADER);
+        }
+        let encoder = enc.open_as(codec).map_err(output_error)?;
+        let mut ost = octx
+            .stream_mut(output_index)
+            .ok_or_else(|| AvError::Output("lost the output stream".into()))?;
+        ost.set_parameters(&encoder);
+        ost.set_time_base(Rational(1, rate as i32));
+
+        let in_layout = if decoder.channel_layout().bits() == 0 {
+            ffmpeg::ChannelLayout::default(i32::from(decoder.channels()))
+        } else {
+            decoder.channel_layout()
+        };
+        let mut graph = filter::Graph::new();
+        let args = format!(
+            "time_base={}:sample_rate={}:sample_fmt={}:channel_layout=0x{:x}",
+            stream.time_base(),
+            decoder.rate(),
+            decoder.format().name(),
+            in_layout.bits()
+        );
+        graph.add(&filter_named("abuffer")?, "in", &args)?;
+        graph.add(&filter_named("abuffersink")?, "out", "")?;
+        let spec = format!(
+            "aresample={rate},aformat=sample_fmts={}:channel_layouts=0x{:x}",
+            sample_format.name(),
+            layout.bits()
+        );
+        graph.output("in", 0)?.input("out", 0)?.parse(&spec)?;
+        graph.validate()?;
+        let size = frame_size.unwrap_or_else(|| encoder.frame_size());
+        if size > 0
+            && let Some(mut sink) = graph.get("out")
+        {
+            sink.sink().set_frame_size(size);
+        }
+        Ok(Self {
+            input_index: stream.index(),
+            output_index,
+            decoder,
+            graph,
+            encoder,
+            frame: frame::Audio::empty(),
+        })
+    }
+
+    /// Feeds one packet (or the end, with `None`) through to the muxer.
+    fn push(
+        &mut self,
+        packet: Option<&Packet>,
+        octx: &mut format::context::Output,
+    ) -> Result<(), AvError> {
+        decode_into(&mut self.decoder, &mut self.frame, &mut self.graph, packet)?;
+        self.drain(octx, packet.is_none())
+    }
+
+    fn drain(&mut self, octx: &mut format::context::Output, last: bool) -> Result<(), AvError> {
+        let mut filtered = frame::Audio::empty();
+        while next_filtered(&mut self.graph, &mut filtered) {
+            self.encoder.send_frame(&filtered).map_err(output_error)?;
+            write_packets(&mut self.encoder, self.output_index, octx)?;
+        }
+        if last {
+            self.encoder.send_eof().map_err(output_error)?;
+            write_packets(&mut self.encoder, self.output_index, octx)?;
+        }
+        Ok(())
+    }
+}
+
+/// The picture track decoded, turned upright and scaled by a filter graph,
+/// and encoded with x264.
+struct VideoChain {
+    input_index: usize,
+    output_index: usize,
+    decoder: decoder::Video,
+    graph: filter::Graph,
+    encoder: encoder::Video,
+    frame: frame::Video,
+    last_pts: Option<i64>,
+}
+
+impl VideoChain {
+    fn new(
+        stream: &format::stream::Stream<'_>,
+        octx: &mut format::context::Output,
+        preset: &VideoPreset,
+        probe: &Probe,
+    ) -> Result<Self, AvError> {
+        let decoder = decoder_for(stream)?.video()?;
+        let time_base = stream.time_base();
+        let (dw, dh) = (
+            probe.width.unwrap_or(decoder.width()),
+            probe.height.unwrap_or(decoder.height()),
+        );
+        let (w, h) = fit_even(dw, dh, preset.max_long_edge, preset.max_short_edge);
+        let turn = match probe.rotation {
+            90 => "transpose=clock,",
+            180 => "hflip,vflip,",
+            270 => "transpose=cclock,",
+            _ => "",
+        };
+        let sar = decoder.aspect_ratio();
+        let sar = if sar.numerator() > 0 && sar.denominator() > 0 {
+            sar
+        } else {
+            Rational(1, 1)
+        };
+        let mut graph = filter::Graph::new();
+        let args = format!(
+            "video_size={}x{}:pix_fmt={}:time_base={}:pixel_aspect={}",
+            decoder.width(),
+            decoder.height(),
+            ffmpeg::ffi::AVPixelFormat::from(decoder.format()) as i32,
+            time_base,
+            sar
+        );
+        graph.add(&filter_named("buffer")?, "in", &args)?;
+        graph.add(&filter_named("buffersink")?, "out", "")?;
+        let spec = format!("{turn}scale={w}:{h},setsar=1,format=yuv420p");
+        graph.output("in", 0)?.input("out", 0)?.parse(&spec)?;
+        graph.validate()?;
+
+        let codec = encoder::find_by_name("libx264")
+            .ok_or_else(|| AvError::Output("no libx264 encoder".into()))?;
+        let output_index = octx.add_stream(codec)?.index();
+        let mut enc = codec::Context::new_with_codec(codec).encoder().video()?;
+        enc.set_width(w);
+        enc.set_height(h);
+        enc.set_format(format::Pixel::YUV420P);
+        enc.set_aspect_ratio(Rational(1, 1));
+        enc.set_time_base(time_base);
+        let rate = stream.avg_frame_rate();
+        if rate.numerator() > 0 && rate.denominator() > 0 {
+            enc.set_frame_rate(Some(rate));
+        }
+        if octx.format().flags().contains(format::Flags::GLOBAL_HEADER) {
+            enc.set_flags(codec::Flags::GLOBAL_HEADER);
+        }
+        let mut options = Dictionary::new();
+        options.set("preset", &preset.x264_preset);
+        options.set("crf", &preset.crf.to_string());
+        let encoder = enc.open_with(options).map_err(output_error)?;
+        let mut ost = octx
+            .stream_mut(output_index)
+            .ok_or_else(|| AvError::Output("lost the output stream".into()))?;
+        ost.set_parameters(&encoder);
+        ost.set_time_base(time_base);
+        Ok(Self {
+            input_index: stream.index(),
+            output_index,
+            decoder,
+            graph,
+            encoder,
+            frame: frame::Video::empty(),
+            last_pts: None,
+        })
+    }
+
+    fn push(
+        &mut self,
+        packet: Option<&Packet>,
+        octx: &mut format::context::Output,
+    ) -> Result<(), AvError> {
+        decode_into(&mut self.decoder, &mut self.frame, &mut self.graph, packet)?;
+        let mut filtered = frame::Video::empty();
+        while next_filtered(&mut self.graph, &mut filtered) {
+            // x264 refuses time going backwards or standing still; broken
+            // files do both.
+            let pts = filtered.pts().unwrap_or(0);
+            let pts = match self.last_pts {
+                Some(last) if pts <= last => last + 1,
+                _ => pts,
+            };
+            self.last_pts = Some(pts);
+            filtered.set_pts(Some(pts));
+            filtered.set_kind(ffmpeg::picture::Type::None);
+            self.encoder.send_frame(&filtered).map_err(output_error)?;
+            write_packets(&mut self.encoder, self.output_index, octx)?;
+        }
+        if packet.is_none() {
+            self.encoder.send_eof().map_err(output_error)?;
+            write_packets(&mut self.encoder, self.output_index, octx)?;
+        }
+        Ok(())
+    }
+}
+
+fn filter_named(name: &str) -> Result<filter::Filter, AvError> {
+    filter::find(name).ok_or_else(|| AvError::Output(format!("no {name} filter")))
+}
+
+/// Hands a packet (or, with `None`, the end) to a decoder, and every frame it
+/// gives to the filter graph's input, timed by its best-effort timestamp.
+fn decode_into(
+    decoder: &mut decoder::Opened,
+    frame: &mut ffmpeg::Frame,
+    graph: &mut filter::Graph,
+    packet: Option<&Packet>,
+) -> Result<(), AvError> {
+    match packet {
+        // A damaged packet is skipped, as players do.
+        Some(p) => {
+            let _ = decoder.send_packet(p);
+        }
+        None => {
+            let _ = decoder.send_eof();
+        }
+    }
+    while decoder.receive_frame(frame).is_ok() {
+        let ts = frame.timestamp();
+        frame.set_pts(ts);
+        with_source(graph, |src| src.add(frame))?;
+    }
+    if packet.is_none() {
+        with_source(graph, |src| src.flush())?;
+    }
+    Ok(())
+}
+
+/// Runs `f` on the graph's input (`in`).
+fn with_source<R>(
+    graph: &mut filter::Graph,
+    f: impl FnOnce(&mut filter::context::Source<'_>) -> Result<R, ffmpeg::Error>,
+) -> Result<R, AvError> {
+    let mut ctx = graph
+        .get("in")
+        .ok_or_else(|| AvError::Output("the filter graph lost its input".into()))?;
+    Ok(f(&mut ctx.source())?)
+}
+
+/// Takes the next filtered frame from the graph's output (`out`), if any.
+fn next_filtered(graph: &mut filter::Graph, frame: &mut ffmpeg::Frame) -> bool {
+    graph
+        .get("out")
+        .is_some_and(|mut ctx| ctx.sink().frame(frame).is_ok())
+}
+
+/// Moves every packet the encoder has ready into the muxer.
+fn write_packets(
+    encoder: &mut encoder::Encoder,
+    index: usize,
+    octx: &mut format::context::Output,
+) -> Result<(), AvError> {
+    let time_base = encoder.time_base();
+    let out_base = octx
+        .stream(index)
+        .map(|s| s.time_base())
+        .ok_or_else(|| AvError::Output("lost the output stream".into()))?;
+    let mut packet = Packet::empty();
+    while encoder.receive_packet(&mut packet).is_ok() {
+        packet.set_stream(index);
+        packet.rescale_ts(time_base, out_base);
+        packet.write_interleaved(octx).map_err(output_error)?;
+    }
+    Ok(())
+}
+
+/// Reads `ictx` to its end, handing each packet to the chain that wants it,
+/// then flushes them and closes the file.
+fn pump(
+    ictx: &mut format::context::Input,
+    octx: &mut format::context::Output,
+    mut video: Option<&mut VideoChain>,
+    mut audio: Option<&mut AudioChain>,
+) -> Result<(), AvError> {
+    let mut packet = Packet::empty();
+    // As `ffmpeg` does, a read error other than "try again" ends the input.
+    while packet.read(ictx).is_ok() {
+        let index = packet.stream();
+        if let Some(v) = video.as_deref_mut().filter(|v| v.input_index == index) {
+            v.push(Some(&packet), octx)?;
+        } else if let Some(a) = audio.as_deref_mut().filter(|a| a.input_index == index) {
+            a.push(Some(&packet), octx)?;
+        }
+    }
+    if let Some(v) = video {
+        v.push(None, octx)?;
+    }
+    if let Some(a) = audio {
+        a.push(None, octx)?;
+    }
+    octx.write_trailer().map_err(output_error)?;
+    Ok(())
+}
+
+/// H.264 + AAC in MP4, fitted inside the preset's box, upright, with the
+/// index (`moov`) before the media data so playback starts at once.
+pub fn transcode_video(
+    input: &Path,
+    output: &Path,
+    preset: &VideoPreset,
+    probe: &Probe,
+) -> Result<Rendered, AvError> {
+    let mut ictx = open_input(input)?;
+    let mut octx = format::output_as(&output, "mp4").map_err(output_error)?;
+    let stream =
+        video_stream(&ictx).ok_or_else(|| AvError::Undecodable("no video track".into()))?;
+    let mut video = VideoChain::new(&stream, &mut octx, preset, probe)?;
+    let mut audio = match ictx.streams().best(media::Type::Audio) {
+        Some(s) => Some(AudioChain::new(
+            &s,
+            &mut octx,
+            "aac",
+            format::Sample::F32(format::sample::Type::Planar),
+            48_000,
+            2,
+            preset.audio_bit_rate,
+            None,
+        )?),
+        None => None,
+    };
+    let mut options = Dictionary::new();
+    options.set("movflags", "+faststart");
+    octx.write_header_with(options).map_err(output_error)?;
+    pump(&mut ictx, &mut octx, Some(&mut video), audio.as_mut())?;
+    if video.last_pts.is_none() {
+        return Err(AvError::Undecodable("no frame of the video decodes".into()));
+    }
+    drop(octx);
+    finished(output, &preset.name, preset.version, "video/mp4")
+}
+
+/// Opus in Ogg, resampled to 48 kHz, mono by default: a voice note in a
+/// fraction of its original size.
+pub fn transcode_audio(
+    input: &Path,
+    output: &Path,
+    preset: &AudioPreset,
+) -> Result<Rendered, AvError> {
+    let mut ictx = open_input(input)?;
+    let mut octx = format::output_as(&output, "ogg").map_err(output_error)?;
+    let stream = ictx
+        .streams()
+        .best(media::Type::Audio)
+        .ok_or_else(|| AvError::Undecodable("no audio track".into()))?;
+    let mut audio = AudioChain::new(
+        &stream,
+        &mut octx,
+        "libopus",
+        format::Sample::F32(format::sample::Type::Packed),
+        48_000,
+        preset.channels.clamp(1, 2),
+        preset.bit_rate,
+        Some(960),
+    )?;
+    octx.write_header().map_err(output_error)?;
+    pump(&mut ictx, &mut octx, None, Some(&mut audio))?;
+    drop(octx);
+    finished(output, &preset.name, preset.version, "audio/ogg")
+}
+
+/// Describes a written derivative by probing it back.
+fn finished(
+    path: &Path,
+    name: &str,
+    version: u32,
+    content_type: &str,
+) -> Result<Rendered, AvError> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| image_render::ImageError::Io(path.to_owned(), e))?
+        .len();
+    let probe = probe(path)?;
+    Ok(Rendered {
+        preset: name.to_owned(),
+        version,
+        path: PathBuf::from(path),
+        content_type: content_type.to_owned(),
+        size,
+        width: probe.width.unwrap_or(0),
+        height: probe.height.unwrap_or(0),
+        duration_ms: probe.duration_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_box_turns_with_the_video_and_sizes_stay_even() {
+        assert_eq!(fit_even(1920, 1080, 1280, 720), (1280, 720));
+        assert_eq!(fit_even(1080, 1920, 1280, 720), (720, 1280));
+        assert_eq!(fit_even(640, 360, 1280, 720), (640, 360));
+        assert_eq!(fit_even(1921, 1081, 1280, 720), (1278, 720));
+        assert_eq!(fit_even(3, 3, 1280, 720), (2, 2));
+    }
+
+    #[test]
+    fn limits_refuse_long_and_huge_media() {
+        let limits = AvLimits {
+            max_duration_ms: 60_000,
+            max_pixels: 1920 * 1080,
+        };
+        let mut p = Probe {
+            duration_ms: Some(10_000),
+            width: Some(1920),
+            height: Some(1080),
+            video_codec: Some("h264".into()),
+            ..Probe::default()
+        };
+        assert!(check_limits(&p, limits).is_ok());
+        p.duration_ms = Some(61_000);
+        assert!(matches!(
+            check_limits(&p, limits),
+            Err(AvError::OverLimit(_))
+        ));
+        p.duration_ms = Some(1_000);
+        p.width = Some(4000);
+        assert!(matches!(
+            check_limits(&p, limits),
+            Err(AvError::OverLimit(_))
+        ));
+    }
+
+    #[test]
+    fn garbage_is_undecodable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let junk = dir.path().join("junk.mp4");
+        std::fs::write(&junk, [0x42u8; 4096]).expect("write");
+        assert!(matches!(probe(&junk), Err(AvError::Undecodable(_))));
+        let empty = dir.path().join("empty.mp4");
+        std::fs::write(&empty, b"").expect("write");
+        assert!(matches!(probe(&empty), Err(AvError::Undecodable(_))));
+    }
+}
