@@ -53,26 +53,47 @@ impl Timing {
     }
 }
 
-/// Runs `f` once to warm up, then `runs` times, timing each.
-pub(crate) fn time(
-    name: &str,
+/// Warms both sides up, then times `runs` rounds of `ours` then `baseline`,
+/// interleaved so that drift in the machine (the other core's load, the CPU
+/// clock) falls on both sides alike.
+pub(crate) fn time_pair(
+    names: (&str, &str),
     runs: usize,
-    mut f: impl FnMut() -> anyhow::Result<()>,
-) -> anyhow::Result<Timing> {
-    f()?;
-    let cpu_before = cpu_seconds();
-    let mut wall = Vec::with_capacity(runs);
+    mut ours: impl FnMut() -> anyhow::Result<()>,
+    mut baseline: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(Timing, Timing)> {
+    ours()?;
+    baseline()?;
+    let mut sides = [
+        (Vec::with_capacity(runs), 0.0f64),
+        (Vec::with_capacity(runs), 0.0f64),
+    ];
     for _ in 0..runs {
-        let start = Instant::now();
-        f()?;
-        wall.push(start.elapsed().as_secs_f64());
+        for (side, f) in [
+            (0, &mut ours as &mut dyn FnMut() -> anyhow::Result<()>),
+            (1, &mut baseline),
+        ] {
+            let cpu = cpu_seconds();
+            let start = Instant::now();
+            f()?;
+            sides[side].0.push(start.elapsed().as_secs_f64());
+            sides[side].1 += cpu_seconds() - cpu;
+        }
     }
-    let cpu = cpu_seconds() - cpu_before;
-    Ok(Timing {
-        name: name.to_owned(),
-        wall,
-        cpu_per_run: cpu / runs.max(1) as f64,
-    })
+    let [(ours_wall, ours_cpu), (base_wall, base_cpu)] = sides;
+    let per_run = |cpu: f64| cpu / runs.max(1) as f64;
+    Ok((
+        Timing {
+            name: names.0.to_owned(),
+            wall: ours_wall,
+            cpu_per_run: per_run(ours_cpu),
+        },
+        Timing {
+            name: names.1.to_owned(),
+            wall: base_wall,
+            cpu_per_run: per_run(base_cpu),
+        },
+    ))
 }
 
 /// One comparison: ours against a baseline, on the same input.

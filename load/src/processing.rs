@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use transcoder::av::{self, VideoPreset};
 use transcoder::image_render::{self, DecodeLimits, ImagePreset};
 
-use crate::measure::{Comparison, Report, time};
+use crate::measure::{Comparison, Report, time_pair};
 
 /// Options of `load processing`.
 #[derive(Debug, clap::Args)]
@@ -25,6 +25,10 @@ pub(crate) struct Options {
     /// Where inputs and outputs go (default: a temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// A `media-api` binary: also time the thumbnail as production makes it,
+    /// in a `media-api render` child process (process start included).
+    #[arg(long)]
+    media_api: Option<PathBuf>,
 }
 
 /// A 4000×3000 (12 MP) photo-like JPEG: smooth gradients under fine noise,
@@ -72,25 +76,63 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<Report> {
     let out = dir.join("ours");
     std::fs::create_dir_all(&out)?;
     let presets = [ImagePreset::webp("thumb", 320, 75.0)];
-    let ours = time("ours: thumb (in process)", options.thumbnails, || {
-        image_render::render(&jpeg, &out, &presets, DecodeLimits::default())?;
-        Ok(())
-    })?;
     let vips_out = dir.join("vips.webp");
-    let baseline = time("vipsthumbnail --size 320", options.thumbnails, || {
+    let vips = || {
         run_tool(
             Command::new("vipsthumbnail")
                 .arg(&jpeg)
                 .args(["--size", "320", "-o"])
                 .arg(format!("{}[Q=75,strip]", vips_out.display())),
         )
-    })?;
-    comparisons.push(Comparison::new(
-        "12 MP JPEG to a 320 px WebP",
-        ours,
-        baseline,
-        1.0,
-    ));
+    };
+    let (ours, baseline) = time_pair(
+        ("ours: thumb (in process)", "vipsthumbnail --size 320"),
+        options.thumbnails,
+        || {
+            image_render::render(&jpeg, &out, &presets, DecodeLimits::default())?;
+            Ok(())
+        },
+        vips,
+    )?;
+    if let Some(media_api) = &options.media_api {
+        // The worker pool's own path: a spec file, a child process, JSON back.
+        let spec = dir.join("spec.json");
+        std::fs::write(
+            &spec,
+            serde_json::to_vec(&serde_json::json!({
+                "input": jpeg,
+                "out_dir": out,
+                "job": {
+                    "kind": "image",
+                    "presets": presets,
+                    "limits": DecodeLimits::default(),
+                },
+            }))?,
+        )?;
+        let (child, vips_again) = time_pair(
+            ("ours: media-api render child", "vipsthumbnail --size 320"),
+            options.thumbnails,
+            || {
+                run_tool(
+                    Command::new(media_api)
+                        .arg("render")
+                        .arg("--spec")
+                        .arg(&spec),
+                )
+            },
+            vips,
+        )?;
+        comparisons.push(Comparison::new(
+            "12 MP JPEG to 320 px, child process",
+            child,
+            vips_again,
+            1.0,
+        ));
+    }
+    comparisons.insert(
+        0,
+        Comparison::new("12 MP JPEG to a 320 px WebP", ours, baseline, 1.0),
+    );
 
     let mut setup = serde_json::json!({
         "jpeg": { "pixels": "4000x3000", "bytes": std::fs::metadata(&jpeg)?.len() },
@@ -120,23 +162,27 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<Report> {
         let preset = VideoPreset::default();
         let probe = av::probe(&movie)?;
         let ours_mp4 = dir.join("ours.mp4");
-        let ours = time("ours: h264_720p (in process)", options.transcodes, || {
-            av::transcode_video(&movie, &ours_mp4, &preset, &probe)?;
-            Ok(())
-        })?;
         let ffmpeg_mp4 = dir.join("ffmpeg.mp4");
-        let baseline = time("ffmpeg, same settings", options.transcodes, || {
-            run_tool(
-                Command::new("ffmpeg")
-                    .args(["-v", "error", "-nostdin", "-y", "-i"])
-                    .arg(&movie)
-                    .args(["-vf", "scale=1280:720,setsar=1,format=yuv420p"])
-                    .args(["-c:v", "libx264", "-preset", "veryfast", "-crf", "23"])
-                    .args(["-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2"])
-                    .args(["-movflags", "+faststart"])
-                    .arg(&ffmpeg_mp4),
-            )
-        })?;
+        let (ours, baseline) = time_pair(
+            ("ours: h264_720p (in process)", "ffmpeg, same settings"),
+            options.transcodes,
+            || {
+                av::transcode_video(&movie, &ours_mp4, &preset, &probe)?;
+                Ok(())
+            },
+            || {
+                run_tool(
+                    Command::new("ffmpeg")
+                        .args(["-v", "error", "-nostdin", "-y", "-i"])
+                        .arg(&movie)
+                        .args(["-vf", "scale=1280:720,setsar=1,format=yuv420p"])
+                        .args(["-c:v", "libx264", "-preset", "veryfast", "-crf", "23"])
+                        .args(["-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2"])
+                        .args(["-movflags", "+faststart"])
+                        .arg(&ffmpeg_mp4),
+                )
+            },
+        )?;
         setup["movie"] = serde_json::json!({
             "input": "1920x1080 30 fps 10 s H.264 + AAC",
             "ours_bytes": std::fs::metadata(&ours_mp4)?.len(),

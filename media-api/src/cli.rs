@@ -52,19 +52,24 @@ pub enum Command {
     },
 }
 
+/// The `render` child: no configuration, no backends, just the file. A
+/// refusal of the media exits with [`worker_pool::EXIT_MEDIA_REFUSED`].
+pub fn render(spec: &std::path::Path) -> anyhow::Result<()> {
+    match worker_pool::render_child(spec) {
+        Ok(()) => Ok(()),
+        Err(worker_pool::RenderError::Media(reason)) => {
+            eprintln!("media-api: {reason}");
+            std::process::exit(worker_pool::EXIT_MEDIA_REFUSED)
+        }
+        Err(worker_pool::RenderError::Internal(e)) => Err(e),
+    }
+}
+
 /// Runs the command line; the binary's whole job.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Render { spec }) = &cli.command {
-        // The child: no configuration, no backends, just the file.
         let spec = spec.clone();
-        return match tokio::task::spawn_blocking(move || worker_pool::render_child(&spec)).await? {
-            Ok(()) => Ok(()),
-            Err(worker_pool::RenderError::Media(reason)) => {
-                eprintln!("media-api: {reason}");
-                std::process::exit(worker_pool::EXIT_MEDIA_REFUSED)
-            }
-            Err(worker_pool::RenderError::Internal(e)) => Err(e),
-        };
+        return tokio::task::spawn_blocking(move || render(&spec)).await?;
     }
     let settings = Settings::load(cli.config.as_deref())?;
     telemetry::init_tracing(settings.log_format);

@@ -16,6 +16,11 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{Blake3, UploadId};
 use crate::metadata_store::MetadataError;
 
+/// Priority of the jobs live uploads enqueue: they run first.
+pub const LIVE_PRIORITY: i64 = 0;
+/// Priority of batch reprocessing: it runs when no live upload waits.
+pub const BATCH_PRIORITY: i64 = 100;
+
 /// A claimed job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
@@ -134,6 +139,10 @@ pub trait JobQueue: Send + Sync + 'static {
         error: &str,
         retry_at: Option<i64>,
     ) -> Result<(), MetadataError>;
+
+    /// Queues a stored content to be processed again (batch reprocessing,
+    /// say when presets change) at `priority`.
+    async fn reprocess(&self, blake3: &Blake3, priority: i64) -> Result<(), MetadataError>;
 
     /// The content a job is about; `None` when it was deleted meanwhile.
     async fn target(&self, blake3: &Blake3) -> Result<Option<ProcessingTarget>, MetadataError>;

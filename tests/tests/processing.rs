@@ -805,3 +805,42 @@ async fn the_upload_event_stream_ends_with_the_processed_media() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn live_uploads_are_processed_before_batch_work() {
+    use media_api::job_queue::{BATCH_PRIORITY, LIVE_PRIORITY};
+    for set in BackendSet::ALL {
+        let (mut settings, dir) = test_settings(set).await;
+        // No workers: the test claims by hand to see the order.
+        settings.jobs.serve_workers = Some(0);
+        let app = TestApp::spawn_with(set, settings, dir).await;
+        let alice = app.user("alice");
+        let jobs = app.state.backends.jobs.clone();
+        let first = post(&alice, "a.png", "image/png", good_png(10)).await;
+        let a = media_api::ids::Blake3::parse(first["blake3"].as_str().expect("blake3"))
+            .expect("blake3");
+        // Presets changed: an operator queues `a` again, before `b` arrives.
+        jobs.reprocess(&a, BATCH_PRIORITY).await.expect("reprocess");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let second = post(&alice, "b.png", "image/png", good_png(11)).await;
+        let mut order = Vec::new();
+        while let Some(job) = jobs
+            .claim("test-worker", Duration::from_secs(60))
+            .await
+            .expect("claim")
+        {
+            order.push((job.blake3.to_hex(), job.priority));
+        }
+        let b = second["blake3"].as_str().expect("blake3").to_owned();
+        assert_eq!(
+            order,
+            vec![
+                (a.to_hex(), LIVE_PRIORITY),
+                (b, LIVE_PRIORITY),
+                (a.to_hex(), BATCH_PRIORITY)
+            ],
+            "{set:?}"
+        );
+        app.stop().await;
+    }
+}

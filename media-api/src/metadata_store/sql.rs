@@ -191,7 +191,15 @@ async fn reference_content(
     let inserted = stored_key == content.storage_key;
     if inserted && processed {
         // A new content: its processing job commits with it, or not at all.
-        super::sql_jobs::enqueue(store, tx, &content.blake3, content.origin, 0, now).await?;
+        super::sql_jobs::enqueue(
+            store,
+            tx,
+            &content.blake3,
+            content.origin,
+            crate::job_queue::LIVE_PRIORITY,
+            now,
+        )
+        .await?;
     }
     insert_media(tx, media_id, owner, &content.blake3, file_name, now).await?;
     let media = select_media(tx, media_id).await?;

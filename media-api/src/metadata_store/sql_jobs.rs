@@ -74,6 +74,13 @@ fn opt_u32(row: &AnyRow, column: &str) -> Result<Option<u32>, MetadataError> {
 
 #[async_trait]
 impl JobQueue for SqlMetadataStore {
+    async fn reprocess(&self, blake3: &Blake3, priority: i64) -> Result<(), MetadataError> {
+        let mut tx = self.pool.begin().await?;
+        enqueue(self, &mut tx, blake3, None, priority, now_ms()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Job>, MetadataError> {
         let now = now_ms();
         let row = sqlx::query(&format!(
