@@ -688,39 +688,76 @@ async fn a_voice_note_gets_a_compact_opus_transcode() {
     }
 }
 
+/// `media-api worker` as its own process, one worker, on `settings`' backends.
+fn worker_process(settings: &media_api::Settings) -> tokio::process::Child {
+    let mut cmd = media_e2e::service_command(settings, "worker-test-secret-long-enough-0123456789");
+    cmd.arg("worker")
+        .env("MEDIA_JOBS__WORKERS", "1")
+        .env("MEDIA_JOBS__LEASE", "3s")
+        .env("MEDIA_JOBS__POLL_INTERVAL", "200ms")
+        .env("MEDIA_JOBS__RENDER_PROGRAM", media_e2e::service_binary());
+    cmd.spawn().expect("start a worker")
+}
+
+/// The API alone in this process (the work happens in worker processes),
+/// and the movie uploaded and claimed by a worker process.
+async fn movie_claimed(
+    set: BackendSet,
+) -> (TestApp, media_api::Settings, tokio::process::Child, String) {
+    let (mut settings, dir) = test_settings(set).await;
+    settings.jobs.serve_workers = Some(0);
+    let app = TestApp::spawn_with(set, settings.clone(), dir).await;
+    let worker = worker_process(&settings);
+    let bytes = std::fs::read(movie()).expect("movie");
+    let done = app.user("alice").upload("movie.mp4", &bytes).await;
+    let id = done["media_id"].as_str().expect("id").to_owned();
+    let jobs = app.state.backends.jobs.clone();
+    let running = eventually(Duration::from_secs(30), || async {
+        jobs.counts()
+            .await
+            .expect("counts")
+            .iter()
+            .any(|(s, n)| s == "running" && *n == 1)
+    })
+    .await;
+    assert!(running, "{set:?}: the worker never claimed the job");
+    (app, settings, worker, id)
+}
+
+#[tokio::test]
+async fn a_worker_stopped_mid_transcode_finishes_its_job_before_exiting() {
+    for set in BackendSet::ALL {
+        let (app, _settings, mut worker, id) = movie_claimed(set).await;
+        let alice = app.user("alice");
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let pid = worker.id().expect("pid");
+        let term = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await
+            .expect("kill");
+        assert!(term.success());
+        // The grace period (30 s) covers the running transcode.
+        let status = tokio::time::timeout(Duration::from_secs(40), worker.wait())
+            .await
+            .expect("the worker exits within its grace period")
+            .expect("wait");
+        assert!(status.success(), "{set:?}: exit status {status}");
+        let media = json_of(alice.get(&format!("/v1/media/{id}")).await, 200).await;
+        assert_eq!(
+            media["status"], "ready",
+            "{set:?}: the running job was not finished: {media}"
+        );
+        app.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn a_worker_killed_mid_transcode_is_replaced_and_the_variant_made_once() {
     for set in BackendSet::ALL {
-        let (mut settings, dir) = test_settings(set).await;
-        // The API alone in this process: the work happens in worker processes.
-        settings.jobs.serve_workers = Some(0);
-        let app = TestApp::spawn_with(set, settings.clone(), dir).await;
+        let (app, settings, mut first, id) = movie_claimed(set).await;
         let alice = app.user("alice");
-        let worker = || {
-            let mut cmd =
-                media_e2e::service_command(&settings, "worker-test-secret-long-enough-0123456789");
-            cmd.arg("worker")
-                .env("MEDIA_LISTEN", "127.0.0.1:0")
-                .env("MEDIA_JOBS__WORKERS", "1")
-                .env("MEDIA_JOBS__LEASE", "3s")
-                .env("MEDIA_JOBS__POLL_INTERVAL", "200ms")
-                .env("MEDIA_JOBS__RENDER_PROGRAM", media_e2e::service_binary());
-            cmd.spawn().expect("start a worker")
-        };
-        let mut first = worker();
-        let bytes = std::fs::read(movie()).expect("movie");
-        let done = alice.upload("movie.mp4", &bytes).await;
-        let id = done["media_id"].as_str().expect("id").to_owned();
         let jobs = app.state.backends.jobs.clone();
-        let running = eventually(Duration::from_secs(30), || async {
-            jobs.counts()
-                .await
-                .expect("counts")
-                .iter()
-                .any(|(s, n)| s == "running" && *n == 1)
-        })
-        .await;
-        assert!(running, "{set:?}: the first worker never claimed the job");
         // Into the transcode (a 10 s 1080p movie takes several seconds), then SIGKILL.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         first.kill().await.expect("SIGKILL the worker");
@@ -730,7 +767,7 @@ async fn a_worker_killed_mid_transcode_is_replaced_and_the_variant_made_once() {
             "{set:?}: finished before the kill: {media}"
         );
 
-        let mut second = worker();
+        let mut second = worker_process(&settings);
         let media = settled(&alice, &id).await;
         assert_eq!(media["status"], "ready", "{set:?}: {media}");
         let names: Vec<&str> = media["variants"]
