@@ -1,14 +1,20 @@
-//! `load`: benchmarks of the service's hot paths, each reported as a ratio
-//! against a baseline measured in the same run on the same machine.
+//! `load`: the service measured against baselines in the same run.
 //!
-//! `load processing` times the worker pool's media work against the tools
-//! the field uses: a 12-megapixel JPEG to a 320 px thumbnail against
-//! libvips' `vipsthumbnail`, and the `h264_720p` transcode against the
-//! `ffmpeg` command line with the same settings. Run it under
-//! `taskset -c 1` so both sides get the same single core.
+//! - `load ingest | small | dedup | download` drive a running service over
+//!   HTTP with many concurrent simulated clients (see load/README.md);
+//!   `ingest` also writes the same bytes straight to the store as its
+//!   baseline.
+//! - `load hash` times the chunk hashing pipeline against `b3sum` and
+//!   `sha256sum`.
+//! - `load processing` times thumbnails and transcodes against
+//!   `vipsthumbnail` and `ffmpeg`.
 
+mod hashing;
+mod http;
 mod measure;
+mod proc_stats;
 mod processing;
+mod scenarios;
 
 use clap::{Parser, Subcommand};
 
@@ -24,19 +30,50 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// K concurrent chunked uploads of S bytes, P chunks in flight each.
+    Ingest(scenarios::IngestOptions),
+    /// Many small attachments through the one-request upload.
+    Small(scenarios::SmallOptions),
+    /// Many users, one content; then the owner's instant dedup at full rate.
+    Dedup(scenarios::DedupOptions),
+    /// Presigned-URL redirects, then fetching through them.
+    Download(scenarios::DownloadOptions),
+    /// The chunk hashing pipeline against b3sum and sha256sum.
+    Hash(hashing::HashOptions),
     /// Thumbnail and transcode against vipsthumbnail and ffmpeg.
     Processing(processing::Options),
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let report = match cli.command {
-        Command::Processing(options) => processing::run(&options)?,
-    };
-    if cli.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+fn print<T: serde::Serialize>(
+    json: bool,
+    report: &T,
+    table: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        print!("{}", report.table());
+        print!("{}", table(report));
     }
     Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    match &cli.command {
+        Command::Ingest(o) => print(cli.json, &runtime.block_on(scenarios::ingest(o))?, |r| {
+            r.table()
+        }),
+        Command::Small(o) => print(cli.json, &runtime.block_on(scenarios::small(o))?, |r| {
+            r.table()
+        }),
+        Command::Dedup(o) => print(cli.json, &runtime.block_on(scenarios::dedup(o))?, |r| {
+            r.table()
+        }),
+        Command::Download(o) => print(cli.json, &runtime.block_on(scenarios::download(o))?, |r| {
+            r.table()
+        }),
+        Command::Hash(o) => print(cli.json, &hashing::run(o)?, |r| r.table()),
+        Command::Processing(o) => print(cli.json, &processing::run(o)?, |r| r.table()),
+    }
 }
