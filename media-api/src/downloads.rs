@@ -15,6 +15,37 @@ use crate::metadata_store::MediaRecord;
 use crate::state::Backends;
 use crate::upload_session::UploadError;
 
+/// Most URLs [`PresignCache`] keeps (each a few hundred bytes).
+const PRESIGN_CACHE_MAX: usize = 20_000;
+
+/// The presigned URLs of the current signing window, by what they sign.
+/// Within a window the same request gets the same URL, so it need only be
+/// signed once; and signing through the S3 SDK runs its whole request
+/// pipeline (endpoint rules included), the largest cost of a redirect.
+/// A new window, or a full cache, starts it afresh.
+#[derive(Debug, Default)]
+pub struct PresignCache {
+    entries: std::sync::Mutex<(u64, std::collections::HashMap<String, String>)>,
+}
+
+impl PresignCache {
+    fn get(&self, window: u64, what: &str) -> Option<String> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        (entries.0 == window)
+            .then(|| entries.1.get(what).cloned())
+            .flatten()
+    }
+
+    fn put(&self, window: u64, what: String, url: String) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.0 != window || entries.1.len() >= PRESIGN_CACHE_MAX {
+            entries.1.clear();
+            entries.0 = window;
+        }
+        entries.1.insert(what, url);
+    }
+}
+
 /// A presigned URL and when it stops working.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DownloadUrl {
@@ -98,19 +129,31 @@ pub async fn presign(
     let (start, expires) = signing_window(now, settings.download_url_window);
     let disposition = content_disposition(file_name, content_type);
     let key = BlobKey::parse(storage_key)?;
-    let url = backends
-        .blobs
-        .presign_get(
-            &key,
-            &PresignRequest {
-                content_type,
-                content_disposition: &disposition,
-                blake3,
-                start,
-                expires_in: expires.duration_since(start).unwrap_or_default(),
-            },
-        )
-        .await?;
+    let window = start
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let what = format!("{storage_key}\n{content_type}\n{disposition}");
+    let url = match backends.presigned.get(window, &what) {
+        Some(url) => url,
+        None => {
+            let url = backends
+                .blobs
+                .presign_get(
+                    &key,
+                    &PresignRequest {
+                        content_type,
+                        content_disposition: &disposition,
+                        blake3,
+                        start,
+                        expires_in: expires.duration_since(start).unwrap_or_default(),
+                    },
+                )
+                .await?;
+            backends.presigned.put(window, what, url.clone());
+            url
+        }
+    };
     let url = match &settings.cdn_base_url {
         Some(base) => rebase(&url, base),
         None => url,
@@ -207,6 +250,19 @@ pub async fn presign_variant(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_presign_cache_holds_one_window() {
+        let cache = PresignCache::default();
+        cache.put(100, "a".into(), "url-a".into());
+        assert_eq!(cache.get(100, "a").as_deref(), Some("url-a"));
+        assert_eq!(cache.get(100, "b"), None);
+        // The next window's requests are signed afresh.
+        assert_eq!(cache.get(200, "a"), None);
+        cache.put(200, "b".into(), "url-b".into());
+        assert_eq!(cache.get(100, "a"), None);
+        assert_eq!(cache.get(200, "b").as_deref(), Some("url-b"));
+    }
 
     #[test]
     fn one_window_one_url_lifetime() {

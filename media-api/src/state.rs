@@ -28,6 +28,8 @@ pub struct Backends {
     pub blobs: Arc<dyn BlobStore>,
     /// Checks the filesystem store's download URLs (None on S3, which checks its own).
     pub url_signer: Option<crate::blob_store::fs::UrlSigner>,
+    /// Download URLs already signed in the current window.
+    pub presigned: Arc<crate::downloads::PresignCache>,
 }
 
 impl std::fmt::Debug for Backends {
@@ -54,6 +56,7 @@ impl Backends {
             progress,
             blobs,
             url_signer,
+            presigned: Arc::default(),
         })
     }
 }
