@@ -629,14 +629,16 @@ impl MetadataStore for SqlMetadataStore {
         media_id: MediaId,
     ) -> Result<Option<MediaRecord>, MetadataError> {
         let mut tx = self.pool.begin().await?;
-        // Lock the blob row: a concurrent delete of the owner's last media
-        // item (which marks the blob unreferenced) waits for us, or we see it.
-        // Driven from the owner's own media (the (owner, blake3) index), so
-        // neither the cost nor the answer depends on anyone else's media.
+        // Share-lock the blob row: a concurrent delete of the owner's last
+        // media item (which marks the blob unreferenced, an update) waits for
+        // us, or we see it; other attachers of the same content share the
+        // lock and do not queue behind each other. Driven from the owner's
+        // own media (the (owner, blake3) index), so neither the cost nor the
+        // answer depends on anyone else's media.
         let owned: Option<String> = sqlx::query_scalar(&format!(
             "select b.blake3 from media m join blobs b on b.blake3 = m.blake3 \
              where m.owner_id = $3 and m.blake3 = $1 and b.size = $2 limit 1{}",
-            self.lock_clause(" for update of b")
+            self.lock_clause(" for share of b")
         ))
         .bind(blake3.to_hex())
         .bind(to_i64(size)?)
