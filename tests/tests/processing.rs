@@ -293,6 +293,13 @@ async fn hostile_files_fail_with_a_reason_and_the_next_good_file_is_processed() 
             "{set:?}: the worker did not survive: {media}"
         );
         assert_eq!(media["variants"].as_array().map(Vec::len), Some(2));
+        // Each refusal by the decoder is counted by reason (the zero-byte and
+        // random "videos" are not videos by their bytes, so they fail at
+        // upload without a job).
+        assert!(
+            media_e2e::metric(&app, "job_failures_total").await >= 3.0,
+            "{set:?}: failures not counted"
+        );
         app.stop().await;
     }
 }
@@ -321,6 +328,10 @@ async fn content_uploaded_by_two_users_is_processed_once() {
             .map(|(_, n)| n)
             .sum();
         assert_eq!(jobs, 1, "{set:?}: one job for one content");
+        // The job's metrics: its duration (by kind) and enqueue-to-done
+        // latency (the recorder is process-wide, shared with the other tests).
+        assert!(media_e2e::metric(&app, "job_duration_seconds_count").await >= 1.0);
+        assert!(media_e2e::metric(&app, "job_latency_seconds_count").await >= 1.0);
         app.stop().await;
     }
 }
@@ -878,6 +889,30 @@ async fn live_uploads_are_processed_before_batch_work() {
             ],
             "{set:?}"
         );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn idle_workers_wake_when_work_arrives_rather_than_polling() {
+    for set in BackendSet::ALL {
+        let (mut settings, dir) = test_settings(set).await;
+        settings.jobs.serve_workers = Some(1);
+        // A poll interval far longer than the test: only a wake-up (NOTIFY on
+        // PostgreSQL, an in-process signal on SQLite) can start the job.
+        settings.jobs.poll_interval = Duration::from_secs(600);
+        let app = TestApp::spawn_with(set, settings, dir).await;
+        let alice = app.user("alice");
+        // Let the worker find the queue empty and go to sleep.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let done = post(&alice, "woken.png", "image/png", good_png(12)).await;
+        let id = done["media_id"].as_str().expect("id");
+        let path = format!("/v1/media/{id}");
+        let ready = eventually(Duration::from_secs(20), || async {
+            json_of(alice.get(&path).await, 200).await["status"] == "ready"
+        })
+        .await;
+        assert!(ready, "{set:?}: the idle worker was not woken");
         app.stop().await;
     }
 }

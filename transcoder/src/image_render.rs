@@ -434,6 +434,26 @@ mod tests {
     }
 
     #[test]
+    fn animated_images_give_their_first_frame() {
+        use image::codecs::gif::GifEncoder;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = dir.path().join("anim.gif");
+        {
+            let mut encoder = GifEncoder::new(std::fs::File::create(&input).expect("create"));
+            for colour in [[220u8, 20, 20, 255], [20, 20, 220, 255]] {
+                let frame =
+                    image::Frame::new(image::RgbaImage::from_pixel(64, 64, image::Rgba(colour)));
+                encoder.encode_frame(frame).expect("frame");
+            }
+        }
+        let (_, out) =
+            render(&input, dir.path(), &presets(), DecodeLimits::default()).expect("renders");
+        let thumb = image::open(&out[0].path).expect("webp").to_rgb8();
+        let p = thumb.get_pixel(16, 16);
+        assert!(p[0] > 150 && p[2] < 100, "not the first (red) frame: {p:?}");
+    }
+
+    #[test]
     fn truncated_jpegs_are_caught() {
         let mut jpeg = Vec::new();
         image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
