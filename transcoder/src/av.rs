@@ -480,18 +480,13 @@ impl AudioChain {
             enc.set_flags(codec::Flags::GLOBAL_HEADER);
         }
         let encoder = enc.open_as(codec).map_err(output_error)?;
-        let mut ost = octx
-            .stream_mut(output_index)
-            .ok_or_else(|| AvError::Output("lost the output stream".into()))?;
-        ost.set_parameters(&encoder);
-        ost.set_time_base(Rational(1, rate as i32));
+        describe_stream(octx, output_index, &encoder, Rational(1, rate as i32))?;
 
         let in_layout = if decoder.channel_layout().bits() == 0 {
             ffmpeg::ChannelLayout::default(i32::from(decoder.channels()))
         } else {
             decoder.channel_layout()
         };
-        let mut graph = filter::Graph::new();
         let args = format!(
             "time_base={}:sample_rate={}:sample_fmt={}:channel_layout=0x{:x}",
             stream.time_base(),
@@ -499,15 +494,12 @@ impl AudioChain {
             decoder.format().name(),
             in_layout.bits()
         );
-        graph.add(&filter_named("abuffer")?, "in", &args)?;
-        graph.add(&filter_named("abuffersink")?, "out", "")?;
         let spec = format!(
             "aresample={rate},aformat=sample_fmts={}:channel_layouts=0x{:x}",
             sample_format.name(),
             layout.bits()
         );
-        graph.output("in", 0)?.input("out", 0)?.parse(&spec)?;
-        graph.validate()?;
+        let mut graph = filter_graph(("abuffer", &args), "abuffersink", &spec)?;
         let size = frame_size.unwrap_or_else(|| encoder.frame_size());
         if size > 0
             && let Some(mut sink) = graph.get("out")
@@ -531,18 +523,12 @@ impl AudioChain {
         octx: &mut format::context::Output,
     ) -> Result<(), AvError> {
         decode_into(&mut self.decoder, &mut self.frame, &mut self.graph, packet)?;
-        self.drain(octx, packet.is_none())
-    }
-
-    fn drain(&mut self, octx: &mut format::context::Output, last: bool) -> Result<(), AvError> {
         let mut filtered = frame::Audio::empty();
         while next_filtered(&mut self.graph, &mut filtered) {
-            self.encoder.send_frame(&filtered).map_err(output_error)?;
-            write_packets(&mut self.encoder, self.output_index, octx)?;
+            encode(&mut self.encoder, Some(&filtered), self.output_index, octx)?;
         }
-        if last {
-            self.encoder.send_eof().map_err(output_error)?;
-            write_packets(&mut self.encoder, self.output_index, octx)?;
+        if packet.is_none() {
+            encode(&mut self.encoder, None, self.output_index, octx)?;
         }
         Ok(())
     }
@@ -586,7 +572,6 @@ impl VideoChain {
         } else {
             Rational(1, 1)
         };
-        let mut graph = filter::Graph::new();
         let args = format!(
             "video_size={}x{}:pix_fmt={}:time_base={}:pixel_aspect={}",
             decoder.width(),
@@ -595,11 +580,8 @@ impl VideoChain {
             time_base,
             sar
         );
-        graph.add(&filter_named("buffer")?, "in", &args)?;
-        graph.add(&filter_named("buffersink")?, "out", "")?;
         let spec = format!("{turn}scale={w}:{h},setsar=1,format=yuv420p");
-        graph.output("in", 0)?.input("out", 0)?.parse(&spec)?;
-        graph.validate()?;
+        let graph = filter_graph(("buffer", &args), "buffersink", &spec)?;
 
         let codec = encoder::find_by_name("libx264")
             .ok_or_else(|| AvError::Output("no libx264 encoder".into()))?;
@@ -621,11 +603,7 @@ impl VideoChain {
         options.set("preset", &preset.x264_preset);
         options.set("crf", &preset.crf.to_string());
         let encoder = enc.open_with(options).map_err(output_error)?;
-        let mut ost = octx
-            .stream_mut(output_index)
-            .ok_or_else(|| AvError::Output("lost the output stream".into()))?;
-        ost.set_parameters(&encoder);
-        ost.set_time_base(time_base);
+        describe_stream(octx, output_index, &encoder, time_base)?;
         Ok(Self {
             input_index: stream.index(),
             output_index,
@@ -655,12 +633,10 @@ impl VideoChain {
             self.last_pts = Some(pts);
             filtered.set_pts(Some(pts));
             filtered.set_kind(ffmpeg::picture::Type::None);
-            self.encoder.send_frame(&filtered).map_err(output_error)?;
-            write_packets(&mut self.encoder, self.output_index, octx)?;
+            encode(&mut self.encoder, Some(&filtered), self.output_index, octx)?;
         }
         if packet.is_none() {
-            self.encoder.send_eof().map_err(output_error)?;
-            write_packets(&mut self.encoder, self.output_index, octx)?;
+            encode(&mut self.encoder, None, self.output_index, octx)?;
         }
         Ok(())
     }
@@ -668,6 +644,52 @@ impl VideoChain {
 
 fn filter_named(name: &str) -> Result<filter::Filter, AvError> {
     filter::find(name).ok_or_else(|| AvError::Output(format!("no {name} filter")))
+}
+
+/// A filter graph from a `(source filter, its arguments)` input named `in`
+/// through `spec` to a `sink` named `out`.
+fn filter_graph(
+    (source, args): (&str, &str),
+    sink: &str,
+    spec: &str,
+) -> Result<filter::Graph, AvError> {
+    let mut graph = filter::Graph::new();
+    graph.add(&filter_named(source)?, "in", args)?;
+    graph.add(&filter_named(sink)?, "out", "")?;
+    graph.output("in", 0)?.input("out", 0)?.parse(spec)?;
+    graph.validate()?;
+    Ok(graph)
+}
+
+/// Gives output stream `index` its opened encoder's parameters and time base.
+fn describe_stream(
+    octx: &mut format::context::Output,
+    index: usize,
+    encoder: &encoder::Encoder,
+    time_base: Rational,
+) -> Result<(), AvError> {
+    let mut ost = octx
+        .stream_mut(index)
+        .ok_or_else(|| AvError::Output("lost the output stream".into()))?;
+    ost.set_parameters(encoder);
+    ost.set_time_base(time_base);
+    Ok(())
+}
+
+/// Sends a frame (or, with `None`, the end) to an encoder and moves every
+/// packet it has ready into the muxer.
+fn encode(
+    encoder: &mut encoder::Encoder,
+    frame: Option<&ffmpeg::Frame>,
+    index: usize,
+    octx: &mut format::context::Output,
+) -> Result<(), AvError> {
+    match frame {
+        Some(frame) => encoder.send_frame(frame),
+        None => encoder.send_eof(),
+    }
+    .map_err(output_error)?;
+    write_packets(encoder, index, octx)
 }
 
 /// Hands a packet (or, with `None`, the end) to a decoder, and every frame it

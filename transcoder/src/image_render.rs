@@ -167,27 +167,41 @@ pub fn decode_for(
     limits: DecodeLimits,
     largest_box: Option<(u32, u32)>,
 ) -> Result<(DynamicImage, ImageInfo), ImageError> {
-    let head = {
-        use std::io::Read;
-        let mut head = [0u8; 3];
-        let n = std::fs::File::open(input)
-            .and_then(|mut f| f.read(&mut head))
-            .map_err(|e| ImageError::Io(input.to_owned(), e))?;
-        head[..n].to_vec()
-    };
-    let jpeg = if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        let bytes = std::fs::read(input).map_err(|e| ImageError::Io(input.to_owned(), e))?;
-        if !jpeg_is_complete(&bytes) {
-            return Err(ImageError::Undecodable(
-                "the JPEG is truncated (its image data never ends)".into(),
-            ));
-        }
-        Some(bytes)
-    } else {
-        None
-    };
-    let file = std::fs::File::open(input).map_err(|e| ImageError::Io(input.to_owned(), e))?;
-    let mut reader = ImageReader::new(BufReader::new(file))
+    use std::io::{BufRead, Read};
+    let io = |e| ImageError::Io(input.to_owned(), e);
+    // One open, one read: the head is peeked from the buffer, and a JPEG
+    // (read whole to check its end) is decoded from the bytes in memory.
+    let mut file = BufReader::new(std::fs::File::open(input).map_err(io)?);
+    if !file
+        .fill_buf()
+        .map_err(io)?
+        .starts_with(&[0xFF, 0xD8, 0xFF])
+    {
+        return decode_from(file, None, limits, largest_box);
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io)?;
+    if !jpeg_is_complete(&bytes) {
+        return Err(ImageError::Undecodable(
+            "the JPEG is truncated (its image data never ends)".into(),
+        ));
+    }
+    decode_from(
+        std::io::Cursor::new(&bytes[..]),
+        Some(&bytes),
+        limits,
+        largest_box,
+    )
+}
+
+/// [`decode_for`] from an open source; `jpeg` holds the bytes of a JPEG.
+fn decode_from<R: std::io::BufRead + std::io::Seek>(
+    source: R,
+    jpeg: Option<&[u8]>,
+    limits: DecodeLimits,
+    largest_box: Option<(u32, u32)>,
+) -> Result<(DynamicImage, ImageInfo), ImageError> {
+    let mut reader = ImageReader::new(source)
         .with_guessed_format()
         .map_err(undecodable)?;
     let mut decoder_limits = Limits::default();
@@ -225,7 +239,7 @@ pub fn decode_for(
                 .unwrap_or(1);
             if shrink > 1 {
                 // A JPEG libjpeg-turbo cannot give as RGB (CMYK) takes the full decode.
-                decode_jpeg_shrunk(&bytes, shrink).ok()
+                decode_jpeg_shrunk(bytes, shrink).ok()
             } else {
                 None
             }
