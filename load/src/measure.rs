@@ -4,30 +4,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-/// CPU seconds this process and its waited-for children have used so far
-/// (`/proc/self/stat`: utime, stime, cutime, cstime).
+/// CPU seconds this process and its waited-for children have used so far.
 pub(crate) fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The command name may hold spaces; the fields after it do not.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // After the name: state is field 3, so utime (14) is index 11.
-    let ticks: u64 = (11..15)
-        .filter_map(|i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
-        .sum();
-    ticks as f64 / clock_ticks_per_second()
-}
-
-fn clock_ticks_per_second() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
+    crate::proc_stats::cpu_seconds("self", true).unwrap_or(0.0)
 }
 
 /// Timings of one thing done `runs` times.

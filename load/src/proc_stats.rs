@@ -6,12 +6,34 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-/// utime + stime of a process, in seconds.
-pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// CPU seconds a process has used (`/proc/PROC/stat`: utime + stime, and
+/// with `children` also cutime + cstime of its waited-for children). `proc`
+/// is a pid or `self`.
+pub(crate) fn cpu_seconds(proc: &str, children: bool) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{proc}/stat")).ok()?;
+    // The command name may hold spaces; the fields after it do not. After
+    // the name, state is field 3, so utime (field 14) is index 11.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
+    let last = if children { 15 } else { 13 };
+    let mut ticks = 0u64;
+    for i in 11..last {
+        ticks += fields.get(i)?.parse::<u64>().ok()?;
+    }
+    Some(ticks as f64 / clock_ticks_per_second())
+}
+
+/// `getconf CLK_TCK`, asked once (100 on Linux almost everywhere).
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 /// A `/proc/PID/status` field in KiB (`VmRSS`, `VmHWM`).
@@ -61,7 +83,7 @@ impl Watch {
         }
         Self {
             pid,
-            cpu_start: cpu_seconds(pid).unwrap_or(0.0),
+            cpu_start: cpu_seconds(&pid.to_string(), false).unwrap_or(0.0),
             peak_kib,
             stop,
         }
@@ -72,7 +94,7 @@ impl Watch {
         let mib = |kib: u64| kib as f64 / 1024.0;
         ServiceUsage {
             pid: self.pid,
-            cpu_seconds: cpu_seconds(self.pid).unwrap_or(0.0) - self.cpu_start,
+            cpu_seconds: cpu_seconds(&self.pid.to_string(), false).unwrap_or(0.0) - self.cpu_start,
             peak_rss_mib: mib(self.peak_kib.load(Ordering::Relaxed)),
             lifetime_peak_rss_mib: mib(status_kib(self.pid, "VmHWM").unwrap_or(0)),
         }

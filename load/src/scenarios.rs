@@ -270,9 +270,8 @@ async fn baseline_s3(
     let client = store.client().clone();
     let bucket = location.bucket.clone();
     let prefix = location.prefix.clone();
-    let started = Instant::now();
-    let results = futures_util::stream::iter(contents.iter().cloned().enumerate())
-        .map(|(i, data)| {
+    timed(
+        contents.iter().cloned().enumerate().map(|(i, data)| {
             let (client, bucket) = (client.clone(), bucket.clone());
             let key = format!("{prefix}baseline/{}-{i}", std::process::id());
             async move {
@@ -339,13 +338,10 @@ async fn baseline_s3(
                     .await?;
                 anyhow::Ok(())
             }
-        })
-        .buffer_unordered(concurrency)
-        .collect::<Vec<_>>()
-        .await;
-    let seconds = started.elapsed().as_secs_f64();
-    results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
-    Ok(seconds)
+        }),
+        concurrency,
+    )
+    .await
 }
 
 /// Seconds to write `contents` to files, `parallel` parts of each at once.
@@ -358,9 +354,8 @@ async fn baseline_dir(
 ) -> anyhow::Result<f64> {
     use tokio::io::{AsyncSeekExt, AsyncWriteExt};
     tokio::fs::create_dir_all(dir).await?;
-    let started = Instant::now();
-    let results = futures_util::stream::iter(contents.iter().cloned().enumerate())
-        .map(|(i, data)| {
+    timed(
+        contents.iter().cloned().enumerate().map(|(i, data)| {
             let path = dir.join(format!("baseline-{}-{i}", std::process::id()));
             async move {
                 tokio::fs::File::create(&path)
@@ -391,7 +386,20 @@ async fn baseline_dir(
                 tokio::fs::remove_file(&path).await?;
                 anyhow::Ok(())
             }
-        })
+        }),
+        concurrency,
+    )
+    .await
+}
+
+/// Runs `jobs`, `concurrency` at a time: the seconds until all are done,
+/// or the first error.
+async fn timed<F>(jobs: impl Iterator<Item = F>, concurrency: usize) -> anyhow::Result<f64>
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let started = Instant::now();
+    let results = futures_util::stream::iter(jobs)
         .buffer_unordered(concurrency)
         .collect::<Vec<_>>()
         .await;
