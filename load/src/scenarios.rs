@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
 use serde::Serialize;
 
 use crate::http::{EndpointLatency, Target, noise};
@@ -129,6 +130,13 @@ pub(crate) struct IngestOptions {
     /// Chunk (and baseline part) size, in MiB.
     #[arg(long, default_value_t = 8)]
     chunk_mib: usize,
+    #[command(flatten)]
+    baseline: BaselineOptions,
+}
+
+/// Where the baseline writes the same bytes straight to the store.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BaselineOptions {
     /// Also write the same bytes straight to this S3 location
     /// (`s3://BUCKET/PREFIX`, configured by the AWS_* variables) as the baseline.
     #[arg(long)]
@@ -136,6 +144,17 @@ pub(crate) struct IngestOptions {
     /// Or straight to files in this directory (the embedded store's baseline).
     #[arg(long)]
     baseline_dir: Option<std::path::PathBuf>,
+}
+
+/// The S3 client, bucket and key prefix of a `--baseline-s3` location.
+async fn baseline_client(location: &str) -> anyhow::Result<(aws_sdk_s3::Client, String, String)> {
+    let location = media_api::config::S3Location::parse(location).map_err(anyhow::Error::msg)?;
+    let store = media_api::blob_store::s3::S3BlobStore::from_env(location.clone(), true).await?;
+    Ok((
+        store.client().clone(),
+        location.bucket.clone(),
+        format!("{}baseline/{}", location.prefix, std::process::id()),
+    ))
 }
 
 /// The same bytes, split the same way, shuffled the same way.
@@ -191,9 +210,9 @@ pub(crate) async fn ingest(o: &IngestOptions) -> anyhow::Result<ScenarioReport> 
             service.cpu_seconds / (total_bytes / 1e9),
         );
     }
-    let baseline = if let Some(location) = &o.baseline_s3 {
+    let baseline = if let Some(location) = &o.baseline.baseline_s3 {
         Some(baseline_s3(location, &contents, chunk, o.concurrency, o.parallel).await?)
-    } else if let Some(dir) = &o.baseline_dir {
+    } else if let Some(dir) = &o.baseline.baseline_dir {
         Some(baseline_dir(dir, &contents, chunk, o.concurrency, o.parallel).await?)
     } else {
         None
@@ -265,15 +284,11 @@ async fn baseline_s3(
     concurrency: usize,
     parallel: usize,
 ) -> anyhow::Result<f64> {
-    let location = media_api::config::S3Location::parse(location).map_err(anyhow::Error::msg)?;
-    let store = media_api::blob_store::s3::S3BlobStore::from_env(location.clone(), true).await?;
-    let client = store.client().clone();
-    let bucket = location.bucket.clone();
-    let prefix = location.prefix.clone();
+    let (client, bucket, prefix) = baseline_client(location).await?;
     timed(
         contents.iter().cloned().enumerate().map(|(i, data)| {
             let (client, bucket) = (client.clone(), bucket.clone());
-            let key = format!("{prefix}baseline/{}-{i}", std::process::id());
+            let key = format!("{prefix}-{i}");
             async move {
                 let mpu = client
                     .create_multipart_upload()
@@ -422,6 +437,8 @@ pub(crate) struct SmallOptions {
     /// Bytes per attachment, in KiB.
     #[arg(long, default_value_t = 100)]
     size_kib: usize,
+    #[command(flatten)]
+    baseline: BaselineOptions,
 }
 
 pub(crate) async fn small(o: &SmallOptions) -> anyhow::Result<ScenarioReport> {
@@ -435,7 +452,7 @@ pub(crate) async fn small(o: &SmallOptions) -> anyhow::Result<ScenarioReport> {
         .collect::<anyhow::Result<_>>()?;
     let watch = o.common.service_pid.map(Watch::start);
     let started = Instant::now();
-    futures_util::stream::iter(bodies.into_iter().enumerate())
+    futures_util::stream::iter(bodies.iter().cloned().enumerate())
         .map(|(i, body)| {
             let target = target.clone();
             let token = tokens[i % tokens.len()].clone();
@@ -458,14 +475,97 @@ pub(crate) async fn small(o: &SmallOptions) -> anyhow::Result<ScenarioReport> {
         "MB/s".into(),
         (o.count * (o.size_kib << 10)) as f64 / MIB / seconds,
     );
-    Ok(finish(
+    let mut report = finish(
         "small",
         serde_json::json!({"clients": o.clients, "count": o.count, "size_KiB": o.size_kib}),
         &target,
         started,
         watch,
         rates,
-    ))
+    );
+    if let Some((seconds, latency)) = small_baseline(&o.baseline, &bodies, o.clients).await? {
+        let per_s = o.count as f64 / seconds;
+        report.derived.insert("baseline uploads/s".into(), per_s);
+        report.derived.insert(
+            "service / baseline".into(),
+            report.rates["uploads/s"] / per_s,
+        );
+        report.latency.extend(latency);
+    }
+    Ok(report)
+}
+
+/// The same bodies written straight to the store, one object (or file) each,
+/// `clients` at a time: the seconds it took and the write latencies.
+async fn small_baseline(
+    options: &BaselineOptions,
+    bodies: &[bytes::Bytes],
+    clients: usize,
+) -> anyhow::Result<Option<(f64, Vec<EndpointLatency>)>> {
+    let recorder = crate::http::Recorder::default();
+    let timed_write = |endpoint: &'static str, write: BoxFuture<'static, anyhow::Result<()>>| {
+        let recorder = recorder.clone();
+        async move {
+            let start = Instant::now();
+            write.await?;
+            recorder.latency(endpoint, start.elapsed());
+            anyhow::Ok(())
+        }
+    };
+    let seconds = if let Some(location) = &options.baseline_s3 {
+        let (client, bucket, prefix) = baseline_client(location).await?;
+        let writes = bodies.iter().enumerate().map(|(i, body)| {
+            let put = client
+                .put_object()
+                .bucket(&bucket)
+                .key(format!("{prefix}-small-{i}"))
+                .body(body.clone().into())
+                .send();
+            timed_write(
+                "baseline: S3 PutObject",
+                async move { put.await.map(drop).map_err(anyhow::Error::from) }.boxed(),
+            )
+        });
+        let seconds = timed(writes, clients).await?;
+        for i in 0..bodies.len() {
+            let key = format!("{prefix}-small-{i}");
+            client
+                .delete_object()
+                .bucket(&bucket)
+                .key(key)
+                .send()
+                .await?;
+        }
+        seconds
+    } else if let Some(dir) = &options.baseline_dir {
+        let dir = dir.join(format!("small-{}", std::process::id()));
+        tokio::fs::create_dir_all(&dir).await?;
+        // What any durable writer does: write a temporary file, sync, rename.
+        let writes = bodies.iter().enumerate().map(|(i, body)| {
+            let (tmp, dest, body) = (
+                dir.join(format!("{i}.tmp")),
+                dir.join(i.to_string()),
+                body.clone(),
+            );
+            let write = tokio::task::spawn_blocking(move || {
+                use std::io::Write;
+                let mut file = std::fs::File::create(&tmp)?;
+                file.write_all(&body)?;
+                file.sync_data()?;
+                std::fs::rename(&tmp, &dest)
+            });
+            timed_write(
+                "baseline: file write+fsync",
+                async move { Ok(write.await??) }.boxed(),
+            )
+        });
+        let seconds = timed(writes, clients).await?;
+        tokio::fs::remove_dir_all(&dir).await?;
+        seconds
+    } else {
+        return Ok(None);
+    };
+    Ok(Some((seconds, recorder.summary().0)))
 }
 
 /// `load dedup`.

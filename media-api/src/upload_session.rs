@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::auth::UserId;
-use crate::blob_store::{BlobKey, BlobStoreError, ByteRange, CompletedPart, MultipartId};
+use crate::blob_store::{BlobKey, BlobStoreError, ByteRange, CompletedPart, MultipartId, PartBody};
 use crate::chunk_hash::{ChunkHasher, merge_root};
 use crate::config::Limits;
 use crate::ids::{Blake3, FileName, MediaId, UploadId, now_ms, rfc3339};
@@ -34,9 +34,6 @@ use crate::state::Backends;
 pub const MAX_PARTS: u64 = 10_000;
 /// How often a streaming chunk reports its bytes.
 const INFLIGHT_REPORT_EVERY: u64 = 1024 * 1024;
-/// Bytes hashed at a time as a chunk fills: large enough for BLAKE3's SIMD
-/// paths, small enough to keep each slice of CPU work short on the runtime.
-const HASH_STRIDE: usize = 256 * 1024;
 /// A completion not heard from for this long was abandoned (its node died);
 /// another `complete` call may take it over.
 const COMPLETION_STALE_MS: i64 = 60_000;
@@ -728,9 +725,8 @@ impl UploadService {
         E: std::fmt::Display,
     {
         let mut hasher = ChunkHasher::new(number, upload.chunk_size, upload.total_chunks);
-        let capacity = usize::try_from(expected).unwrap_or(usize::MAX);
-        let mut buffer = BytesMut::with_capacity(if keep { capacity } else { HASH_STRIDE });
-        let mut hashed = 0usize;
+        // The frames are hashed as they arrive and kept as they are: no copy.
+        let mut part = PartBody::default();
         let mut total: u64 = 0;
         let mut next_report = INFLIGHT_REPORT_EVERY;
         let topic = topic(upload.upload_id);
@@ -754,15 +750,9 @@ impl UploadService {
                         got: None,
                     });
                 }
-                buffer.extend_from_slice(&frame);
-                while buffer.len() - hashed >= HASH_STRIDE {
-                    hasher.update(&buffer[hashed..hashed + HASH_STRIDE]);
-                    hashed += HASH_STRIDE;
-                }
-                if !keep {
-                    // Only hashing: drop what is hashed.
-                    let _ = buffer.split_to(hashed);
-                    hashed = 0;
+                hasher.update(&frame);
+                if keep {
+                    part.push(frame);
                 }
                 if keep && total >= next_report {
                     next_report += INFLIGHT_REPORT_EVERY;
@@ -781,7 +771,6 @@ impl UploadService {
                 got: Some(total),
             });
         }
-        hasher.update(&buffer[hashed..]);
         let digests = hasher.finish();
         if let Some(declared) = declared_sha256
             && declared != digests.sha256
@@ -791,7 +780,7 @@ impl UploadService {
         Ok(Received {
             sha256: digests.sha256,
             chaining_value: digests.chaining_value,
-            data: keep.then(|| buffer.freeze()),
+            data: keep.then(|| part.hashed_to(digests.sha256)),
         })
     }
 
@@ -1286,7 +1275,7 @@ impl Drop for InflightGuard {
 struct Received {
     sha256: [u8; 32],
     chaining_value: [u8; 32],
-    data: Option<Bytes>,
+    data: Option<PartBody>,
 }
 
 fn is_expired(upload: &UploadRecord) -> bool {

@@ -103,6 +103,110 @@ impl BlobBody {
     }
 }
 
+/// A part's bytes as they arrived: the request body's frames, kept as they
+/// are rather than gathered into one buffer, so nothing is copied between the
+/// socket the client wrote to and the store.
+#[derive(Debug, Clone, Default)]
+pub struct PartBody {
+    frames: Vec<Bytes>,
+    len: u64,
+    /// The SHA-256 this crate computed over exactly these bytes, when it did.
+    hashed: Option<[u8; 32]>,
+}
+
+impl PartBody {
+    /// Appends a frame.
+    pub fn push(&mut self, frame: Bytes) {
+        if !frame.is_empty() {
+            self.len += frame.len() as u64;
+            self.frames.push(frame);
+            self.hashed = None;
+        }
+    }
+
+    /// Bytes in all.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The frames, in order.
+    pub fn frames(&self) -> &[Bytes] {
+        &self.frames
+    }
+
+    /// Marks the bytes as hashed to `sha256` by the caller that read them
+    /// (the chunk pipeline hashes every frame as it arrives).
+    pub(crate) fn hashed_to(mut self, sha256: [u8; 32]) -> Self {
+        self.hashed = Some(sha256);
+        self
+    }
+
+    /// Whether this crate hashed exactly these bytes to `sha256`: an
+    /// in-process store need not hash them again to verify the digest.
+    pub(crate) fn known_to_hash_to(&self, sha256: &[u8; 32]) -> bool {
+        self.hashed.as_ref() == Some(sha256)
+    }
+
+    /// The frames as an HTTP body of exact length (for an S3 request; a
+    /// clone of it is cheap, so the SDK can rebuild it for a retry).
+    pub fn into_http_body(self) -> FramesBody {
+        FramesBody {
+            remaining: self.len,
+            frames: self.frames.into_iter(),
+        }
+    }
+}
+
+impl From<Bytes> for PartBody {
+    fn from(bytes: Bytes) -> Self {
+        let mut body = Self::default();
+        body.push(bytes);
+        body
+    }
+}
+
+impl From<Vec<u8>> for PartBody {
+    fn from(bytes: Vec<u8>) -> Self {
+        Bytes::from(bytes).into()
+    }
+}
+
+/// [`PartBody`] as an `http_body::Body` with an exact size hint.
+#[derive(Debug)]
+pub struct FramesBody {
+    frames: std::vec::IntoIter<Bytes>,
+    remaining: u64,
+}
+
+impl http_body::Body for FramesBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let next = self.frames.next();
+        if let Some(frame) = &next {
+            self.remaining -= frame.len() as u64;
+        }
+        std::task::Poll::Ready(next.map(|f| Ok(http_body::Frame::data(f))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
 /// How a presigned GET URL must behave.
 #[derive(Debug, Clone)]
 pub struct PresignRequest<'a> {
@@ -219,7 +323,7 @@ pub trait BlobStore: Send + Sync + 'static {
         key: &BlobKey,
         upload: &MultipartId,
         number: u32,
-        data: Bytes,
+        data: PartBody,
         sha256: [u8; 32],
     ) -> Result<String, BlobStoreError>;
 

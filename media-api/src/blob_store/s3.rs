@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, SdkBody};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as S3CompletedPart};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::{
-    BlobBody, BlobKey, BlobStore, BlobStoreError, ByteRange, CompletedPart, MultipartId,
+    BlobBody, BlobKey, BlobStore, BlobStoreError, ByteRange, CompletedPart, MultipartId, PartBody,
     PendingMultipart, PresignRequest,
 };
 use crate::config::S3Location;
@@ -288,9 +288,14 @@ impl BlobStore for S3BlobStore {
         key: &BlobKey,
         upload: &MultipartId,
         number: u32,
-        data: Bytes,
+        data: PartBody,
         sha256: [u8; 32],
     ) -> Result<String, BlobStoreError> {
+        let len = i64::try_from(data.len()).unwrap_or(i64::MAX);
+        // The frames go out as they came in (hyper writes them with writev);
+        // a retry rebuilds the body from cheap clones of them.
+        let body =
+            SdkBody::retryable(move || SdkBody::from_body_1_x(data.clone().into_http_body()));
         let out = self
             .client
             .upload_part()
@@ -303,9 +308,9 @@ impl BlobStore for S3BlobStore {
                     reason: "part numbers stop at 10,000".into(),
                 })?,
             )
-            .content_length(i64::try_from(data.len()).unwrap_or(i64::MAX))
+            .content_length(len)
             .checksum_sha256(BASE64.encode(sha256))
-            .body(ByteStream::from(data))
+            .body(ByteStream::new(body))
             .customize()
             .disable_payload_signing()
             .send()
