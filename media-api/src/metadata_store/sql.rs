@@ -141,6 +141,8 @@ const CHUNK_COLUMNS: &str = "chunk_number, size, sha256, chaining_value, etag";
 const MEDIA_SELECT: &str = "select m.media_id, m.owner_id, m.blake3, b.size, b.content_type, \
     m.file_name, b.processing, b.processing_error, b.probe, b.storage_key, m.created_at \
     from media m join blobs b on b.blake3 = m.blake3";
+/// The blob's part of a media document ([`media_with_blob`] reads these).
+const BLOB_COLUMNS: &str = "size, content_type, processing, processing_error, probe, storage_key";
 
 /// References a content in an open transaction: inserts its blob unless one
 /// with that BLAKE3 exists (the unique key settles races), then the media.
@@ -173,12 +175,14 @@ async fn reference_content(
     // Insert the blob, or touch the existing row: the update locks it (a GC
     // delete waits, then finds it referenced again) and ends any grace period.
     // Storage keys are unique per upload, so ours coming back means ours won.
-    let stored_key: String = sqlx::query_scalar(
+    // The blob's columns come back with it: the media document is built from
+    // them and what we insert, with no query after the inserts.
+    let blob = sqlx::query(&format!(
         "insert into blobs (blake3, size, content_type, storage_key, created_at, processing, \
          processing_error) values ($1, $2, $3, $4, $5, $6, $7) \
          on conflict (blake3) do update set unreferenced_since = null \
-         returning storage_key",
-    )
+         returning {BLOB_COLUMNS}"
+    ))
     .bind(content.blake3.to_hex())
     .bind(to_i64(content.size)?)
     .bind(&content.content_type)
@@ -188,7 +192,7 @@ async fn reference_content(
     .bind(processing_error)
     .fetch_one(&mut **tx)
     .await?;
-    let inserted = stored_key == content.storage_key;
+    let inserted = blob.try_get::<String, _>("storage_key")? == content.storage_key;
     if inserted && processed {
         // A new content: its processing job commits with it, or not at all.
         super::sql_jobs::enqueue(
@@ -202,7 +206,14 @@ async fn reference_content(
         .await?;
     }
     insert_media(tx, media_id, owner, &content.blake3, file_name, now).await?;
-    let media = select_media(tx, media_id).await?;
+    let media = media_with_blob(
+        &blob,
+        media_id,
+        owner.to_owned(),
+        content.blake3,
+        file_name.to_owned(),
+        now,
+    )?;
     Ok(Created {
         media,
         deduplicated: !inserted,
@@ -231,17 +242,6 @@ async fn insert_media(
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-async fn select_media(
-    tx: &mut Transaction<'static, Any>,
-    media_id: MediaId,
-) -> Result<MediaRecord, MetadataError> {
-    let row = sqlx::query(&format!("{MEDIA_SELECT} where m.media_id = $1"))
-        .bind(media_id.to_string())
-        .fetch_one(&mut **tx)
-        .await?;
-    media_from_row(&row)
 }
 
 fn to_i64(n: u64) -> Result<i64, MetadataError> {
@@ -309,26 +309,45 @@ fn chunk_from_row(row: &AnyRow) -> Result<ChunkRecord, MetadataError> {
 
 fn media_from_row(row: &AnyRow) -> Result<MediaRecord, MetadataError> {
     let media_id: String = row.try_get("media_id")?;
+    media_with_blob(
+        row,
+        MediaId::parse(&media_id).ok_or_else(|| bad_id("media_id"))?,
+        row.try_get("owner_id")?,
+        Blake3(get_hash(row, "blake3")?),
+        row.try_get("file_name")?,
+        row.try_get("created_at")?,
+    )
+}
+
+/// A media document from its own fields and a row holding [`BLOB_COLUMNS`].
+fn media_with_blob(
+    blob: &AnyRow,
+    media_id: MediaId,
+    owner: String,
+    blake3: Blake3,
+    file_name: String,
+    created_at: i64,
+) -> Result<MediaRecord, MetadataError> {
     Ok(MediaRecord {
-        media_id: MediaId::parse(&media_id).ok_or_else(|| bad_id("media_id"))?,
-        owner: row.try_get("owner_id")?,
-        blake3: Blake3(get_hash(row, "blake3")?),
-        size: get_u64(row, "size")?,
-        content_type: row.try_get("content_type")?,
-        file_name: row.try_get("file_name")?,
+        media_id,
+        owner,
+        blake3,
+        size: get_u64(blob, "size")?,
+        content_type: blob.try_get("content_type")?,
+        file_name,
         // Processing belongs to the content: every media of it shares the state.
-        status: match row.try_get::<String, _>("processing")?.as_str() {
+        status: match blob.try_get::<String, _>("processing")?.as_str() {
             "ready" | "skipped" => "ready",
             "failed" => "failed",
             _ => "processing",
         }
         .to_owned(),
-        failure: row.try_get("processing_error")?,
-        probe: row
+        failure: blob.try_get("processing_error")?,
+        probe: blob
             .try_get::<Option<String>, _>("probe")?
             .and_then(|p| serde_json::from_str(&p).ok()),
-        storage_key: row.try_get("storage_key")?,
-        created_at: row.try_get("created_at")?,
+        storage_key: blob.try_get("storage_key")?,
+        created_at,
     })
 }
 
@@ -635,8 +654,13 @@ impl MetadataStore for SqlMetadataStore {
         // lock and do not queue behind each other. Driven from the owner's
         // own media (the (owner, blake3) index), so neither the cost nor the
         // answer depends on anyone else's media.
-        let owned: Option<String> = sqlx::query_scalar(&format!(
-            "select b.blake3 from media m join blobs b on b.blake3 = m.blake3 \
+        let blob_columns = BLOB_COLUMNS
+            .split(", ")
+            .map(|c| format!("b.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let owned = sqlx::query(&format!(
+            "select {blob_columns} from media m join blobs b on b.blake3 = m.blake3 \
              where m.owner_id = $3 and m.blake3 = $1 and b.size = $2 limit 1{}",
             self.lock_clause(" for share of b")
         ))
@@ -645,13 +669,21 @@ impl MetadataStore for SqlMetadataStore {
         .bind(owner)
         .fetch_optional(&mut *tx)
         .await?;
-        if owned.is_none() {
+        let Some(blob) = owned else {
             tx.rollback().await?;
             return Ok(None);
-        }
-        insert_media(&mut tx, media_id, owner, blake3, file_name, now_ms()).await?;
-        let media = select_media(&mut tx, media_id).await?;
+        };
+        let now = now_ms();
+        insert_media(&mut tx, media_id, owner, blake3, file_name, now).await?;
         tx.commit().await?;
+        let media = media_with_blob(
+            &blob,
+            media_id,
+            owner.to_owned(),
+            *blake3,
+            file_name.to_owned(),
+            now,
+        )?;
         Ok(Some(media))
     }
 
