@@ -732,14 +732,13 @@ impl UploadService {
         let mut total: u64 = 0;
         let mut next_report = INFLIGHT_REPORT_EVERY;
         let topic = topic(upload.upload_id);
-        // The handler is dropped, not resumed, when the client goes away: the
-        // guard clears the in-flight report whichever way this ends.
-        let _inflight = InflightGuard {
+        // The handler is dropped, not resumed, when the client goes away: once
+        // a report was made, the guard clears it whichever way this ends.
+        let mut inflight = InflightGuard {
             bus: self.backends.progress.clone(),
             topic: topic.clone(),
             number,
-            expires_at: upload.expires_at,
-            armed: keep,
+            armed: false,
         };
         let outcome: Result<(), UploadError> = async {
             while let Some(frame) = body.next().await {
@@ -758,7 +757,8 @@ impl UploadService {
                 }
                 if keep && total >= next_report {
                     next_report += INFLIGHT_REPORT_EVERY;
-                    self.report_inflight(&topic, number, Some(total), upload.expires_at)
+                    inflight.armed = true;
+                    self.report_inflight(&topic, number, total, upload.expires_at)
                         .await;
                 }
             }
@@ -786,20 +786,16 @@ impl UploadService {
         })
     }
 
-    async fn report_inflight(&self, topic: &str, number: u32, bytes: Option<u64>, expires_at: i64) {
-        let bus = &self.backends.progress;
-        let result = async {
-            bus.set_inflight(topic, number, bytes, expires_at).await?;
-            bus.publish(
-                topic,
-                &Event {
-                    kind: "progress".into(),
-                    data: serde_json::json!({ "chunk": number, "chunk_received_bytes": bytes }),
-                },
-            )
-            .await
-        }
-        .await;
+    async fn report_inflight(&self, topic: &str, number: u32, bytes: u64, expires_at: i64) {
+        let event = Event {
+            kind: "progress".into(),
+            data: serde_json::json!({ "chunk": number, "chunk_received_bytes": bytes }),
+        };
+        let result = self
+            .backends
+            .progress
+            .report_inflight(topic, number, bytes, expires_at, &event)
+            .await;
         if let Err(e) = result {
             tracing::debug!(error = %e, "could not report in-flight bytes");
         }
@@ -1257,7 +1253,6 @@ struct InflightGuard {
     bus: Arc<dyn crate::progress_bus::ProgressBus>,
     topic: String,
     number: u32,
-    expires_at: i64,
     armed: bool,
 }
 
@@ -1266,15 +1261,14 @@ impl Drop for InflightGuard {
         if !self.armed {
             return;
         }
-        let (bus, topic, number, expires_at) = (
+        let (bus, topic, number) = (
             self.bus.clone(),
             std::mem::take(&mut self.topic),
             self.number,
-            self.expires_at,
         );
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = bus.set_inflight(&topic, number, None, expires_at).await;
+                let _ = bus.clear_inflight(&topic, number).await;
             });
         }
     }

@@ -111,24 +111,27 @@ impl ProgressBus for MemoryProgressBus {
         Ok(())
     }
 
-    async fn set_inflight(
+    async fn report_inflight(
         &self,
         upload: &str,
         chunk: u32,
-        bytes: Option<u64>,
+        bytes: u64,
         expires_at: i64,
+        event: &Event,
     ) -> Result<(), ProgressError> {
-        let mut uploads = self.uploads();
-        let live = uploads.entry(upload.to_owned()).or_default();
-        match bytes {
-            Some(b) => {
-                live.inflight.insert(chunk, (b, now_ms()));
-            }
-            None => {
-                live.inflight.remove(&chunk);
-            }
+        {
+            let mut uploads = self.uploads();
+            let live = uploads.entry(upload.to_owned()).or_default();
+            live.inflight.insert(chunk, (bytes, now_ms()));
+            live.expires_at = expires_at;
         }
-        live.expires_at = expires_at;
+        self.publish(upload, event).await
+    }
+
+    async fn clear_inflight(&self, upload: &str, chunk: u32) -> Result<(), ProgressError> {
+        if let Some(live) = self.uploads().get_mut(upload) {
+            live.inflight.remove(&chunk);
+        }
         Ok(())
     }
 

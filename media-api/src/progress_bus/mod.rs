@@ -85,14 +85,20 @@ pub trait ProgressBus: Send + Sync + 'static {
     /// Removes a chunk that was recorded and then forgotten.
     async fn unmark_chunk(&self, upload: &str, chunk: u32) -> Result<(), ProgressError>;
 
-    /// Reports `bytes` of a chunk received so far; `None` clears the report.
-    async fn set_inflight(
+    /// Records `bytes` of a chunk received so far and publishes `event` on
+    /// the upload's topic, together (one round trip to Redis: this runs for
+    /// every MiB that streams in).
+    async fn report_inflight(
         &self,
         upload: &str,
         chunk: u32,
-        bytes: Option<u64>,
+        bytes: u64,
         expires_at: i64,
+        event: &Event,
     ) -> Result<(), ProgressError>;
+
+    /// Forgets a chunk's in-flight report (it finished, or its client went).
+    async fn clear_inflight(&self, upload: &str, chunk: u32) -> Result<(), ProgressError>;
 
     /// The live view, or `None` when it was never seeded or has been lost
     /// (the caller rebuilds it from the metadata store).

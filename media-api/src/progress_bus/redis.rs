@@ -90,10 +90,8 @@ impl ProgressBus for RedisProgressBus {
     }
 
     async fn publish(&self, topic: &str, event: &Event) -> Result<(), ProgressError> {
-        let payload = serde_json::to_string(event)
-            .map_err(|e| ProgressError::Unavailable(format!("unserialisable event: {e}")))?;
         let mut conn = self.manager.clone();
-        conn.publish::<_, _, i64>(self.channel(topic), payload)
+        conn.publish::<_, _, i64>(self.channel(topic), payload(event)?)
             .await
             .map(|_| ())
             .map_err(unavailable)
@@ -163,31 +161,36 @@ impl ProgressBus for RedisProgressBus {
             .map_err(unavailable)
     }
 
-    async fn set_inflight(
+    async fn report_inflight(
         &self,
         upload: &str,
         chunk: u32,
-        bytes: Option<u64>,
+        bytes: u64,
         expires_at: i64,
+        event: &Event,
     ) -> Result<(), ProgressError> {
         let [_, inflight, _] = self.keys(upload);
         let mut conn = self.manager.clone();
-        match bytes {
-            Some(b) => redis::pipe()
-                .hset(&inflight, chunk, format!("{b}:{}", now_ms()))
-                .ignore()
-                .cmd("PEXPIREAT")
-                .arg(&inflight)
-                .arg(expires_at)
-                .ignore()
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(unavailable),
-            None => conn
-                .hdel::<_, _, ()>(&inflight, chunk)
-                .await
-                .map_err(unavailable),
-        }
+        redis::pipe()
+            .hset(&inflight, chunk, format!("{bytes}:{}", now_ms()))
+            .ignore()
+            .cmd("PEXPIREAT")
+            .arg(&inflight)
+            .arg(expires_at)
+            .ignore()
+            .publish(self.channel(upload), payload(event)?)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn clear_inflight(&self, upload: &str, chunk: u32) -> Result<(), ProgressError> {
+        let [_, inflight, _] = self.keys(upload);
+        let mut conn = self.manager.clone();
+        conn.hdel::<_, _, ()>(&inflight, chunk)
+            .await
+            .map_err(unavailable)
     }
 
     async fn live(&self, upload: &str) -> Result<Option<LiveProgress>, ProgressError> {
@@ -232,4 +235,10 @@ impl ProgressBus for RedisProgressBus {
         let mut conn = self.manager.clone();
         conn.del::<_, ()>(&keys[..]).await.map_err(unavailable)
     }
+}
+
+/// An event as it goes over the channel.
+fn payload(event: &Event) -> Result<String, ProgressError> {
+    serde_json::to_string(event)
+        .map_err(|e| ProgressError::Unavailable(format!("unserialisable event: {e}")))
 }
