@@ -216,6 +216,41 @@ async fn blob_store_multipart_out_of_order_with_checksums() {
             !pending.iter().any(|p| p.id == upload),
             "{set:?}: completed upload still listed"
         );
+        // The object reads like any other: its size, ranges within one part,
+        // across a part boundary, and through every part to the end.
+        assert_eq!(
+            store.head(&key).await.expect("head"),
+            Some(whole.len() as u64),
+            "{set:?}"
+        );
+        let boundary = 5 * MIB as u64;
+        for (start, end) in [
+            (10, Some(20)),
+            (boundary - 3, Some(boundary + 2)),
+            (boundary - 1, Some(boundary)),
+            (2 * boundary - 7, None),
+            (1, Some(whole.len() as u64 + 100)),
+        ] {
+            let body = store
+                .get(&key, Some(ByteRange { start, end }))
+                .await
+                .expect("range");
+            let last = end.map_or(whole.len() as u64 - 1, |e| e.min(whole.len() as u64 - 1));
+            let expected = &whole[start as usize..=last as usize];
+            assert_eq!(body.len, expected.len() as u64, "{set:?} {start}-{end:?}");
+            assert_eq!(body.total, whole.len() as u64, "{set:?}");
+            let got = body.collect().await.expect("read range");
+            assert!(got == expected, "{set:?}: range {start}-{end:?} differs");
+        }
+        let listed = store.list(key.as_str()).await.expect("list");
+        assert_eq!(listed, vec![key.as_str().to_owned()], "{set:?}");
+        store.delete(&key).await.expect("delete");
+        assert_eq!(store.head(&key).await.expect("head"), None, "{set:?}");
+        assert!(
+            matches!(store.get(&key, None).await, Err(BlobStoreError::NotFound)),
+            "{set:?}: a deleted object still reads"
+        );
+        assert!(store.list(key.as_str()).await.expect("list").is_empty());
     }
 }
 

@@ -52,6 +52,39 @@ impl FsBlobStore {
         self.root.join("objects").join(key.as_str())
     }
 
+    /// Where an object made by a multipart upload keeps its parts (a name no
+    /// key can have: `~` is not a key character).
+    fn parts_path(&self, key: &BlobKey) -> PathBuf {
+        self.root
+            .join("objects")
+            .join(format!("{}{PARTS_SUFFIX}", key.as_str()))
+    }
+
+    /// The files an object is made of, with their sizes, in order: the
+    /// object's own file, or the parts its multipart upload completed with.
+    fn segments(&self, key: &BlobKey) -> Result<Vec<(PathBuf, u64)>, BlobStoreError> {
+        match std::fs::metadata(self.object_path(key)) {
+            Ok(m) => return Ok(vec![(self.object_path(key), m.len())]),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(e)),
+        }
+        let entries = match std::fs::read_dir(self.parts_path(key)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(BlobStoreError::NotFound);
+            }
+            Err(e) => return Err(io_err(e)),
+        };
+        let mut parts = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_err)?;
+            parts.push((entry.path(), entry.metadata().map_err(io_err)?.len()));
+        }
+        // Named by their zero-padded position.
+        parts.sort();
+        Ok(parts)
+    }
+
     fn upload_dir(&self, upload: &MultipartId) -> Result<PathBuf, BlobStoreError> {
         // Ids are ours (uuids), but they come back from callers: check before use as a path.
         if upload.0.is_empty() || !upload.0.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -89,6 +122,13 @@ fn write_atomically(tmp: &Path, dest: &Path, data: &[u8]) -> Result<(), BlobStor
     file.write_all(data).map_err(io_err)?;
     file.sync_data().map_err(io_err)?;
     std::fs::rename(tmp, dest).map_err(io_err)
+}
+
+/// The suffix of the directory holding a multipart object's parts.
+const PARTS_SUFFIX: &str = "~parts";
+
+fn swap_lock(swap: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
+    swap.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn part_prefix(number: u32) -> String {
@@ -160,16 +200,11 @@ impl BlobStore for FsBlobStore {
         key: &BlobKey,
         range: Option<ByteRange>,
     ) -> Result<BlobBody, BlobStoreError> {
-        let path = self.object_path(key);
-        let (file, total, len) = blocking(move || {
-            let mut file = match std::fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(BlobStoreError::NotFound);
-                }
-                Err(e) => return Err(io_err(e)),
-            };
-            let total = file.metadata().map_err(io_err)?.len();
+        let store = self.clone();
+        let key = key.clone();
+        let (files, total, len) = blocking(move || {
+            let segments = store.segments(&key)?;
+            let total = segments.iter().map(|(_, len)| len).sum::<u64>();
             let (start, len) = match range {
                 None => (0, total),
                 Some(r) => {
@@ -183,25 +218,52 @@ impl BlobStore for FsBlobStore {
                     (r.start, end - r.start + 1)
                 }
             };
-            file.seek(SeekFrom::Start(start)).map_err(io_err)?;
-            Ok((file, total, len))
+            // Open every file the range touches now, so a delete racing the
+            // read cannot take a part away half way (open files stay readable).
+            let (mut files, mut offset, mut left) = (Vec::new(), 0u64, len);
+            for (path, size) in segments {
+                let (from, to) = (start.max(offset), (start + len).min(offset + size));
+                if from < to {
+                    let mut file = std::fs::File::open(&path).map_err(|e| match e.kind() {
+                        std::io::ErrorKind::NotFound => BlobStoreError::NotFound,
+                        _ => io_err(e),
+                    })?;
+                    file.seek(SeekFrom::Start(from - offset)).map_err(io_err)?;
+                    files.push((file, to - from));
+                    left -= to - from;
+                }
+                offset += size;
+            }
+            debug_assert_eq!(left, 0);
+            Ok((files, total, len))
         })
         .await?;
-        let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), len);
-        let stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024).boxed();
+        let stream = futures_util::stream::iter(files)
+            .flat_map(|(file, len)| {
+                let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), len);
+                tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024)
+            })
+            .boxed();
         Ok(BlobBody { len, total, stream })
     }
 
     async fn head(&self, key: &BlobKey) -> Result<Option<u64>, BlobStoreError> {
-        match tokio::fs::metadata(self.object_path(key)).await {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(e)),
-        }
+        let (store, key) = (self.clone(), key.clone());
+        blocking(move || match store.segments(&key) {
+            Ok(segments) => Ok(Some(segments.iter().map(|(_, len)| len).sum())),
+            Err(BlobStoreError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
     }
 
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobStoreError> {
         match tokio::fs::remove_file(self.object_path(key)).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(e)),
+        }
+        match tokio::fs::remove_dir_all(self.parts_path(key)).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err(e)),
@@ -223,12 +285,15 @@ impl BlobStore for FsBlobStore {
                 for entry in entries {
                     let entry = entry.map_err(io_err)?;
                     let path = entry.path();
-                    if entry.file_type().map_err(io_err)?.is_dir() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let is_dir = entry.file_type().map_err(io_err)?.is_dir();
+                    if is_dir && !name.ends_with(PARTS_SUFFIX) {
                         stack.push(path);
                     } else if let Ok(rel) = path.strip_prefix(&objects) {
                         let key = rel.to_string_lossy().replace('\\', "/");
+                        let key = key.strip_suffix(PARTS_SUFFIX).unwrap_or(&key);
                         if key.starts_with(&prefix) {
-                            keys.push(key);
+                            keys.push(key.to_owned());
                         }
                     }
                 }
@@ -287,7 +352,7 @@ impl BlobStore for FsBlobStore {
                 file.write_all(frame).map_err(io_err)?;
             }
             file.sync_data().map_err(io_err)?;
-            let _guard = swap.lock().unwrap_or_else(|p| p.into_inner());
+            let _guard = swap_lock(&swap);
             std::fs::rename(&tmp, dir.join(&name)).map_err(io_err)?;
             // The part is replaced: older versions of it are gone, as on S3.
             for entry in std::fs::read_dir(&dir).map_err(io_err)? {
@@ -309,38 +374,57 @@ impl BlobStore for FsBlobStore {
         parts: &[CompletedPart],
     ) -> Result<(), BlobStoreError> {
         let dir = self.upload_dir(upload)?;
-        let (tmp, dest) = (self.tmp_path(), self.object_path(key));
+        let (tmp, dest) = (self.tmp_path(), self.parts_path(key));
         let parts = parts.to_vec();
+        let swap = self.part_swap.clone();
         blocking(move || {
             if !dir.join("key").is_file() {
                 return Err(BlobStoreError::NoSuchUpload);
             }
-            let mut out = std::fs::File::create(&tmp).map_err(io_err)?;
+            let _guard = swap_lock(&swap);
             for part in &parts {
                 let path = dir.join(format!(
                     "{}{}",
                     part_prefix(part.number),
                     hex::encode(part.sha256)
                 ));
-                let mut file = match std::fs::File::open(&path) {
-                    Ok(f) => f,
-                    Err(_) => {
-                        let _ = std::fs::remove_file(&tmp);
-                        return Err(BlobStoreError::InvalidPart {
-                            part: Some(part.number),
-                            reason: "no part with that number and SHA-256 was uploaded".into(),
-                        });
+                if !path.is_file() {
+                    return Err(BlobStoreError::InvalidPart {
+                        part: Some(part.number),
+                        reason: "no part with that number and SHA-256 was uploaded".into(),
+                    });
+                }
+            }
+            // The object is its parts, in order: they are moved (renamed), not
+            // copied, and appear together when their directory is renamed in.
+            std::fs::create_dir_all(&tmp).map_err(io_err)?;
+            let moves: Vec<(PathBuf, PathBuf)> = parts
+                .iter()
+                .enumerate()
+                .map(|(position, part)| {
+                    let name = format!("{}{}", part_prefix(part.number), hex::encode(part.sha256));
+                    (dir.join(name), tmp.join(format!("{position:05}")))
+                })
+                .collect();
+            let assembled = (|| {
+                for (i, (from, to)) in moves.iter().enumerate() {
+                    if let Err(e) = std::fs::rename(from, to) {
+                        return Err((i, e));
                     }
-                };
-                // File to file: std uses copy_file_range, so no bytes pass through us.
-                std::io::copy(&mut file, &mut out).map_err(io_err)?;
+                }
+                if let Some(parent) = dest.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| (moves.len(), e))?;
+                }
+                std::fs::rename(&tmp, &dest).map_err(|e| (moves.len(), e))
+            })();
+            if let Err((moved, e)) = assembled {
+                // Put the parts back: the upload stays whole and can complete later.
+                for (from, to) in moves[..moved].iter().rev() {
+                    let _ = std::fs::rename(to, from);
+                }
+                let _ = std::fs::remove_dir(&tmp);
+                return Err(io_err(e));
             }
-            out.sync_data().map_err(io_err)?;
-            drop(out);
-            if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent).map_err(io_err)?;
-            }
-            std::fs::rename(&tmp, &dest).map_err(io_err)?;
             std::fs::remove_dir_all(&dir).map_err(io_err)
         })
         .await
