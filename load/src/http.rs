@@ -15,6 +15,9 @@ pub(crate) struct Target {
     pub(crate) client: reqwest::Client,
     authority: Arc<media_api::auth::TokenAuthority>,
     pub(crate) recorder: Recorder,
+    /// Media items the run created, with the `Authorization` that owns each:
+    /// deleted when the scenario ends, so runs do not fill the store.
+    created: Arc<Mutex<Vec<(reqwest::header::HeaderValue, String)>>>,
 }
 
 impl Target {
@@ -31,6 +34,7 @@ impl Target {
                 &secrecy::SecretString::from(secret.to_owned()),
             )),
             recorder: Recorder::default(),
+            created: Arc::default(),
         })
     }
 
@@ -52,8 +56,18 @@ impl Target {
         endpoint: &str,
         request: reqwest::RequestBuilder,
     ) -> Option<(u16, reqwest::header::HeaderMap, bytes::Bytes)> {
+        let (client, request) = request.build_split();
+        let Ok(request) = request else {
+            self.recorder.error(endpoint, 0, "request");
+            return None;
+        };
+        let creates = request.method() == reqwest::Method::POST;
+        let owner = request
+            .headers()
+            .get(reqwest::header::AUTHORIZATION)
+            .cloned();
         let start = Instant::now();
-        let outcome = match request.send().await {
+        let outcome = match client.execute(request).await {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let headers = response.headers().clone();
@@ -76,7 +90,33 @@ impl Target {
             Some(_) => self.recorder.latency(endpoint, elapsed),
             None => self.recorder.error(endpoint, 0, "transport"),
         }
+        if let (true, Some(owner), Some((200 | 201, _, body))) = (creates, owner, &outcome)
+            && let Some(id) = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v["media_id"].as_str().map(str::to_owned))
+        {
+            self.created
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((owner, id));
+        }
         outcome
+    }
+
+    /// Deletes every media item the run created (after the measurements).
+    pub(crate) async fn clean_up(&self) {
+        use futures_util::StreamExt;
+        let created = std::mem::take(&mut *self.created.lock().unwrap_or_else(|e| e.into_inner()));
+        futures_util::stream::iter(created)
+            .for_each_concurrent(32, |(owner, id)| async move {
+                let _ = self
+                    .client
+                    .delete(self.url(&format!("/v1/media/{id}")))
+                    .header(reqwest::header::AUTHORIZATION, owner)
+                    .send()
+                    .await;
+            })
+            .await;
     }
 }
 

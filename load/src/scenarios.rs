@@ -224,6 +224,7 @@ pub(crate) async fn ingest(o: &IngestOptions) -> anyhow::Result<ScenarioReport> 
             .derived
             .insert("service / baseline".into(), report.rates["MB/s"] / mb_s);
     }
+    target.clean_up().await;
     Ok(report)
 }
 
@@ -492,6 +493,7 @@ pub(crate) async fn small(o: &SmallOptions) -> anyhow::Result<ScenarioReport> {
         );
         report.latency.extend(latency);
     }
+    target.clean_up().await;
     Ok(report)
 }
 
@@ -651,14 +653,16 @@ pub(crate) async fn dedup(o: &DedupOptions) -> anyhow::Result<ScenarioReport> {
         "instant dedup requests/s".into(),
         counts.iter().sum::<u64>() as f64 / instant_seconds,
     );
-    Ok(finish(
+    let report = finish(
         "dedup",
         serde_json::json!({"users": o.users, "size_KiB": o.size_kib, "clients": o.clients, "seconds": o.seconds}),
         &target,
         started,
         watch,
         rates,
-    ))
+    );
+    target.clean_up().await;
+    Ok(report)
 }
 
 /// `load download`.
@@ -728,14 +732,16 @@ pub(crate) async fn download(o: &DownloadOptions) -> anyhow::Result<ScenarioRepo
         "fetched MB/s".into(),
         fetched.iter().map(|(_, b)| b).sum::<u64>() as f64 / MIB / fetch_s,
     );
-    Ok(finish(
+    let report = finish(
         "download",
         serde_json::json!({"media": ids.len(), "size_KiB": o.size_kib, "clients": o.clients, "seconds": o.seconds}),
         &target,
         started,
         watch,
         rates,
-    ))
+    );
+    target.clean_up().await;
+    Ok(report)
 }
 
 /// `clients` loops of redirects (and with `fetch`, the fetch each points
