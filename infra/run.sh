@@ -11,4 +11,7 @@ cd "$REPO_DIR"
 # with 64 chunk PUTs of 8 MiB in flight, against 295 MiB by default, and
 # cost no throughput (load/RESULTS.md). Deployments should set it too.
 export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
-exec cargo run --release --locked -p media-api --bin media-api -- "${@:-serve}"
+# Both binaries: the service, and `media-render`, the child each processing
+# job runs (found beside the service's binary).
+cargo build --release --locked -p media-api --bins
+exec "$REPO_DIR/target/release/media-api" "${@:-serve}"

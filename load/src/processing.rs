@@ -25,10 +25,10 @@ pub(crate) struct Options {
     /// Where inputs and outputs go (default: a temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
-    /// A `media-api` binary: also time the thumbnail as production makes it,
-    /// in a `media-api render` child process (process start included).
+    /// A `media-render` binary: also time the thumbnail as production makes
+    /// it, in a child process (process start included).
     #[arg(long)]
-    media_api: Option<PathBuf>,
+    media_render: Option<PathBuf>,
 }
 
 /// A 4000×3000 (12 MP) photo-like JPEG: smooth gradients under fine noise,
@@ -94,7 +94,7 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<Report> {
         },
         vips,
     )?;
-    if let Some(media_api) = &options.media_api {
+    if let Some(media_render) = &options.media_render {
         // The worker pool's own path: a spec file, a child process, JSON back.
         let spec = dir.join("spec.json");
         std::fs::write(
@@ -110,16 +110,9 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<Report> {
             }))?,
         )?;
         let (child, vips_again) = time_pair(
-            ("ours: media-api render child", "vipsthumbnail --size 320"),
+            ("ours: media-render child", "vipsthumbnail --size 320"),
             options.thumbnails,
-            || {
-                run_tool(
-                    Command::new(media_api)
-                        .arg("render")
-                        .arg("--spec")
-                        .arg(&spec),
-                )
-            },
+            || run_tool(Command::new(media_render).arg("--spec").arg(&spec)),
             vips,
         )?;
         comparisons.push(Comparison::new(

@@ -31,13 +31,6 @@ pub enum Command {
     Serve,
     /// Run processing workers only.
     Worker,
-    /// Process one media file (run by workers in a resource-limited child; not for people).
-    #[command(hide = true)]
-    Render {
-        /// The job's specification (JSON).
-        #[arg(long)]
-        spec: PathBuf,
-    },
     /// Print a bearer token signed with the configured secret (for development).
     Token {
         /// The user id (`sub`).
@@ -67,10 +60,6 @@ pub fn render(spec: &std::path::Path) -> anyhow::Result<()> {
 
 /// Runs the command line; the binary's whole job.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Some(Command::Render { spec }) = &cli.command {
-        let spec = spec.clone();
-        return tokio::task::spawn_blocking(move || render(&spec)).await?;
-    }
     let settings = Settings::load(cli.config.as_deref())?;
     telemetry::init_tracing(settings.log_format);
     match cli.command.unwrap_or(Command::Serve) {
@@ -93,7 +82,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             pool.await?;
             Ok(())
         }
-        Command::Render { .. } => unreachable!("handled before configuration"),
         Command::Token { user, admin, ttl } => {
             let user =
                 UserId::parse(&user).map_err(|why| anyhow::anyhow!("--user {user:?}: {why}"))?;

@@ -124,8 +124,8 @@ pub struct JobSettings {
     /// How long an idle worker waits for a wake-up before looking again.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
-    /// The `media-api` binary whose `render` subcommand processes media in a
-    /// child process (unset: this very binary).
+    /// The `media-render` binary each job runs as a child process (unset:
+    /// the one beside this binary).
     pub render_program: Option<PathBuf>,
 }
 

@@ -4,16 +4,11 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = media_api::cli::Cli::parse();
-    // The processing child starts no runtime: it is short-lived and on the
-    // clock (every job pays its start-up).
-    let outcome = match &cli.command {
-        Some(media_api::cli::Command::Render { spec }) => media_api::cli::render(spec),
-        _ => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|runtime| runtime.block_on(media_api::cli::run(cli))),
-    };
+    let outcome = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(media_api::cli::run(cli)));
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

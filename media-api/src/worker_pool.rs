@@ -2,7 +2,7 @@
 //! transcoder in a child process with resource limits and a wall-clock
 //! timeout, stores the variants and records them.
 //!
-//! Decoding untrusted media happens only in the child (`media-api render`),
+//! Decoding untrusted media happens only in the child (`media-render`),
 //! under `ulimit -v` (address space) and `ulimit -t` (CPU seconds). A decoder
 //! that crashes, hangs or blows its memory kills the child, which fails that
 //! one job (retried with backoff, then dead); the worker goes on. Variant keys
@@ -407,7 +407,7 @@ impl Worker {
         Ok(())
     }
 
-    /// Runs `media-api render` under resource limits and a wall-clock timeout.
+    /// Runs `media-render` under resource limits and a wall-clock timeout.
     async fn run_child(&self, dir: &Path, spec: &RenderSpec) -> Result<RenderResult, JobFailure> {
         let spec_path = dir.join("spec.json");
         std::fs::write(
@@ -417,14 +417,16 @@ impl Worker {
         .map_err(JobFailure::backend)?;
         let exe = match &self.settings.jobs.render_program {
             Some(program) => program.clone(),
+            // Installed beside the service's own binary.
             None => std::env::current_exe()
                 .context("locating media-api")
-                .map_err(JobFailure::backend)?,
+                .map_err(JobFailure::backend)?
+                .with_file_name("media-render"),
         };
         let limits = &self.settings.jobs;
         // `ulimit` in a shell that then becomes the child: limits without unsafe pre_exec.
         let script = format!(
-            "ulimit -v {} && ulimit -t {} && exec \"$0\" render --spec \"$1\"",
+            "ulimit -v {} && ulimit -t {} && exec \"$0\" --spec \"$1\"",
             limits.memory.0 / 1024,
             limits.cpu_seconds
         );

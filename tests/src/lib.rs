@@ -70,7 +70,7 @@ pub async fn test_settings(set: BackendSet) -> (Settings, TempDir) {
         ..Settings::default()
     };
     // In-process workers run the real binary's `render` child, as production does.
-    settings.jobs.render_program = Some(service_binary());
+    settings.jobs.render_program = Some(render_binary());
     settings.jobs.serve_workers = Some(1);
     settings.jobs.poll_interval = Duration::from_millis(500);
     if set == BackendSet::Real {
@@ -204,12 +204,21 @@ pub async fn problem_of(response: reqwest::Response, status: u16, code: &str) ->
 
 /// The `media-api` binary cargo built next to this test.
 pub fn service_binary() -> PathBuf {
+    built_binary("media-api")
+}
+
+/// The `media-render` binary the workers run for each job.
+pub fn render_binary() -> PathBuf {
+    built_binary("media-render")
+}
+
+fn built_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("target dir");
-    let bin = dir.join("media-api");
+    let bin = dir.join(name);
     assert!(
         bin.is_file(),
         "{} is missing: build it first (`cargo build -p media-api`, which infra/test.sh does)",

@@ -705,8 +705,9 @@ fn worker_process(settings: &media_api::Settings) -> tokio::process::Child {
     cmd.arg("worker")
         .env("MEDIA_JOBS__WORKERS", "1")
         .env("MEDIA_JOBS__LEASE", "3s")
-        .env("MEDIA_JOBS__POLL_INTERVAL", "200ms")
-        .env("MEDIA_JOBS__RENDER_PROGRAM", media_e2e::service_binary());
+        .env("MEDIA_JOBS__POLL_INTERVAL", "200ms");
+    // No MEDIA_JOBS__RENDER_PROGRAM: the worker finds `media-render` beside
+    // its own binary, as an installed service does.
     cmd.spawn().expect("start a worker")
 }
 
