@@ -6,10 +6,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 "$INFRA_DIR/install-build-deps.sh"
 cd "$REPO_DIR"
-# glibc gives each busy thread its own malloc arena and keeps freed chunk
-# buffers in them; two arenas hold the service's peak RSS to about 236 MiB
-# with 64 chunk PUTs of 8 MiB in flight, against 295 MiB by default, and
-# cost no throughput (load/RESULTS.md). Deployments should set it too.
+# glibc gives each busy thread its own malloc arena and keeps freed request
+# buffers in them; two arenas cut the service's peak RSS with 64 chunk PUTs
+# of 8 MiB in flight by about 60 MiB and cost no throughput
+# (load/RESULTS.md). Deployments should set it too.
 export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 # Both binaries: the service, and `media-render`, the child each processing
 # job runs (found beside the service's binary).

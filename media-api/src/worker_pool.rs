@@ -125,6 +125,17 @@ pub fn render_child(spec_path: &Path) -> Result<(), RenderError> {
     Ok(())
 }
 
+/// The program each job runs: `jobs.render_program`, or `media-render`
+/// installed beside the service's own binary.
+fn render_program(settings: &Settings) -> anyhow::Result<PathBuf> {
+    match &settings.jobs.render_program {
+        Some(program) => Ok(program.clone()),
+        None => Ok(std::env::current_exe()
+            .context("locating media-api")?
+            .with_file_name("media-render")),
+    }
+}
+
 /// Runs `workers` workers until `stop` is cancelled, then lets running jobs
 /// finish for up to the shutdown grace period.
 pub async fn run(
@@ -136,7 +147,18 @@ pub async fn run(
     if workers == 0 {
         return;
     }
-    tracing::info!(workers, "worker pool starting");
+    match render_program(&settings) {
+        Ok(program) if program.is_file() => {
+            tracing::info!(workers, program = %program.display(), "worker pool starting");
+        }
+        Ok(program) => tracing::error!(
+            program = %program.display(),
+            "the render program is missing: every processing job will fail until it is \
+             installed (build both binaries: cargo build -p media-api --bins) or \
+             MEDIA_JOBS__RENDER_PROGRAM names it"
+        ),
+        Err(e) => tracing::error!(error = %e, "cannot locate the render program"),
+    }
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..workers {
         let worker = Worker {
@@ -415,14 +437,7 @@ impl Worker {
             serde_json::to_vec(spec).map_err(JobFailure::backend)?,
         )
         .map_err(JobFailure::backend)?;
-        let exe = match &self.settings.jobs.render_program {
-            Some(program) => program.clone(),
-            // Installed beside the service's own binary.
-            None => std::env::current_exe()
-                .context("locating media-api")
-                .map_err(JobFailure::backend)?
-                .with_file_name("media-render"),
-        };
+        let exe = render_program(&self.settings).map_err(JobFailure::backend)?;
         let limits = &self.settings.jobs;
         // `ulimit` in a shell that then becomes the child: limits without unsafe pre_exec.
         let script = format!(
