@@ -414,3 +414,70 @@ async fn the_bucket_drops_abandoned_multipart_uploads_by_itself() {
         "no AbortIncompleteMultipartUpload rule: {rules:?}"
     );
 }
+
+/// The filesystem store publishes a multipart object by renaming its parts'
+/// directory into place and then clears the upload away. A process that dies
+/// between the two leaves the upload behind; completing it again must finish
+/// the job, not fail or ask for the parts (which are in the object now).
+#[tokio::test]
+async fn filesystem_completion_interrupted_after_publishing_completes_again() {
+    let (settings, dir) = test_settings(BackendSet::Embedded).await;
+    let (store, _) = blob_store::from_settings(&settings)
+        .await
+        .expect("blob store");
+    let key = BlobKey::generate();
+    let upload = store.create_multipart(&key).await.expect("create");
+    let parts = [pattern(5 * MIB, 1), pattern(4000, 2)];
+    let mut completed = Vec::new();
+    for (i, data) in parts.iter().enumerate() {
+        let number = i as u32 + 1;
+        let etag = store
+            .upload_part(&key, &upload, number, data.clone().into(), sha256(data))
+            .await
+            .expect("part");
+        completed.push(CompletedPart {
+            number,
+            etag,
+            sha256: sha256(data),
+        });
+    }
+    store
+        .complete_multipart(&key, &upload, &completed)
+        .await
+        .expect("complete");
+    // What a crash between publishing and clearing away leaves behind.
+    let leftover = dir.path().join("blobs").join("multipart").join(&upload.0);
+    std::fs::create_dir_all(&leftover).expect("mkdir");
+    std::fs::write(leftover.join("key"), key.as_str()).expect("key");
+    assert!(
+        store
+            .list_multipart()
+            .await
+            .expect("list")
+            .iter()
+            .any(|p| p.id == upload),
+        "the simulated leftover is not an upload"
+    );
+
+    store
+        .complete_multipart(&key, &upload, &completed)
+        .await
+        .expect("completing again finishes the clean-up");
+    assert!(
+        !store
+            .list_multipart()
+            .await
+            .expect("list")
+            .iter()
+            .any(|p| p.id == upload),
+        "the upload is still there"
+    );
+    let got = store
+        .get(&key, None)
+        .await
+        .expect("get")
+        .collect()
+        .await
+        .expect("read");
+    assert!(got == parts.concat(), "the object changed");
+}

@@ -381,6 +381,12 @@ impl BlobStore for FsBlobStore {
             if !dir.join("key").is_file() {
                 return Err(BlobStoreError::NoSuchUpload);
             }
+            if dest.is_dir() {
+                // An earlier completion of this upload published the object
+                // and stopped (crashed) before clearing the upload away: the
+                // key is this upload's own, so only the clean-up is left.
+                return std::fs::remove_dir_all(&dir).map_err(io_err);
+            }
             let _guard = swap_lock(&swap);
             for part in &parts {
                 let path = dir.join(format!(
