@@ -202,18 +202,11 @@ async fn blob_store_multipart_out_of_order_with_checksums() {
             .await
             .expect("complete");
         let whole: Vec<u8> = parts.concat();
-        let got = store
-            .get(&key, None)
-            .await
-            .expect("get")
-            .collect()
-            .await
-            .expect("read");
+        let got = read_all(store.as_ref(), &key).await;
         assert_eq!(got.len(), whole.len(), "{set:?}");
         assert!(got == whole, "{set:?}: object is not the parts in order");
-        let pending = store.list_multipart().await.expect("list");
         assert!(
-            !pending.iter().any(|p| p.id == upload),
+            !is_pending(store.as_ref(), &upload).await,
             "{set:?}: completed upload still listed"
         );
         // The object reads like any other: its size, ranges within one part,
@@ -450,12 +443,7 @@ async fn filesystem_completion_interrupted_after_publishing_completes_again() {
     std::fs::create_dir_all(&leftover).expect("mkdir");
     std::fs::write(leftover.join("key"), key.as_str()).expect("key");
     assert!(
-        store
-            .list_multipart()
-            .await
-            .expect("list")
-            .iter()
-            .any(|p| p.id == upload),
+        is_pending(store.as_ref(), &upload).await,
         "the simulated leftover is not an upload"
     );
 
@@ -464,20 +452,30 @@ async fn filesystem_completion_interrupted_after_publishing_completes_again() {
         .await
         .expect("completing again finishes the clean-up");
     assert!(
-        !store
-            .list_multipart()
-            .await
-            .expect("list")
-            .iter()
-            .any(|p| p.id == upload),
+        !is_pending(store.as_ref(), &upload).await,
         "the upload is still there"
     );
-    let got = store
-        .get(&key, None)
+    let got = read_all(store.as_ref(), &key).await;
+    assert!(got == parts.concat(), "the object changed");
+}
+
+/// A whole object's bytes.
+async fn read_all(store: &dyn BlobStore, key: &BlobKey) -> Vec<u8> {
+    store
+        .get(key, None)
         .await
         .expect("get")
         .collect()
         .await
-        .expect("read");
-    assert!(got == parts.concat(), "the object changed");
+        .expect("read")
+}
+
+/// Whether the store still lists `upload` as a multipart upload in progress.
+async fn is_pending(store: &dyn BlobStore, upload: &blob_store::MultipartId) -> bool {
+    store
+        .list_multipart()
+        .await
+        .expect("list")
+        .iter()
+        .any(|p| &p.id == upload)
 }
