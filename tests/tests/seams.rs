@@ -479,3 +479,38 @@ async fn is_pending(store: &dyn BlobStore, upload: &blob_store::MultipartId) -> 
         .iter()
         .any(|p| &p.id == upload)
 }
+
+/// Temporary files a dead process left in the filesystem store (a part half
+/// written, parts half assembled) are removed when the store opens again,
+/// once they are an hour old; anything younger may be a live write.
+#[tokio::test]
+async fn filesystem_store_sweeps_abandoned_temporary_files_at_start() {
+    let (settings, dir) = test_settings(BackendSet::Embedded).await;
+    blob_store::from_settings(&settings)
+        .await
+        .expect("blob store");
+    let tmp = dir.path().join("blobs").join("tmp");
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    std::fs::write(tmp.join("old-part"), b"half a part").expect("write");
+    std::fs::File::options()
+        .write(true)
+        .open(tmp.join("old-part"))
+        .and_then(|f| f.set_modified(two_hours_ago))
+        .expect("age the file");
+    std::fs::create_dir(tmp.join("old-assembly")).expect("mkdir");
+    std::fs::write(tmp.join("old-assembly").join("00000"), b"a part").expect("write");
+    std::fs::File::open(tmp.join("old-assembly"))
+        .and_then(|f| f.set_modified(two_hours_ago))
+        .expect("age the directory");
+    std::fs::write(tmp.join("live-write"), b"in progress").expect("write");
+
+    blob_store::from_settings(&settings)
+        .await
+        .expect("blob store opens again");
+    assert!(!tmp.join("old-part").exists(), "an abandoned file stayed");
+    assert!(
+        !tmp.join("old-assembly").exists(),
+        "an abandoned directory stayed"
+    );
+    assert!(tmp.join("live-write").exists(), "a fresh write was removed");
+}

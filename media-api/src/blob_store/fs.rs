@@ -41,6 +41,15 @@ impl FsBlobStore {
                 .await
                 .map_err(|e| anyhow::anyhow!("while creating {}: {e}", root.join(sub).display()))?;
         }
+        let tmp = root.join("tmp");
+        let swept =
+            tokio::task::spawn_blocking(move || sweep_abandoned(&tmp, TMP_ABANDONED_AFTER)).await?;
+        if swept > 0 {
+            tracing::info!(
+                swept,
+                "removed abandoned temporary files of the filesystem store"
+            );
+        }
         Ok(Self {
             root,
             signer,
@@ -122,6 +131,41 @@ fn write_atomically(tmp: &Path, dest: &Path, data: &[u8]) -> Result<(), BlobStor
     file.write_all(data).map_err(io_err)?;
     file.sync_data().map_err(io_err)?;
     std::fs::rename(tmp, dest).map_err(io_err)
+}
+
+/// A temporary file (a part or object being written, parts being assembled)
+/// this old was left by a process that died: no write takes this long.
+const TMP_ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes the entries of `dir` last modified more than `age` ago; how many.
+fn sweep_abandoned(dir: &Path, age: std::time::Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|elapsed| elapsed > age);
+        if !old {
+            continue;
+        }
+        let gone = if meta.is_dir() {
+            std::fs::remove_dir_all(entry.path())
+        } else {
+            std::fs::remove_file(entry.path())
+        };
+        match gone {
+            Ok(()) => removed += 1,
+            Err(e) => {
+                tracing::warn!(path = %entry.path().display(), error = %e, "could not remove")
+            }
+        }
+    }
+    removed
 }
 
 /// The suffix of the directory holding a multipart object's parts.
