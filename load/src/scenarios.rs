@@ -516,11 +516,12 @@ async fn small_baseline(
     };
     let seconds = if let Some(location) = &options.baseline_s3 {
         let (client, bucket, prefix) = baseline_client(location).await?;
+        let key = |i: usize| format!("{prefix}-small-{i}");
         let writes = bodies.iter().enumerate().map(|(i, body)| {
             let put = client
                 .put_object()
                 .bucket(&bucket)
-                .key(format!("{prefix}-small-{i}"))
+                .key(key(i))
                 .body(body.clone().into())
                 .send();
             timed_write(
@@ -529,15 +530,11 @@ async fn small_baseline(
             )
         });
         let seconds = timed(writes, clients).await?;
-        for i in 0..bodies.len() {
-            let key = format!("{prefix}-small-{i}");
-            client
-                .delete_object()
-                .bucket(&bucket)
-                .key(key)
-                .send()
-                .await?;
-        }
+        let deletes = (0..bodies.len()).map(|i| {
+            let delete = client.delete_object().bucket(&bucket).key(key(i)).send();
+            async move { delete.await.map(drop).map_err(anyhow::Error::from) }
+        });
+        timed(deletes, clients).await?;
         seconds
     } else if let Some(dir) = &options.baseline_dir {
         let dir = dir.join(format!("small-{}", std::process::id()));

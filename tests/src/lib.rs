@@ -69,7 +69,7 @@ pub async fn test_settings(set: BackendSet) -> (Settings, TempDir) {
         data_dir: dir.path().to_path_buf(),
         ..Settings::default()
     };
-    // In-process workers run the real binary's `render` child, as production does.
+    // In-process workers run the real `media-render` child, as production does.
     settings.jobs.render_program = Some(render_binary());
     settings.jobs.serve_workers = Some(1);
     settings.jobs.poll_interval = Duration::from_millis(500);

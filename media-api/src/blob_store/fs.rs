@@ -179,6 +179,12 @@ fn part_prefix(number: u32) -> String {
     format!("{number:05}-")
 }
 
+/// A part's file in its upload's directory: its number, then its SHA-256, so
+/// a completion can only take the exact bytes it names.
+fn part_name(number: u32, sha256: &[u8; 32]) -> String {
+    format!("{}{}", part_prefix(number), hex::encode(sha256))
+}
+
 #[async_trait]
 impl BlobStore for FsBlobStore {
     fn kind(&self) -> &'static str {
@@ -264,7 +270,7 @@ impl BlobStore for FsBlobStore {
             };
             // Open every file the range touches now, so a delete racing the
             // read cannot take a part away half way (open files stay readable).
-            let (mut files, mut offset, mut left) = (Vec::new(), 0u64, len);
+            let (mut files, mut offset) = (Vec::new(), 0u64);
             for (path, size) in segments {
                 let (from, to) = (start.max(offset), (start + len).min(offset + size));
                 if from < to {
@@ -274,11 +280,9 @@ impl BlobStore for FsBlobStore {
                     })?;
                     file.seek(SeekFrom::Start(from - offset)).map_err(io_err)?;
                     files.push((file, to - from));
-                    left -= to - from;
                 }
                 offset += size;
             }
-            debug_assert_eq!(left, 0);
             Ok((files, total, len))
         })
         .await?;
@@ -389,8 +393,7 @@ impl BlobStore for FsBlobStore {
                     });
                 }
             }
-            let etag = hex::encode(sha256);
-            let name = format!("{}{etag}", part_prefix(number));
+            let name = part_name(number, &sha256);
             let mut file = std::fs::File::create(&tmp).map_err(io_err)?;
             for frame in data.frames() {
                 file.write_all(frame).map_err(io_err)?;
@@ -406,7 +409,7 @@ impl BlobStore for FsBlobStore {
                     let _ = std::fs::remove_file(entry.path());
                 }
             }
-            Ok(format!("\"{etag}\""))
+            Ok(format!("\"{}\"", hex::encode(sha256)))
         })
         .await
     }
@@ -432,30 +435,25 @@ impl BlobStore for FsBlobStore {
                 return std::fs::remove_dir_all(&dir).map_err(io_err);
             }
             let _guard = swap_lock(&swap);
-            for part in &parts {
-                let path = dir.join(format!(
-                    "{}{}",
-                    part_prefix(part.number),
-                    hex::encode(part.sha256)
-                ));
-                if !path.is_file() {
+            // The object is its parts, in order: they are moved (renamed), not
+            // copied, and appear together when their directory is renamed in.
+            let moves: Vec<(PathBuf, PathBuf)> = parts
+                .iter()
+                .enumerate()
+                .map(|(position, part)| {
+                    let from = dir.join(part_name(part.number, &part.sha256));
+                    (from, tmp.join(format!("{position:05}")))
+                })
+                .collect();
+            for (part, (from, _)) in parts.iter().zip(&moves) {
+                if !from.is_file() {
                     return Err(BlobStoreError::InvalidPart {
                         part: Some(part.number),
                         reason: "no part with that number and SHA-256 was uploaded".into(),
                     });
                 }
             }
-            // The object is its parts, in order: they are moved (renamed), not
-            // copied, and appear together when their directory is renamed in.
             std::fs::create_dir_all(&tmp).map_err(io_err)?;
-            let moves: Vec<(PathBuf, PathBuf)> = parts
-                .iter()
-                .enumerate()
-                .map(|(position, part)| {
-                    let name = format!("{}{}", part_prefix(part.number), hex::encode(part.sha256));
-                    (dir.join(name), tmp.join(format!("{position:05}")))
-                })
-                .collect();
             let assembled = (|| {
                 for (i, (from, to)) in moves.iter().enumerate() {
                     if let Err(e) = std::fs::rename(from, to) {

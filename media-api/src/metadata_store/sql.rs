@@ -143,6 +143,14 @@ const MEDIA_SELECT: &str = "select m.media_id, m.owner_id, m.blake3, b.size, b.c
     from media m join blobs b on b.blake3 = m.blake3";
 /// The blob's part of a media document ([`media_with_blob`] reads these).
 const BLOB_COLUMNS: &str = "size, content_type, processing, processing_error, probe, storage_key";
+/// [`BLOB_COLUMNS`] qualified by the `b` alias, for queries that join blobs.
+static BLOB_COLUMNS_OF_B: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    BLOB_COLUMNS
+        .split(", ")
+        .map(|c| format!("b.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+});
 
 /// References a content in an open transaction: inserts its blob unless one
 /// with that BLAKE3 exists (the unique key settles races), then the media.
@@ -654,14 +662,10 @@ impl MetadataStore for SqlMetadataStore {
         // lock and do not queue behind each other. Driven from the owner's
         // own media (the (owner, blake3) index), so neither the cost nor the
         // answer depends on anyone else's media.
-        let blob_columns = BLOB_COLUMNS
-            .split(", ")
-            .map(|c| format!("b.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let owned = sqlx::query(&format!(
-            "select {blob_columns} from media m join blobs b on b.blake3 = m.blake3 \
+            "select {} from media m join blobs b on b.blake3 = m.blake3 \
              where m.owner_id = $3 and m.blake3 = $1 and b.size = $2 limit 1{}",
+            *BLOB_COLUMNS_OF_B,
             self.lock_clause(" for share of b")
         ))
         .bind(blake3.to_hex())
