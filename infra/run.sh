@@ -12,6 +12,9 @@ cd "$REPO_DIR"
 # (load/RESULTS.md). Deployments should set it too.
 export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 # Both binaries: the service, and `media-render`, the child each processing
-# job runs (found beside the service's binary).
-cargo build --release --locked -p media-api --bins
+# job runs (found beside the service's binary). Built one after the other so
+# that the service is compiled without the transcoder's `decoders` feature
+# (building them together would unify the features) and links no decoder.
+cargo build --release --locked -p media-api
+cargo build --release --locked -p media-render
 exec "$REPO_DIR/target/release/media-api" "${@:-serve}"

@@ -74,7 +74,8 @@ pub(crate) fn run(o: &HashOptions) -> anyhow::Result<HashReport> {
     let mut rows = Vec::new();
     let both = best_of_three_in_process(|| {
         for (i, piece) in data.chunks(chunk).enumerate() {
-            let mut h = media_api::chunk_hash::ChunkHasher::new(i as u32 + 1, chunk as u64, total);
+            let mut h =
+                media_api::uploads::chunk_hash::ChunkHasher::new(i as u32 + 1, chunk as u64, total);
             // As the service feeds it: the pieces a request body arrives in.
             for part in piece.chunks(64 << 10) {
                 h.update(part);

@@ -40,7 +40,7 @@ impl Target {
 
     /// A bearer token for `user`, valid for a day.
     pub(crate) fn token(&self, user: &str) -> anyhow::Result<String> {
-        let user = media_api::auth::UserId::parse(user).map_err(anyhow::Error::msg)?;
+        let user = media_api::ids::UserId::parse(user).map_err(anyhow::Error::msg)?;
         self.authority
             .mint(&user, false, Duration::from_secs(86_400))
     }

@@ -1,5 +1,5 @@
-//! Building and running the service: `Application::build` binds the listener
-//! (port 0 in tests) and connects the backends; `run_until` serves until the
+//! The composition root: `Application::build` connects the backends, builds
+//! each service once over them, and binds the listener (port 0 in tests); `run_until` serves until the
 //! given shutdown future resolves, then drains in-flight requests.
 
 use std::future::Future;
@@ -10,13 +10,14 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{self, TokenAuthority};
+use crate::auth::TokenAuthority;
+use crate::backends::Backends;
 use crate::config::Settings;
-use crate::media_catalog;
-use crate::routes;
-use crate::state::{AppState, Backends};
+use crate::downloads::Downloads;
+use crate::http::{self, AppState};
+use crate::media::{self, MediaCatalog};
 use crate::telemetry;
-use crate::upload_session::{self, UploadService};
+use crate::uploads::{self, UploadService};
 
 /// A bound, connected, not yet serving service.
 #[derive(Debug)]
@@ -34,7 +35,10 @@ impl Application {
 
     /// As [`Application::build`], over backends the caller made.
     pub async fn build_with(settings: Settings, backends: Backends) -> anyhow::Result<Self> {
-        let secret = auth::load_or_create_secret(settings.jwt_secret.as_ref(), &settings.data_dir)?;
+        let secret = crate::secrets::load_or_create_secret(
+            settings.jwt_secret.as_ref(),
+            &settings.data_dir,
+        )?;
         if settings.jwt_secret.is_none() && !settings.is_embedded() {
             tracing::warn!(
                 "MEDIA_JWT_SECRET is unset: using a secret generated in the data dir; \
@@ -45,10 +49,18 @@ impl Application {
             .await
             .with_context(|| format!("while binding MEDIA_LISTEN={}", settings.listen))?;
         let uploads = UploadService::new(backends.clone(), settings.limits.clone());
+        let media = MediaCatalog::new(backends.clone(), settings.limits.max_page_size);
+        let downloads = Downloads::new(
+            backends.blobs.clone(),
+            backends.url_signer.clone(),
+            &settings,
+        );
         let state = AppState {
             settings: Arc::new(settings),
             backends,
             uploads,
+            media,
+            downloads,
             tokens: TokenAuthority::new(&secret),
             metrics: telemetry::metrics_handle(),
             shutdown: CancellationToken::new(),
@@ -77,7 +89,7 @@ impl Application {
         let Self { listener, state } = self;
         let grace = state.settings.shutdown_grace;
         let stopping = state.shutdown.clone();
-        let router = routes::router(state.clone());
+        let router = http::router(state.clone());
         tracing::info!(
             addr = %listener.local_addr()?,
             metadata = state.backends.metadata.kind(),
@@ -85,19 +97,19 @@ impl Application {
             blobs = state.backends.blobs.kind(),
             "media-api serving"
         );
-        tokio::spawn(upload_session::run_janitor(
+        tokio::spawn(uploads::run_janitor(
             state.uploads.clone(),
             state.settings.janitor_interval,
             stopping.clone(),
         ));
-        tokio::spawn(media_catalog::run_gc(
+        tokio::spawn(media::gc::run_gc(
             state.backends.clone(),
             state.settings.gc_grace,
             state.settings.gc_interval,
             stopping.clone(),
         ));
-        let workers = crate::worker_pool::workers_for(&state.settings, true);
-        let pool = tokio::spawn(crate::worker_pool::run(
+        let workers = crate::processing::workers_for(&state.settings, true);
+        let pool = tokio::spawn(crate::processing::run(
             state.backends.clone(),
             state.settings.clone(),
             workers,

@@ -7,10 +7,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::app::Application;
-use crate::auth::{self, TokenAuthority, UserId};
+use crate::auth::TokenAuthority;
+use crate::backends::Backends;
 use crate::config::Settings;
-use crate::state::Backends;
-use crate::{shutdown, telemetry, worker_pool};
+use crate::ids::UserId;
+use crate::{processing, shutdown, telemetry};
 
 /// Chunked, resumable, content-addressed media uploads.
 #[derive(Debug, Parser)]
@@ -45,19 +46,6 @@ pub enum Command {
     },
 }
 
-/// The `render` child: no configuration, no backends, just the file. A
-/// refusal of the media exits with [`worker_pool::EXIT_MEDIA_REFUSED`].
-pub fn render(spec: &std::path::Path) -> anyhow::Result<()> {
-    match worker_pool::render_child(spec) {
-        Ok(()) => Ok(()),
-        Err(worker_pool::RenderError::Media(reason)) => {
-            eprintln!("media-api: {reason}");
-            std::process::exit(worker_pool::EXIT_MEDIA_REFUSED)
-        }
-        Err(worker_pool::RenderError::Internal(e)) => Err(e),
-    }
-}
-
 /// Runs the command line; the binary's whole job.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref())?;
@@ -69,9 +57,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Worker => {
             let backends = Backends::from_settings(&settings).await?;
-            let workers = worker_pool::workers_for(&settings, false);
+            let workers = processing::workers_for(&settings, false);
             let stop = tokio_util::sync::CancellationToken::new();
-            let pool = tokio::spawn(worker_pool::run(
+            let pool = tokio::spawn(processing::run(
                 backends,
                 std::sync::Arc::new(settings),
                 workers,
@@ -85,9 +73,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token { user, admin, ttl } => {
             let user =
                 UserId::parse(&user).map_err(|why| anyhow::anyhow!("--user {user:?}: {why}"))?;
-            let secret =
-                auth::load_or_create_secret(settings.jwt_secret.as_ref(), &settings.data_dir)
-                    .context("while loading the JWT secret")?;
+            let secret = crate::secrets::load_or_create_secret(
+                settings.jwt_secret.as_ref(),
+                &settings.data_dir,
+            )
+            .context("while loading the JWT secret")?;
             let token = TokenAuthority::new(&secret).mint(&user, admin, ttl)?;
             println!("{token}");
             Ok(())

@@ -152,12 +152,12 @@ impl Default for JobSettings {
 #[serde(deny_unknown_fields)]
 pub struct Presets {
     /// Image derivatives (WebP).
-    pub image: Vec<transcoder::image_render::ImagePreset>,
+    pub image: Vec<transcoder::preset::ImagePreset>,
     /// Most pixels an image may declare.
     pub max_image_pixels: u64,
     /// Video and audio derivatives: `poster` and `thumb` (WebP), `video`
     /// (H.264 + AAC MP4) and `audio` (Opus).
-    pub av: transcoder::av::AvPresets,
+    pub av: transcoder::preset::AvPresets,
     /// Most pixels a video frame may have.
     pub max_video_pixels: u64,
     /// Longest video or audio that is processed (longer ones stay
@@ -169,9 +169,9 @@ pub struct Presets {
 impl Default for Presets {
     fn default() -> Self {
         Self {
-            image: transcoder::image_render::ImagePreset::defaults(),
+            image: transcoder::preset::ImagePreset::defaults(),
             max_image_pixels: 100_000_000,
-            av: transcoder::av::AvPresets::default(),
+            av: transcoder::preset::AvPresets::default(),
             // 8K UHD.
             max_video_pixels: 7680 * 4320,
             max_duration: Duration::from_secs(3 * 3600),

@@ -111,6 +111,48 @@ impl FileName {
     }
 }
 
+/// A user id: the token's `sub`. Opaque to us, but bounded and printable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UserId(String);
+
+impl UserId {
+    /// Accepts 1 to 128 bytes with no control characters.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if value.is_empty() || value.len() > 128 {
+            return Err("a user id is 1 to 128 bytes".into());
+        }
+        if value.chars().any(char::is_control) {
+            return Err("a user id has no control characters".into());
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for UserId {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        Self::parse(&value)
+    }
+}
+
+impl From<UserId> for String {
+    fn from(value: UserId) -> String {
+        value.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Milliseconds since the Unix epoch: the one time type of the metadata store.
 pub fn now_ms() -> i64 {
     let now = std::time::SystemTime::now()
@@ -134,6 +176,14 @@ pub fn rfc3339(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_ids_are_bounded() {
+        assert!(UserId::parse("").is_err());
+        assert!(UserId::parse(&"x".repeat(129)).is_err());
+        assert!(UserId::parse("a\nb").is_err());
+        assert!(UserId::parse("user-42@example").is_ok());
+    }
 
     #[test]
     fn uuid_ids_parse_only_their_canonical_form() {

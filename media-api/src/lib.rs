@@ -4,26 +4,34 @@
 //!
 //! The binary (`src/main.rs`) only parses the command line; everything else is
 //! here so tests can build the service in-process.
+//!
+//! The house, from the bottom up (a module imports only from below it):
+//! - values and plumbing: `ids`, `config`, `secrets`, `auth`, `telemetry`,
+//!   `shutdown`;
+//! - the seams, each a trait with two implementations: `metadata_store`,
+//!   `progress_bus`, `blob_store`; `backends` connects them;
+//! - the domains, each owning its types, errors and rules: `uploads`,
+//!   `media`, `downloads`, `processing`;
+//! - the HTTP layer (`http`), the composition root (`app`) and the command
+//!   line (`cli`).
 
 pub mod app;
 pub mod auth;
+pub mod backends;
 pub mod blob_store;
-pub mod chunk_hash;
 pub mod cli;
 pub mod config;
 pub mod downloads;
+pub mod http;
 pub mod ids;
-pub mod job_queue;
-pub mod media_catalog;
+pub mod media;
 pub mod metadata_store;
-pub mod problem;
+pub mod processing;
 pub mod progress_bus;
-pub mod routes;
+pub mod secrets;
 pub mod shutdown;
-pub mod state;
 pub mod telemetry;
-pub mod upload_session;
-pub mod worker_pool;
+pub mod uploads;
 
 pub use app::Application;
 pub use config::Settings;

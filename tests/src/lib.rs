@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use media_api::Settings;
-use media_api::auth::UserId;
-use media_api::state::AppState;
+use media_api::http::AppState;
+use media_api::ids::UserId;
 use secrecy::SecretString;
 use sqlx::Connection;
 use tempfile::TempDir;
@@ -221,7 +221,7 @@ fn built_binary(name: &str) -> PathBuf {
     let bin = dir.join(name);
     assert!(
         bin.is_file(),
-        "{} is missing: build it first (`cargo build -p media-api`, which infra/test.sh does)",
+        "{} is missing: build it first (`cargo build --workspace`, which infra/test.sh does)",
         bin.display()
     );
     bin
@@ -560,4 +560,23 @@ pub fn ffprobe(path: &std::path::Path) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
+}
+
+/// Declares `async fn $name(set: BackendSet)` as two tests, one per backend
+/// set: `$name::embedded` and `$name::postgres_redis_garage`.
+#[macro_export]
+macro_rules! both_sets {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn embedded() {
+                super::$name($crate::BackendSet::Embedded).await
+            }
+
+            #[tokio::test]
+            async fn postgres_redis_garage() {
+                super::$name($crate::BackendSet::Real).await
+            }
+        }
+    };
 }

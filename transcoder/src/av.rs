@@ -15,7 +15,8 @@ use ffmpeg::{Dictionary, Packet, Rational, codec, decoder, encoder, filter, form
 use ffmpeg_next as ffmpeg;
 use serde::{Deserialize, Serialize};
 
-use crate::image_render::{self, ImagePreset, Rendered};
+use crate::image_render;
+pub use crate::preset::{AudioPreset, AvLimits, AvPresets, ImagePreset, Rendered, VideoPreset};
 
 /// What a video or audio file is, as far as its container says.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,101 +44,6 @@ impl Probe {
     pub fn has_video(&self) -> bool {
         self.video_codec.is_some()
     }
-}
-
-/// The H.264 + AAC MP4 transcode.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VideoPreset {
-    /// Its name, such as `h264_720p`.
-    pub name: String,
-    /// Bumped when the output would change.
-    pub version: u32,
-    /// Most pixels along the longer side (1280 for 720p).
-    pub max_long_edge: u32,
-    /// Most pixels along the shorter side (720 for 720p).
-    pub max_short_edge: u32,
-    /// x264 constant rate factor: lower is better and bigger.
-    pub crf: u8,
-    /// x264 speed preset, such as `veryfast`.
-    pub x264_preset: String,
-    /// AAC bit rate, bits per second.
-    pub audio_bit_rate: u32,
-}
-
-/// The compact audio transcode (Opus in Ogg).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AudioPreset {
-    /// Its name, such as `opus`.
-    pub name: String,
-    /// Bumped when the output would change.
-    pub version: u32,
-    /// Opus bit rate, bits per second.
-    pub bit_rate: u32,
-    /// 1 (mono, right for voice) or 2.
-    pub channels: u16,
-}
-
-impl Default for VideoPreset {
-    /// `h264_720p`: 1280×720, CRF 23, `veryfast`, AAC 128 kb/s.
-    fn default() -> Self {
-        Self {
-            name: "h264_720p".into(),
-            version: 1,
-            max_long_edge: 1280,
-            max_short_edge: 720,
-            crf: 23,
-            x264_preset: "veryfast".into(),
-            audio_bit_rate: 128_000,
-        }
-    }
-}
-
-impl Default for AudioPreset {
-    /// `opus`: 32 kb/s mono.
-    fn default() -> Self {
-        Self {
-            name: "opus".into(),
-            version: 1,
-            bit_rate: 32_000,
-            channels: 1,
-        }
-    }
-}
-
-/// Everything made from one video or audio file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AvPresets {
-    /// The still frame, as an image preset (WebP).
-    pub poster: ImagePreset,
-    /// Made from the poster.
-    pub thumb: ImagePreset,
-    /// The playable video.
-    pub video: VideoPreset,
-    /// Audio-only files.
-    pub audio: AudioPreset,
-}
-
-impl Default for AvPresets {
-    /// A 1280 px WebP poster, a 320 px thumbnail, `h264_720p` and `opus`.
-    fn default() -> Self {
-        Self {
-            poster: ImagePreset::webp("poster", 1280, 80.0),
-            thumb: ImagePreset::webp("thumb", 320, 75.0),
-            video: VideoPreset::default(),
-            audio: AudioPreset::default(),
-        }
-    }
-}
-
-/// Bounds on what a file may ask of us.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AvLimits {
-    /// Longest video or audio processed, in milliseconds.
-    pub max_duration_ms: u64,
-    /// Most pixels (width × height) a video frame may have.
-    pub max_pixels: u64,
 }
 
 /// Why a video or audio file could not be processed. The message is shown to the owner.

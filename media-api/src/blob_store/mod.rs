@@ -368,7 +368,7 @@ pub async fn from_settings(
 ) -> anyhow::Result<(Arc<dyn BlobStore>, Option<fs::UrlSigner>)> {
     match &settings.blob_store {
         None => {
-            let secret = crate::auth::load_or_create_secret_file(
+            let secret = crate::secrets::load_or_create_secret_file(
                 settings.url_signing_secret.as_ref(),
                 &settings.data_dir,
                 "url-signing-secret",

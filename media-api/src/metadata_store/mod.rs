@@ -6,8 +6,11 @@
 //! share (`$n` parameters, `on conflict`, `returning`, bigint milliseconds for
 //! time), and the few statements that must differ are picked by [`Dialect`].
 
+pub mod jobs;
 pub mod sql;
 mod sql_jobs;
+
+pub use jobs::JobQueue;
 
 use std::sync::Arc;
 
@@ -176,8 +179,19 @@ pub struct NewContent {
     pub storage_key: String,
     /// The upload it came from, told when processing is done.
     pub origin: Option<UploadId>,
-    /// Whether the client presented it as an image, video or audio.
-    pub claimed_media: bool,
+    /// What processing it gets (decided by the processing domain, not here).
+    pub processing: Processing,
+}
+
+/// What processing a new content gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Processing {
+    /// A job is enqueued with the content.
+    Pending,
+    /// Not a type that is processed: the original is all there is.
+    Skipped,
+    /// Refused at once, with the reason shown to its owner.
+    Failed(String),
 }
 
 /// One user's media item, joined with its blob.
@@ -368,7 +382,7 @@ pub async fn from_settings(settings: &Settings) -> anyhow::Result<Arc<dyn Metada
 /// The store as both of its seams: the metadata and the job queue.
 pub async fn with_queue(
     settings: &Settings,
-) -> anyhow::Result<(Arc<dyn MetadataStore>, Arc<dyn crate::job_queue::JobQueue>)> {
+) -> anyhow::Result<(Arc<dyn MetadataStore>, Arc<dyn JobQueue>)> {
     let store = Arc::new(sql::SqlMetadataStore::connect(settings).await?);
     Ok((store.clone(), store))
 }

@@ -13,7 +13,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::{
     BlobRecord, ChunkRecord, Created, Dialect, MediaRecord, MetadataError, MetadataStore,
-    NewContent, RecordOutcome, UploadRecord, UploadState,
+    NewContent, Processing, RecordOutcome, UploadRecord, UploadState,
 };
 use crate::config::Settings;
 use crate::ids::{Blake3, MediaId, UploadId, now_ms};
@@ -163,22 +163,10 @@ async fn reference_content(
     media_id: MediaId,
 ) -> Result<Created, MetadataError> {
     let now = now_ms();
-    let processed = transcoder::sniff::is_processed(&content.content_type);
-    let not_media =
-        transcoder::sniff::kind_of(&content.content_type) == transcoder::sniff::MediaKind::Other;
-    let (processing, processing_error) = if processed {
-        ("pending", None)
-    } else if content.claimed_media && not_media {
-        (
-            "failed",
-            Some(format!(
-                "presented as media, but the content is not a recognised image, video or \
-                 audio file (it is {})",
-                content.content_type
-            )),
-        )
-    } else {
-        ("skipped", None)
+    let (processing, processing_error) = match &content.processing {
+        Processing::Pending => ("pending", None),
+        Processing::Skipped => ("skipped", None),
+        Processing::Failed(reason) => ("failed", Some(reason.as_str())),
     };
     // Insert the blob, or touch the existing row: the update locks it (a GC
     // delete waits, then finds it referenced again) and ends any grace period.
@@ -201,14 +189,14 @@ async fn reference_content(
     .fetch_one(&mut **tx)
     .await?;
     let inserted = blob.try_get::<String, _>("storage_key")? == content.storage_key;
-    if inserted && processed {
+    if inserted && content.processing == Processing::Pending {
         // A new content: its processing job commits with it, or not at all.
         super::sql_jobs::enqueue(
             store,
             tx,
             &content.blake3,
             content.origin,
-            crate::job_queue::LIVE_PRIORITY,
+            super::jobs::LIVE_PRIORITY,
             now,
         )
         .await?;

@@ -6,10 +6,10 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::jobs::{Job, JobQueue, Processed, ProcessingTarget, VariantRecord};
 use super::sql::SqlMetadataStore;
 use super::{Dialect, MetadataError};
 use crate::ids::{Blake3, UploadId, now_ms};
-use crate::job_queue::{Job, JobQueue, Processed, ProcessingTarget, VariantRecord};
 
 /// The PostgreSQL channel workers listen on.
 const CHANNEL: &str = "media_jobs";

@@ -16,11 +16,41 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
 
+/// What an event says. Its name (`as_str`, and the serialised form on the
+/// bus) is the SSE `event:` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// Bytes of a chunk still streaming in.
+    Progress,
+    /// A chunk was received and recorded.
+    Chunk,
+    /// The upload completed: its media exists.
+    Completed,
+    /// The session ended without completing (deleted, expired, hash mismatch).
+    Aborted,
+    /// Processing of the content ended (ready or failed).
+    Processed,
+}
+
+impl EventKind {
+    /// The event's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Progress => "progress",
+            Self::Chunk => "chunk",
+            Self::Completed => "completed",
+            Self::Aborted => "aborted",
+            Self::Processed => "processed",
+        }
+    }
+}
+
 /// One event on a topic (for example an upload's `progress` or `completed`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    /// The event name, used as the SSE `event:` field.
-    pub kind: String,
+    /// What it says.
+    pub kind: EventKind,
     /// The event body.
     pub data: serde_json::Value,
 }

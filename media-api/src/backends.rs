@@ -1,0 +1,92 @@
+//! The three seams, connected once at start-up from the configuration (the
+//! implementation of each is chosen here and nowhere else). Services hold
+//! them; HTTP handlers never do.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::blob_store::{self, BlobStore};
+use crate::config::Settings;
+use crate::metadata_store::{self, JobQueue, MetadataStore};
+use crate::progress_bus::{self, ProgressBus};
+
+/// The three seams.
+#[derive(Clone)]
+pub struct Backends {
+    /// Uploads, chunks, blobs, media.
+    pub metadata: Arc<dyn MetadataStore>,
+    /// The processing queue (the same database).
+    pub jobs: Arc<dyn JobQueue>,
+    /// Live progress and events.
+    pub progress: Arc<dyn ProgressBus>,
+    /// Content bytes.
+    pub blobs: Arc<dyn BlobStore>,
+    /// Checks the filesystem store's download URLs (None on S3, which checks its own).
+    pub url_signer: Option<blob_store::fs::UrlSigner>,
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backends")
+            .field("metadata", &self.metadata.kind())
+            .field("progress", &self.progress.kind())
+            .field("blobs", &self.blobs.kind())
+            .finish()
+    }
+}
+
+/// One backend's answer to a readiness probe.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    /// `metadata`, `progress` or `blobs`.
+    pub seam: &'static str,
+    /// The implementation, such as `postgres`.
+    pub kind: &'static str,
+    /// Why it is not ready.
+    pub error: Option<String>,
+}
+
+/// How long one backend gets to answer a readiness probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn probe<E: std::fmt::Display>(
+    seam: &'static str,
+    kind: &'static str,
+    check: impl Future<Output = Result<(), E>>,
+) -> Readiness {
+    let error = match tokio::time::timeout(PROBE_TIMEOUT, check).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("no answer within {PROBE_TIMEOUT:?}")),
+    };
+    Readiness { seam, kind, error }
+}
+
+impl Backends {
+    /// Connects every backend the settings name.
+    pub async fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        let ((metadata, jobs), progress, (blobs, url_signer)) = tokio::try_join!(
+            metadata_store::with_queue(settings),
+            progress_bus::from_settings(settings),
+            blob_store::from_settings(settings),
+        )?;
+        Ok(Self {
+            metadata,
+            jobs,
+            progress,
+            blobs,
+            url_signer,
+        })
+    }
+
+    /// Asks every backend whether it answers, each within a short deadline.
+    pub async fn readiness(&self) -> [Readiness; 3] {
+        let (metadata, progress, blobs) = tokio::join!(
+            probe("metadata", self.metadata.kind(), self.metadata.ping()),
+            probe("progress", self.progress.kind(), self.progress.ping()),
+            probe("blobs", self.blobs.kind(), self.blobs.ping()),
+        );
+        [metadata, progress, blobs]
+    }
+}

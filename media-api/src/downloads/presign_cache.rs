@@ -1,0 +1,51 @@
+//! The presigned URLs of the current signing window, kept so that each is
+//! signed once per window.
+
+/// Most URLs [`PresignCache`] keeps (each a few hundred bytes).
+const PRESIGN_CACHE_MAX: usize = 20_000;
+
+/// The presigned URLs of the current signing window, by what they sign.
+/// Within a window the same request gets the same URL, so it need only be
+/// signed once; and signing through the S3 SDK runs its whole request
+/// pipeline (endpoint rules included), the largest cost of a redirect.
+/// A new window, or a full cache, starts it afresh.
+#[derive(Debug, Default)]
+pub struct PresignCache {
+    entries: std::sync::Mutex<(u64, std::collections::HashMap<String, String>)>,
+}
+
+impl PresignCache {
+    pub(super) fn get(&self, window: u64, what: &str) -> Option<String> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        (entries.0 == window)
+            .then(|| entries.1.get(what).cloned())
+            .flatten()
+    }
+
+    pub(super) fn put(&self, window: u64, what: String, url: String) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.0 != window || entries.1.len() >= PRESIGN_CACHE_MAX {
+            entries.1.clear();
+            entries.0 = window;
+        }
+        entries.1.insert(what, url);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_presign_cache_holds_one_window() {
+        let cache = PresignCache::default();
+        cache.put(100, "a".into(), "url-a".into());
+        assert_eq!(cache.get(100, "a").as_deref(), Some("url-a"));
+        assert_eq!(cache.get(100, "b"), None);
+        // The next window's requests are signed afresh.
+        assert_eq!(cache.get(200, "a"), None);
+        cache.put(200, "b".into(), "url-b".into());
+        assert_eq!(cache.get(100, "a"), None);
+        assert_eq!(cache.get(200, "b").as_deref(), Some("url-b"));
+    }
+}

@@ -1,0 +1,34 @@
+//! The request extractor for the authenticated caller: the bearer token
+//! from the `Authorization` header, checked by the [`TokenAuthority`].
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use super::problem::ApiError;
+use crate::auth::{AuthError, Caller, TokenAuthority};
+
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    TokenAuthority: axum::extract::FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let authority = <TokenAuthority as axum::extract::FromRef<S>>::from_ref(state);
+        let header = parts.headers.get(AUTHORIZATION).ok_or(AuthError::Missing)?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                AuthError::Malformed("the Authorization header must be `Bearer <token>`".into())
+            })?;
+        Ok(authority.verify(token)?)
+    }
+}

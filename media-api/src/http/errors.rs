@@ -1,0 +1,134 @@
+//! The one place where every domain error becomes a problem response: its
+//! status and stable `code`. A backend failure is logged with its whole
+//! chain of causes and answered `503 backend-unavailable` with `Retry-After`;
+//! its details never reach the client.
+
+use axum::http::{StatusCode, header};
+
+use super::problem::ApiError;
+use crate::auth::AuthError;
+use crate::blob_store::BlobStoreError;
+use crate::blob_store::fs::UrlError;
+use crate::downloads::DownloadError;
+use crate::media::ListError;
+use crate::metadata_store::MetadataError;
+use crate::uploads::UploadError;
+
+/// 503 for a backend that failed; the cause goes to the log, with its sources.
+fn backend_unavailable(cause: &(dyn std::error::Error + 'static)) -> ApiError {
+    let mut chain = cause.to_string();
+    let mut source = cause.source();
+    while let Some(s) = source {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    tracing::error!(error = %chain, "backend failure");
+    ApiError::unavailable(
+        "backend-unavailable",
+        "a backend is unavailable; retry shortly",
+    )
+    .with_header(header::RETRY_AFTER, header::HeaderValue::from_static("1"))
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        ApiError::unauthorized(e.code(), e.to_string())
+    }
+}
+
+impl From<MetadataError> for ApiError {
+    fn from(e: MetadataError) -> Self {
+        backend_unavailable(&e)
+    }
+}
+
+impl From<BlobStoreError> for ApiError {
+    fn from(e: BlobStoreError) -> Self {
+        backend_unavailable(&e)
+    }
+}
+
+impl From<ListError> for ApiError {
+    fn from(e: ListError) -> Self {
+        match e {
+            ListError::InvalidLimit(_) => ApiError::bad_request("invalid-limit", e.to_string()),
+            ListError::InvalidCursor => ApiError::bad_request("invalid-cursor", e.to_string()),
+            ListError::Backend(e) => e.into(),
+        }
+    }
+}
+
+impl From<DownloadError> for ApiError {
+    fn from(e: DownloadError) -> Self {
+        match e {
+            DownloadError::NotSigning => ApiError::not_found("not-found", "no such route"),
+            DownloadError::Url(url) => {
+                let code = match url {
+                    UrlError::SignatureInvalid => "signature-invalid",
+                    UrlError::Expired => "url-expired",
+                };
+                ApiError::new(StatusCode::FORBIDDEN, code, url.to_string())
+            }
+            DownloadError::NotFound => ApiError::not_found("not-found", "no such object"),
+            DownloadError::RangeNotSatisfiable { size } => ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range-not-satisfiable",
+                format!("the object is {size} bytes"),
+            )
+            .with_header(
+                header::CONTENT_RANGE,
+                header::HeaderValue::from_str(&format!("bytes */{size}"))
+                    .unwrap_or(header::HeaderValue::from_static("bytes */0")),
+            ),
+            DownloadError::Blobs(e) => backend_unavailable(&e),
+        }
+    }
+}
+
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> Self {
+        use UploadError as U;
+        let detail = e.to_string();
+        match &e {
+            U::NotFound => ApiError::not_found("upload-not-found", detail),
+            U::Expired => ApiError::new(StatusCode::GONE, "upload-expired", detail),
+            U::Aborted => ApiError::new(StatusCode::GONE, "upload-aborted", detail),
+            U::AlreadyCompleted => ApiError::conflict("upload-completed", detail),
+            U::CompletionInProgress => ApiError::conflict("completion-in-progress", detail),
+            U::InvalidSize(_) => ApiError::bad_request("invalid-size", detail),
+            U::FileTooLarge { limit, .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "file-too-large", detail)
+                    .with("limit", limit)
+            }
+            U::InvalidFileName(_) => ApiError::bad_request("invalid-file-name", detail),
+            U::InvalidBlake3(_) => ApiError::bad_request("invalid-blake3", detail),
+            U::InvalidChunkSize(_) => ApiError::bad_request("invalid-chunk-size", detail),
+            U::InvalidContentType(_) => ApiError::bad_request("invalid-content-type", detail),
+            U::InvalidChunkNumber(_) => ApiError::bad_request("invalid-chunk-number", detail),
+            U::ChunkOutOfRange { .. } => ApiError::bad_request("chunk-out-of-range", detail),
+            U::ChunkSizeMismatch { expected, .. } => {
+                ApiError::bad_request("chunk-size-mismatch", detail).with("expected_size", expected)
+            }
+            U::InvalidContentDigest(_) => ApiError::bad_request("invalid-content-digest", detail),
+            U::ContentDigestMismatch => ApiError::bad_request("content-digest-mismatch", detail),
+            U::ChunkIncomplete(_) => ApiError::bad_request("chunk-incomplete", detail),
+            U::ChunkConflict(_) => ApiError::conflict("chunk-conflict", detail),
+            U::ChunksMissing(missing) => {
+                ApiError::conflict("chunks-missing", detail).with("missing_chunks", missing)
+            }
+            U::HashMismatch { declared, actual } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "hash-mismatch", detail)
+                    .with("declared_blake3", declared)
+                    .with("actual_blake3", actual)
+            }
+            U::BodyTooLarge { limit } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", detail)
+                    .with("limit", limit)
+            }
+            U::Metadata(_) | U::Blobs(_) | U::Progress(_) | U::Backend(_) => {
+                backend_unavailable(&e)
+            }
+        }
+    }
+}

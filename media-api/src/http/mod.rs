@@ -1,0 +1,146 @@
+//! The HTTP surface: one router per resource, merged at the root where the
+//! tower layers are added once. Handlers parse what the client sent into
+//! typed values, call a service, and turn its answer (or its error, in
+//! `errors`) into a response; no rule and no backend call lives here.
+
+mod account;
+mod auth;
+mod downloads;
+mod errors;
+mod health;
+mod media;
+pub mod problem;
+mod state;
+mod uploads;
+
+pub use state::AppState;
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use problem::ApiError;
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole application router with its layers.
+pub fn router(state: AppState) -> Router {
+    let settings = state.settings.clone();
+    // Ordinary JSON calls get the short deadline; routes that carry upload
+    // bytes (added by later resources) get `upload_request_timeout`, and event
+    // streams none.
+    let json_limit = usize::try_from(settings.limits.max_json_body.0).unwrap_or(usize::MAX);
+    let api = Router::new()
+        .merge(health::router())
+        .merge(account::router())
+        .merge(uploads::router(json_limit))
+        .merge(media::router())
+        .merge(downloads::router())
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            settings.request_timeout,
+        ));
+    let bytes = Router::new()
+        .merge(uploads::chunk_router())
+        .merge(media::upload_router())
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            settings.upload_request_timeout,
+        ));
+
+    Router::new()
+        .merge(api)
+        .merge(bytes)
+        .merge(uploads::event_router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
+                        let id = req
+                            .headers()
+                            .get(&REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id = %id)
+                    }),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(middleware::map_response(problem::problem_for_bare_errors))
+                .layer(cors(&settings.cors_origins))
+                .layer(middleware::from_fn(record_metrics)),
+        )
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("content-digest"),
+        ])
+        .expose_headers([header::LOCATION, header::ETAG, REQUEST_ID.clone()])
+        .max_age(Duration::from_secs(3600))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("not-found", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "this route does not take that method",
+    )
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::internal("a request handler panicked").into_response()
+}
+
+/// Request count and latency by method, route template (low cardinality) and status.
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

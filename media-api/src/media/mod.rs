@@ -1,0 +1,184 @@
+//! The media catalog: a user's media items, the access rule that decides who
+//! may read one (from `chat-core`), listing, deletion (dropping a reference)
+//! and the views the API shows. The garbage collector that deletes what
+//! nobody references is in `gc`.
+
+pub mod gc;
+mod view;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+
+pub use view::{MediaView, VariantView};
+
+use crate::backends::Backends;
+use crate::ids::{MediaId, UserId};
+use crate::metadata_store::jobs::VariantRecord;
+use crate::metadata_store::{MediaRecord, MetadataError};
+
+/// Media items over the backends.
+#[derive(Debug, Clone)]
+pub struct MediaCatalog {
+    backends: Backends,
+    /// Most items in one page of a listing.
+    max_page_size: u32,
+}
+
+impl MediaCatalog {
+    /// A catalog over these backends.
+    pub fn new(backends: Backends, max_page_size: u32) -> Self {
+        Self {
+            backends,
+            max_page_size,
+        }
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Serialize)]
+pub struct MediaPage {
+    /// Newest first.
+    pub items: Vec<MediaView>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Why a listing request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// `limit` out of range.
+    #[error("limit must be from 1 to {0}")]
+    InvalidLimit(u32),
+    /// A cursor we did not make.
+    #[error("the cursor is not one this service returned")]
+    InvalidCursor,
+    /// The store failed.
+    #[error(transparent)]
+    Backend(#[from] MetadataError),
+}
+
+/// Cursors are opaque to clients: `(created_at, media_id)` of the last item.
+fn encode_cursor(m: &MediaRecord) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}.{}", m.created_at, m.media_id))
+}
+
+fn decode_cursor(cursor: &str) -> Option<(i64, MediaId)> {
+    let raw = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    let text = std::str::from_utf8(&raw).ok()?;
+    let (at, id) = text.split_once('.')?;
+    Some((at.parse().ok()?, MediaId::parse(id)?))
+}
+
+impl MediaCatalog {
+    /// Lists the caller's media, newest first.
+    pub async fn list(
+        &self,
+        owner: &UserId,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<MediaPage, ListError> {
+        let max_page = self.max_page_size;
+        let backends = &self.backends;
+        let limit = limit.unwrap_or(max_page.min(50));
+        if limit == 0 || limit > max_page {
+            return Err(ListError::InvalidLimit(max_page));
+        }
+        let after = cursor
+            .map(|c| decode_cursor(c).ok_or(ListError::InvalidCursor))
+            .transpose()?;
+        // One extra row says whether another page follows.
+        let mut rows = backends
+            .metadata
+            .list_media(owner.as_str(), after, limit + 1)
+            .await?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        Ok(MediaPage {
+            next_cursor: if more {
+                rows.last().map(encode_cursor)
+            } else {
+                None
+            },
+            items: rows.iter().map(MediaView::from).collect(),
+        })
+    }
+
+    /// Deletes the caller's media item; false when it is not theirs or not there.
+    pub async fn delete(&self, owner: &UserId, id: MediaId) -> Result<bool, MetadataError> {
+        self.backends
+            .metadata
+            .delete_media(owner.as_str(), id)
+            .await
+    }
+
+    /// A media item the caller may read; `None` when it does not exist or
+    /// the caller may not know it does (the same answer).
+    pub async fn readable(
+        &self,
+        caller: &UserId,
+        id: MediaId,
+    ) -> Result<Option<MediaRecord>, MetadataError> {
+        Ok(self
+            .backends
+            .metadata
+            .media(id)
+            .await?
+            .filter(|m| chat_core::may_read(&m.owner, caller.as_str())))
+    }
+
+    /// A media item as the caller sees it, with its variants; `None` when
+    /// it is not one they may read.
+    pub async fn view(
+        &self,
+        caller: &UserId,
+        id: MediaId,
+    ) -> Result<Option<MediaView>, MetadataError> {
+        let Some(media) = self.readable(caller, id).await? else {
+            return Ok(None);
+        };
+        let variants = self.backends.jobs.variants(&media.blake3).await?;
+        Ok(Some(MediaView::from(&media).with_variants(&variants)))
+    }
+
+    /// A content's variants.
+    pub async fn variants(&self, media: &MediaRecord) -> Result<Vec<VariantRecord>, MetadataError> {
+        self.backends.jobs.variants(&media.blake3).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_forgeries() {
+        let id = MediaId::generate();
+        let m = MediaRecord {
+            media_id: id,
+            owner: "a".into(),
+            blake3: crate::ids::Blake3([0; 32]),
+            size: 1,
+            content_type: "text/plain".into(),
+            file_name: "f".into(),
+            status: "ready".into(),
+            storage_key: "o/x".into(),
+            failure: None,
+            probe: None,
+            created_at: 1_700_000_000_123,
+        };
+        assert_eq!(
+            decode_cursor(&encode_cursor(&m)),
+            Some((1_700_000_000_123, id))
+        );
+        for bad in [
+            "",
+            "!!!",
+            "bm9wZQ",
+            &URL_SAFE_NO_PAD.encode("12.not-a-uuid"),
+        ] {
+            assert_eq!(decode_cursor(bad), None, "{bad}");
+        }
+    }
+}

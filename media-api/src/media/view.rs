@@ -1,0 +1,128 @@
+//! A media item as the API shows it: its content, processing status, what
+//! probing found, and its variants.
+
+use serde::Serialize;
+
+use crate::ids::rfc3339;
+use crate::metadata_store::MediaRecord;
+use crate::metadata_store::jobs::VariantRecord;
+
+/// A media item as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MediaView {
+    /// Its id.
+    pub media_id: String,
+    /// The content's BLAKE3.
+    pub blake3: String,
+    /// Bytes.
+    pub size: u64,
+    /// Sniffed type.
+    pub content_type: String,
+    /// The name it was uploaded under.
+    pub file_name: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Processing status: `processing`, `ready` or `failed`.
+    pub status: String,
+    /// Why processing failed (the original stays downloadable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    /// Pixels wide, when probed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u64>,
+    /// Pixels high, when probed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u64>,
+    /// Length, when probed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// The container FFmpeg found, for video and audio.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Video codec, such as `h264`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video_codec: Option<String>,
+    /// Audio codec, such as `aac`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio_codec: Option<String>,
+    /// Overall bit rate, bits per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bit_rate: Option<u64>,
+    /// The derivatives made so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variants: Option<Vec<VariantView>>,
+}
+
+/// A derivative as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantView {
+    /// Preset name: `?variant=NAME` downloads it.
+    pub name: String,
+    /// MIME type.
+    pub content_type: String,
+    /// Bytes.
+    pub size: u64,
+    /// Pixels wide.
+    pub width: Option<u32>,
+    /// Pixels high.
+    pub height: Option<u32>,
+    /// Length, for video and audio.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+}
+
+impl From<&MediaRecord> for MediaView {
+    fn from(m: &MediaRecord) -> Self {
+        let probed = |key: &str| {
+            m.probe
+                .as_ref()
+                .and_then(|p| p.get(key))
+                .and_then(|v| v.as_u64())
+        };
+        let named = |key: &str| {
+            m.probe
+                .as_ref()
+                .and_then(|p| p.get(key))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        Self {
+            media_id: m.media_id.to_string(),
+            blake3: m.blake3.to_hex(),
+            size: m.size,
+            content_type: m.content_type.clone(),
+            file_name: m.file_name.clone(),
+            created_at: rfc3339(m.created_at),
+            status: m.status.clone(),
+            failure_reason: (m.status == "failed").then(|| m.failure.clone()).flatten(),
+            width: probed("width"),
+            height: probed("height"),
+            duration_ms: probed("duration_ms"),
+            container: named("container"),
+            video_codec: named("video_codec"),
+            audio_codec: named("audio_codec"),
+            bit_rate: probed("bit_rate"),
+            variants: None,
+        }
+    }
+}
+
+impl MediaView {
+    /// The view with its variants listed.
+    pub fn with_variants(mut self, variants: &[VariantRecord]) -> Self {
+        self.variants = Some(
+            variants
+                .iter()
+                .map(|v| VariantView {
+                    name: v.preset.clone(),
+                    content_type: v.content_type.clone(),
+                    size: v.size,
+                    width: v.width,
+                    height: v.height,
+                    duration_ms: v.duration_ms,
+                })
+                .collect(),
+        );
+        self
+    }
+}

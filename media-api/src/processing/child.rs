@@ -1,0 +1,186 @@
+//! The child-process runner: each job's decoding runs in `media-render`
+//! under `ulimit -v` (address space) and `ulimit -t` (CPU seconds) and a
+//! wall-clock timeout, and how it ended becomes a typed [`JobFailure`].
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::Context;
+use transcoder::render::{EXIT_MEDIA_REFUSED, RenderResult, RenderSpec};
+
+use crate::config::Settings;
+
+/// How a job failed, which decides whether it is tried again. Its
+/// [`as_str`](FailureKind::as_str) is the `reason` label of
+/// `job_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailureKind {
+    /// The decoder refused the media (undecodable, over a limit): it would
+    /// fail the same way every time.
+    Refused,
+    /// The child ran past the wall-clock limit.
+    Timeout,
+    /// The child exited with an error of its own.
+    Processor,
+    /// The child was killed by a signal (memory, CPU time, a decoder fault)
+    /// or answered nonsense.
+    Crash,
+    /// Its workers kept dying mid-job until the attempts ran out.
+    Attempts,
+    /// Our side: a backend or the local disk.
+    Backend,
+}
+
+impl FailureKind {
+    /// The metric label.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Refused => "refused",
+            Self::Timeout => "timeout",
+            Self::Processor => "processor",
+            Self::Crash => "crash",
+            Self::Attempts => "attempts",
+            Self::Backend => "backend",
+        }
+    }
+
+    /// A refusal comes out the same every time; a crash, a timeout or a
+    /// backend error may not.
+    pub(crate) fn retryable(self) -> bool {
+        !matches!(self, Self::Refused | Self::Attempts)
+    }
+}
+
+/// Why a job failed: its kind, and the reason shown to the media's owner.
+#[derive(Debug)]
+pub(crate) struct JobFailure {
+    /// What kind of failure.
+    pub(crate) kind: FailureKind,
+    reason: String,
+}
+
+impl JobFailure {
+    /// A failure of the media or its decoder.
+    pub(crate) fn media(kind: FailureKind, reason: impl Into<String>) -> Self {
+        Self {
+            kind,
+            reason: reason.into(),
+        }
+    }
+
+    /// A failure on our side.
+    pub(crate) fn backend(e: impl std::fmt::Display) -> Self {
+        Self {
+            kind: FailureKind::Backend,
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for JobFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            FailureKind::Backend => write!(f, "internal error: {}", self.reason),
+            _ => f.write_str(&self.reason),
+        }
+    }
+}
+
+/// The program each job runs: `jobs.render_program`, or `media-render`
+/// installed beside the service's own binary.
+pub(crate) fn render_program(settings: &Settings) -> anyhow::Result<PathBuf> {
+    match &settings.jobs.render_program {
+        Some(program) => Ok(program.clone()),
+        None => Ok(std::env::current_exe()
+            .context("locating media-api")?
+            .with_file_name("media-render")),
+    }
+}
+
+/// Runs `media-render` on `spec` (written into `dir`) under the configured
+/// resource limits and wall-clock timeout.
+pub(crate) async fn run_render(
+    settings: &Settings,
+    dir: &Path,
+    spec: &RenderSpec,
+) -> Result<RenderResult, JobFailure> {
+    let spec_path = dir.join("spec.json");
+    std::fs::write(
+        &spec_path,
+        serde_json::to_vec(spec).map_err(JobFailure::backend)?,
+    )
+    .map_err(JobFailure::backend)?;
+    let exe = render_program(settings).map_err(JobFailure::backend)?;
+    let limits = &settings.jobs;
+    // `ulimit` in a shell that then becomes the child: limits without unsafe pre_exec.
+    let script = format!(
+        "ulimit -v {} && ulimit -t {} && exec \"$0\" --spec \"$1\"",
+        limits.memory.0 / 1024,
+        limits.cpu_seconds
+    );
+    let child = tokio::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .arg(exe)
+        .arg(&spec_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(JobFailure::backend)?;
+    let output = match tokio::time::timeout(limits.timeout, child.wait_with_output()).await {
+        Ok(output) => output.map_err(JobFailure::backend)?,
+        Err(_) => {
+            return Err(JobFailure::media(
+                FailureKind::Timeout,
+                format!("processing took longer than {:?}", limits.timeout),
+            ));
+        }
+    };
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let message = stderr.lines().last().unwrap_or("").trim();
+        let message = message.trim_start_matches("media-render: ").to_owned();
+        return Err(match output.status.code() {
+            Some(EXIT_MEDIA_REFUSED) => JobFailure::media(FailureKind::Refused, message),
+            Some(code) => JobFailure::media(
+                FailureKind::Processor,
+                if message.is_empty() {
+                    format!("the media processor exited with status {code}")
+                } else {
+                    format!("the media processor failed: {message}")
+                },
+            ),
+            None => JobFailure::media(
+                FailureKind::Crash,
+                "the media processor crashed (killed by a signal: out of memory, CPU time, or a decoder fault)",
+            ),
+        });
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| {
+        JobFailure::media(
+            FailureKind::Crash,
+            format!("unreadable processor output: {e}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_failures_are_retried() {
+        for kind in [
+            FailureKind::Timeout,
+            FailureKind::Processor,
+            FailureKind::Crash,
+            FailureKind::Backend,
+        ] {
+            assert!(kind.retryable(), "{kind:?}");
+        }
+        assert!(!FailureKind::Refused.retryable());
+        assert!(!FailureKind::Attempts.retryable());
+    }
+}

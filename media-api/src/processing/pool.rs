@@ -1,0 +1,97 @@
+//! The worker pool: runs workers until shutdown, lets running jobs finish
+//! within the grace period, and publishes the queue's depth.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::child::render_program;
+use super::worker::Worker;
+use crate::backends::Backends;
+use crate::config::Settings;
+
+/// Runs `workers` workers until `stop` is cancelled, then lets running jobs
+/// finish for up to the shutdown grace period.
+pub async fn run(
+    backends: Backends,
+    settings: Arc<Settings>,
+    workers: usize,
+    stop: CancellationToken,
+) {
+    if workers == 0 {
+        return;
+    }
+    match render_program(&settings) {
+        Ok(program) if program.is_file() => {
+            tracing::info!(workers, program = %program.display(), "worker pool starting");
+        }
+        Ok(program) => tracing::error!(
+            program = %program.display(),
+            "the render program is missing: every processing job will fail until it is \
+             installed (build both binaries: cargo build -p media-api --bins) or \
+             MEDIA_JOBS__RENDER_PROGRAM names it"
+        ),
+        Err(e) => tracing::error!(error = %e, "cannot locate the render program"),
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..workers {
+        let worker = Worker {
+            id: format!("{}-{}-{n}", hostname(), std::process::id()),
+            backends: backends.clone(),
+            settings: settings.clone(),
+        };
+        let stop = stop.clone();
+        tasks.spawn(async move { worker.run(stop).await });
+    }
+    tokio::spawn(report_queue_depth(backends.clone(), stop.clone()));
+    stop.cancelled().await;
+    let grace = settings.shutdown_grace;
+    if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "jobs still running at the end of the grace period; their leases will expire"
+        );
+        tasks.abort_all();
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "worker".into())
+}
+
+async fn report_queue_depth(backends: Backends, stop: CancellationToken) {
+    loop {
+        if let Ok(counts) = backends.jobs.counts().await {
+            for state in ["queued", "running", "done", "dead"] {
+                let n = counts
+                    .iter()
+                    .find(|(s, _)| s == state)
+                    .map_or(0, |(_, n)| *n);
+                metrics::gauge!("jobs", "state" => state).set(n as f64);
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+/// How many workers a command runs.
+pub fn workers_for(settings: &Settings, serving: bool) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if serving {
+        settings
+            .jobs
+            .serve_workers
+            .unwrap_or(if settings.is_embedded() { cores } else { 0 })
+    } else {
+        settings.jobs.workers.unwrap_or(cores)
+    }
+}

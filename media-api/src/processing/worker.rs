@@ -1,0 +1,249 @@
+//! One worker: claims a job, keeps its lease with a heartbeat, fetches the
+//! original, has the render child make the derivatives, stores them and
+//! records the outcome (done, retried with backoff, or dead).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+use transcoder::preset::{AvLimits, DecodeLimits};
+use transcoder::render::{RenderJob, RenderSpec};
+use transcoder::sniff::MediaKind;
+
+use super::child::{FailureKind, JobFailure, run_render};
+use crate::backends::Backends;
+use crate::blob_store::BlobKey;
+use crate::config::Settings;
+use crate::ids::now_ms;
+use crate::metadata_store::jobs::{Job, Processed, ProcessingState, VariantRecord};
+use crate::progress_bus::{Event, EventKind};
+
+pub(super) struct Worker {
+    /// Names this worker in leases and logs.
+    pub(super) id: String,
+    /// The seams.
+    pub(super) backends: Backends,
+    /// Limits, presets, leases.
+    pub(super) settings: Arc<Settings>,
+}
+
+impl Worker {
+    /// Claims and runs jobs until `stop` is cancelled.
+    pub(super) async fn run(&self, stop: CancellationToken) {
+        let jobs = &self.backends.jobs;
+        let lease = self.settings.jobs.lease;
+        while !stop.is_cancelled() {
+            match jobs.claim(&self.id, lease).await {
+                Ok(Some(job)) => self.handle(job).await,
+                Ok(None) => {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = jobs.wait_for_work(self.settings.jobs.poll_interval) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not claim a job");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, job: Job) {
+        let span = tracing::info_span!("job", job = %job.job_id, blake3 = %job.blake3, attempt = job.attempts);
+        let _enter = span.enter();
+        let started = Instant::now();
+        let jobs = &self.backends.jobs;
+        if job.attempts > job.max_attempts {
+            // Its workers kept dying mid-job (each claim counts).
+            let reason = format!("gave up after {} attempts", job.max_attempts);
+            let _ = jobs.fail(&job, &self.id, &reason, None).await;
+            metrics::counter!("job_failures_total", "reason" => FailureKind::Attempts.as_str())
+                .increment(1);
+            self.announce(
+                &job,
+                serde_json::json!({ "status": "failed", "reason": reason }),
+            )
+            .await;
+            return;
+        }
+        // Keep the lease while working.
+        let beat = {
+            let (jobs, job, id) = (jobs.clone(), job.clone(), self.id.clone());
+            let lease = self.settings.jobs.lease;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(lease / 3).await;
+                    if !matches!(jobs.heartbeat(&job, &id, lease).await, Ok(true)) {
+                        return;
+                    }
+                }
+            })
+        };
+        let outcome = self.process(&job).await;
+        beat.abort();
+        match outcome {
+            Ok(processed) => match jobs.complete(&job, &self.id, &processed).await {
+                Ok(true) => {
+                    metrics::histogram!("job_duration_seconds", "kind" => job.kind.clone())
+                        .record(started.elapsed().as_secs_f64());
+                    // From enqueue (the upload's completion) to done.
+                    metrics::histogram!("job_latency_seconds", "kind" => job.kind.clone())
+                        .record((now_ms() - job.created_at).max(0) as f64 / 1000.0);
+                    let names: Vec<&str> = processed
+                        .variants
+                        .iter()
+                        .map(|v| v.preset.as_str())
+                        .collect();
+                    self.announce(
+                        &job,
+                        serde_json::json!({ "status": "ready", "variants": names }),
+                    )
+                    .await;
+                }
+                Ok(false) => tracing::warn!("lost the job's lease before finishing"),
+                Err(e) => tracing::error!(error = %e, "could not record a finished job"),
+            },
+            Err(failure) => {
+                let reason = failure.to_string();
+                let retry_at =
+                    (failure.kind.retryable() && job.attempts < job.max_attempts).then(|| {
+                        let shift = job.attempts.saturating_sub(1).min(20);
+                        let delay = self
+                            .settings
+                            .jobs
+                            .backoff
+                            .saturating_mul(1 << shift)
+                            .min(self.settings.jobs.max_backoff);
+                        now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2)
+                    });
+                tracing::warn!(error = %reason, retry = retry_at.is_some(), "job failed");
+                metrics::counter!("job_failures_total", "reason" => failure.kind.as_str())
+                    .increment(1);
+                match jobs.fail(&job, &self.id, &reason, retry_at).await {
+                    Err(e) => tracing::error!(error = %e, "could not record a failed job"),
+                    Ok(()) if retry_at.is_none() => {
+                        self.announce(
+                            &job,
+                            serde_json::json!({ "status": "failed", "reason": reason }),
+                        )
+                        .await;
+                    }
+                    Ok(()) => {}
+                }
+            }
+        }
+    }
+
+    /// Tells the upload's event stream and the `media` topic that processing ended.
+    async fn announce(&self, job: &Job, mut data: serde_json::Value) {
+        data["blake3"] = job.blake3.to_hex().into();
+        let event = Event {
+            kind: EventKind::Processed,
+            data,
+        };
+        let bus = &self.backends.progress;
+        if let Some(upload) = job.upload_id {
+            let _ = bus.publish(&crate::uploads::topic(upload), &event).await;
+        }
+        let _ = bus.publish("media", &event).await;
+    }
+
+    async fn process(&self, job: &Job) -> Result<Processed, JobFailure> {
+        let Some(target) = self
+            .backends
+            .jobs
+            .target(&job.blake3)
+            .await
+            .map_err(JobFailure::backend)?
+        else {
+            // Deleted while queued: nothing left to do.
+            return Ok(Processed {
+                state: ProcessingState::Skipped,
+                variants: Vec::new(),
+                probe: None,
+            });
+        };
+        if !transcoder::sniff::is_processed(&target.content_type) {
+            return Ok(Processed {
+                state: ProcessingState::Skipped,
+                variants: Vec::new(),
+                probe: None,
+            });
+        }
+        let dir = tempfile::tempdir().map_err(JobFailure::backend)?;
+        let input = dir.path().join("original");
+        let key = BlobKey::parse(&target.storage_key).map_err(JobFailure::backend)?;
+        self.download(&key, &input)
+            .await
+            .map_err(JobFailure::backend)?;
+        let out_dir = dir.path().join("out");
+        std::fs::create_dir(&out_dir).map_err(JobFailure::backend)?;
+        let presets = &self.settings.presets;
+        let render = match transcoder::sniff::kind_of(&target.content_type) {
+            MediaKind::Image => RenderJob::Image {
+                presets: presets.image.clone(),
+                limits: DecodeLimits {
+                    max_pixels: presets.max_image_pixels,
+                    max_alloc: self.settings.jobs.memory.0 / 2,
+                },
+            },
+            _ => RenderJob::Av {
+                presets: presets.av.clone(),
+                limits: AvLimits {
+                    max_duration_ms: u64::try_from(presets.max_duration.as_millis())
+                        .unwrap_or(u64::MAX),
+                    max_pixels: presets.max_video_pixels,
+                },
+            },
+        };
+        let spec = RenderSpec {
+            input,
+            out_dir,
+            job: render,
+        };
+        let result = run_render(&self.settings, dir.path(), &spec).await?;
+        let mut variants = Vec::with_capacity(result.rendered.len());
+        for r in &result.rendered {
+            let key = super::variant_key(&job.blake3.to_hex(), &r.preset, r.version);
+            let bytes = tokio::fs::read(&r.path)
+                .await
+                .map_err(JobFailure::backend)?;
+            self.backends
+                .blobs
+                .put(&key, Bytes::from(bytes))
+                .await
+                .map_err(JobFailure::backend)?;
+            variants.push(VariantRecord {
+                preset: r.preset.clone(),
+                version: r.version,
+                storage_key: key.as_str().to_owned(),
+                content_type: r.content_type.clone(),
+                size: r.size,
+                width: (r.width > 0).then_some(r.width),
+                height: (r.height > 0).then_some(r.height),
+                duration_ms: r.duration_ms,
+            });
+        }
+        Ok(Processed {
+            state: ProcessingState::Ready,
+            variants,
+            probe: Some(result.probe),
+        })
+    }
+
+    async fn download(&self, key: &BlobKey, path: &Path) -> anyhow::Result<()> {
+        let body = self.backends.blobs.get(key, None).await?;
+        let mut file = tokio::fs::File::create(path).await?;
+        let mut stream = body.stream;
+        while let Some(chunk) = stream.try_next().await? {
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        Ok(())
+    }
+}

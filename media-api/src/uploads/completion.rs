@@ -1,0 +1,257 @@
+//! Completing a session: every chunk there, the BLAKE3 merged from the
+//! chunks' chaining values, the parts joined, the type sniffed, the media
+//! created (deduplicated by content) with its processing job. Idempotent, and
+//! an abandoned completion is taken over.
+
+use std::time::Duration;
+
+use super::chunk_hash::merge_root;
+use super::{
+    COMPLETION_STALE_MS, COMPLETION_WAIT, Completion, UploadError, UploadService, is_expired, topic,
+};
+use crate::blob_store::{BlobKey, BlobStoreError, ByteRange, CompletedPart, MultipartId};
+use crate::ids::{Blake3, MediaId, UploadId, UserId, now_ms};
+use crate::metadata_store::{Created, NewContent, UploadRecord, UploadState};
+use crate::processing;
+use crate::progress_bus::EventKind;
+
+impl UploadService {
+    /// Completes a session: checks every chunk is there, merges the BLAKE3,
+    /// joins the parts, sniffs the type and creates the media. Idempotent:
+    /// calling it again returns the same media.
+    pub async fn complete(&self, owner: &UserId, id: UploadId) -> Result<Completion, UploadError> {
+        let started = tokio::time::Instant::now();
+        loop {
+            let upload = self.load(owner, id).await?;
+            match upload.state {
+                UploadState::Completed => return self.completed(&upload).await,
+                UploadState::Aborted => return Err(UploadError::Aborted),
+                UploadState::Expired => return Err(UploadError::Expired),
+                _ if is_expired(&upload) => return Err(UploadError::Expired),
+                UploadState::Receiving => {
+                    if self
+                        .backends
+                        .metadata
+                        .transition(
+                            upload.upload_id,
+                            &[UploadState::Receiving],
+                            UploadState::Completing,
+                            None,
+                        )
+                        .await?
+                    {
+                        return self.finish(upload).await;
+                    }
+                }
+                UploadState::Completing => {
+                    let stale_before = now_ms() - COMPLETION_STALE_MS;
+                    if upload.updated_at < stale_before
+                        && self
+                            .backends
+                            .metadata
+                            .transition(
+                                upload.upload_id,
+                                &[UploadState::Completing],
+                                UploadState::Completing,
+                                Some(stale_before),
+                            )
+                            .await?
+                    {
+                        tracing::warn!(upload = %upload.upload_id, "taking over an abandoned completion");
+                        return self.finish(upload).await;
+                    }
+                    if started.elapsed() > COMPLETION_WAIT {
+                        return Err(UploadError::CompletionInProgress);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    pub(super) async fn completed(&self, upload: &UploadRecord) -> Result<Completion, UploadError> {
+        let media_id = upload
+            .media_id
+            .ok_or_else(|| UploadError::Backend("completed upload without media".into()))?;
+        let media = self
+            .backends
+            .metadata
+            .media(media_id)
+            .await?
+            .ok_or_else(|| UploadError::Backend("completed upload's media is gone".into()))?;
+        Ok(Completion::of(&media, false))
+    }
+
+    /// Puts a session back to receiving after a completion that could not finish.
+    pub(super) async fn reopen(&self, upload: &UploadRecord) {
+        if let Err(e) = self
+            .backends
+            .metadata
+            .transition(
+                upload.upload_id,
+                &[UploadState::Completing],
+                UploadState::Receiving,
+                None,
+            )
+            .await
+        {
+            tracing::error!(error = %e, upload = %upload.upload_id, "could not reopen an upload");
+        }
+    }
+
+    /// The completion proper; the caller holds the session in `completing`.
+    pub(super) async fn finish(&self, upload: UploadRecord) -> Result<Completion, UploadError> {
+        let meta = &self.backends.metadata;
+        let blobs = &self.backends.blobs;
+        let chunks = match meta.chunks(upload.upload_id).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.reopen(&upload).await;
+                return Err(e.into());
+            }
+        };
+        let have: std::collections::BTreeSet<u32> = chunks.iter().map(|c| c.number).collect();
+        let missing: Vec<u32> = (1..=upload.total_chunks)
+            .filter(|n| !have.contains(n))
+            .collect();
+        if !missing.is_empty() {
+            self.reopen(&upload).await;
+            return Err(UploadError::ChunksMissing(missing));
+        }
+        let cvs: Vec<[u8; 32]> = chunks.iter().map(|c| c.chaining_value).collect();
+        let root = Blake3::from(merge_root(&cvs, upload.chunk_size, upload.size));
+        let key = BlobKey::parse(&upload.storage_key)?;
+        let multipart = MultipartId(upload.multipart_id.clone());
+        if let Some(declared) = upload.declared_blake3
+            && declared != root
+        {
+            // Not what the client meant to send: store nothing.
+            self.drop_session(&upload, UploadState::Completing, UploadState::Aborted)
+                .await;
+            self.publish(
+                upload.upload_id,
+                EventKind::Aborted,
+                serde_json::json!({ "reason": "hash-mismatch" }),
+            )
+            .await;
+            return Err(UploadError::HashMismatch {
+                declared: declared.to_hex(),
+                actual: root.to_hex(),
+            });
+        }
+        let parts: Vec<CompletedPart> = chunks
+            .iter()
+            .map(|c| CompletedPart {
+                number: c.number,
+                etag: c.etag.clone(),
+                sha256: c.sha256,
+            })
+            .collect();
+        match blobs.complete_multipart(&key, &multipart, &parts).await {
+            Ok(()) => {}
+            Err(BlobStoreError::InvalidPart { .. }) => {
+                // A part was replaced after it was recorded (a racing PUT with
+                // other bytes): forget every chunk whose part is not what we
+                // recorded, and ask for those again.
+                let stored = blobs.list_parts(&key, &multipart).await.unwrap_or_default();
+                self.reopen(&upload).await;
+                let mut bad = Vec::new();
+                for chunk in &chunks {
+                    let same = stored
+                        .iter()
+                        .any(|(n, etag)| *n == chunk.number && *etag == chunk.etag);
+                    if !same {
+                        meta.forget_chunk(upload.upload_id, chunk.number, &chunk.sha256)
+                            .await?;
+                        let _ = self
+                            .backends
+                            .progress
+                            .unmark_chunk(&topic(upload.upload_id), chunk.number)
+                            .await;
+                        bad.push(chunk.number);
+                    }
+                }
+                return Err(if bad.is_empty() {
+                    UploadError::Backend("the store refused the parts; try again".into())
+                } else {
+                    UploadError::ChunksMissing(bad)
+                });
+            }
+            Err(BlobStoreError::NoSuchUpload) if blobs.head(&key).await?.is_some() => {
+                // An earlier, abandoned completion joined the parts already.
+            }
+            Err(BlobStoreError::NoSuchUpload) => {
+                // The store dropped the parts (its lifecycle rule): nothing to complete.
+                self.drop_session(&upload, UploadState::Completing, UploadState::Expired)
+                    .await;
+                return Err(UploadError::Expired);
+            }
+            Err(e) => {
+                self.reopen(&upload).await;
+                return Err(e.into());
+            }
+        }
+        let head = blobs
+            .get(
+                &key,
+                Some(ByteRange {
+                    start: 0,
+                    end: Some(transcoder::sniff::SNIFF_LEN as u64 - 1),
+                }),
+            )
+            .await?
+            .collect()
+            .await
+            .map_err(|e| UploadError::Backend(format!("while sniffing: {e}")))?;
+        let content_type = transcoder::sniff::sniff(&head).mime;
+        let claimed_media =
+            transcoder::sniff::claims_media(upload.declared_type.as_deref(), &upload.file_name);
+        let content = NewContent {
+            blake3: root,
+            size: upload.size,
+            content_type: content_type.to_owned(),
+            storage_key: upload.storage_key.clone(),
+            origin: Some(upload.upload_id),
+            processing: processing::plan(content_type, claimed_media),
+        };
+        let Some(created) = meta
+            .finish_upload(upload.upload_id, &content, MediaId::generate())
+            .await?
+        else {
+            // Someone else finished it meanwhile (a takeover): answer theirs.
+            let upload = self.load_by_id(upload.upload_id).await?;
+            return self.completed(&upload).await;
+        };
+        self.after_create(&content, &created).await;
+        let _ = self
+            .backends
+            .progress
+            .forget(&topic(upload.upload_id))
+            .await;
+        let completion = Completion::of(&created.media, created.deduplicated);
+        metrics::counter!("uploads_completed_total", "kind" => "chunked").increment(1);
+        self.publish(
+            upload.upload_id,
+            EventKind::Completed,
+            serde_json::to_value(&completion).unwrap_or_default(),
+        )
+        .await;
+        Ok(completion)
+    }
+
+    /// After a media was created: when the content was stored already, the
+    /// bytes just written are redundant and go.
+    pub(super) async fn after_create(&self, content: &NewContent, created: &Created) {
+        if created.deduplicated {
+            metrics::counter!("dedup_hits_total", "kind" => "completion").increment(1);
+            metrics::counter!("dedup_bytes_saved_total").increment(content.size);
+        }
+        if created.deduplicated
+            && created.media.storage_key != content.storage_key
+            && let Ok(key) = BlobKey::parse(&content.storage_key)
+            && let Err(e) = self.backends.blobs.delete(&key).await
+        {
+            tracing::error!(error = %e, key = %key, "could not delete a redundant object");
+        }
+    }
+}

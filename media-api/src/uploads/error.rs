@@ -1,0 +1,112 @@
+//! Why an upload request failed. Each case maps to one HTTP status and
+//! stable problem `code` (in `http::errors`); backend failures keep their
+//! source.
+
+use crate::blob_store::BlobStoreError;
+use crate::metadata_store::MetadataError;
+use crate::progress_bus::ProgressError;
+
+/// Why an upload request failed. Each maps to one HTTP status and stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// Unknown, someone else's, or malformed id.
+    #[error("no such upload")]
+    NotFound,
+    /// The session expired.
+    #[error("the upload session has expired")]
+    Expired,
+    /// The session was aborted.
+    #[error("the upload session was aborted")]
+    Aborted,
+    /// The session completed; it takes no more chunks.
+    #[error("the upload is already completed")]
+    AlreadyCompleted,
+    /// Another `complete` call is running.
+    #[error("another completion of this upload is in progress")]
+    CompletionInProgress,
+    /// `size` is not a positive integer.
+    #[error("{0}")]
+    InvalidSize(String),
+    /// `size` is over the configured limit.
+    #[error("the file is {size} bytes; the limit is {limit}")]
+    FileTooLarge {
+        /// Declared size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A bad file name.
+    #[error("{0}")]
+    InvalidFileName(String),
+    /// A malformed `blake3`.
+    #[error("{0}")]
+    InvalidBlake3(String),
+    /// A requested chunk size that breaks the rules.
+    #[error("{0}")]
+    InvalidChunkSize(String),
+    /// A bad `content_type`.
+    #[error("{0}")]
+    InvalidContentType(String),
+    /// Chunk number is not a number.
+    #[error("chunk number {0:?} is not a positive integer")]
+    InvalidChunkNumber(String),
+    /// Chunk number is 0 or past the last.
+    #[error("chunk {number} is out of range 1..={total}")]
+    ChunkOutOfRange {
+        /// The number sent.
+        number: u64,
+        /// The last chunk.
+        total: u32,
+    },
+    /// The body is longer or shorter than the chunk must be.
+    #[error("chunk {number} must be exactly {expected} bytes{}", got.map(|g| format!(", got {g}")).unwrap_or_default())]
+    ChunkSizeMismatch {
+        /// The chunk.
+        number: u32,
+        /// Its required size.
+        expected: u64,
+        /// What was sent, when known.
+        got: Option<u64>,
+    },
+    /// A malformed `Content-Digest`.
+    #[error("invalid Content-Digest: {0}")]
+    InvalidContentDigest(String),
+    /// The body does not match its `Content-Digest`.
+    #[error("the chunk's SHA-256 does not match its Content-Digest")]
+    ContentDigestMismatch,
+    /// The client went away mid-body.
+    #[error("the chunk body ended early: {0}")]
+    ChunkIncomplete(String),
+    /// The chunk was received before with other bytes.
+    #[error("chunk {0} was already received with different bytes")]
+    ChunkConflict(u32),
+    /// `complete` before every chunk arrived.
+    #[error("{} chunks are missing", .0.len())]
+    ChunksMissing(Vec<u32>),
+    /// The content is not what the client declared.
+    #[error("the content's BLAKE3 is {actual}, not the declared {declared}")]
+    HashMismatch {
+        /// What the client declared.
+        declared: String,
+        /// What the bytes hash to.
+        actual: String,
+    },
+    /// A one-request upload over its limit.
+    #[error("the body is over the {limit}-byte limit of a one-request upload")]
+    BodyTooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// The metadata store failed or is unreachable.
+    #[error("metadata store: {0}")]
+    Metadata(#[from] MetadataError),
+    /// The blob store failed or is unreachable.
+    #[error("blob store: {0}")]
+    Blobs(#[from] BlobStoreError),
+    /// The progress bus failed or is unreachable.
+    #[error("progress bus: {0}")]
+    Progress(#[from] ProgressError),
+    /// Something else on our side failed.
+    #[error("{0}")]
+    Backend(String),
+}

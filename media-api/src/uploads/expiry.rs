@@ -1,0 +1,111 @@
+//! The end of a session that does not complete: abort by its owner, expiry
+//! by the janitor; either way the multipart upload, the chunk records and the
+//! live view go.
+
+use std::time::Duration;
+
+use super::{UploadError, UploadService, topic};
+use crate::blob_store::{BlobKey, MultipartId};
+use crate::ids::{UploadId, UserId, now_ms};
+use crate::metadata_store::{UploadRecord, UploadState};
+use crate::progress_bus::EventKind;
+
+impl UploadService {
+    /// Moves a session to a final state and drops everything it held.
+    pub(super) async fn drop_session(
+        &self,
+        upload: &UploadRecord,
+        from: UploadState,
+        to: UploadState,
+    ) {
+        let id = upload.upload_id;
+        let moved = self
+            .backends
+            .metadata
+            .transition(id, &[from], to, None)
+            .await;
+        if !matches!(moved, Ok(true)) {
+            return;
+        }
+        if let Ok(key) = BlobKey::parse(&upload.storage_key) {
+            let multipart = MultipartId(upload.multipart_id.clone());
+            if let Err(e) = self.backends.blobs.abort_multipart(&key, &multipart).await {
+                tracing::warn!(error = %e, upload = %id, "could not abort a multipart upload; the bucket lifecycle rule will");
+            }
+        }
+        if let Err(e) = self.backends.metadata.drop_chunks(id).await {
+            tracing::warn!(error = %e, upload = %id, "could not drop chunk records");
+        }
+        let _ = self.backends.progress.forget(&topic(id)).await;
+    }
+
+    /// Aborts a session (`DELETE`). Aborting twice is fine.
+    pub async fn abort(&self, owner: &UserId, id: UploadId) -> Result<(), UploadError> {
+        let upload = self.owned(owner, id).await?;
+        match upload.state {
+            UploadState::Aborted => Ok(()),
+            UploadState::Expired => Err(UploadError::Expired),
+            UploadState::Completed => Err(UploadError::AlreadyCompleted),
+            UploadState::Completing => Err(UploadError::CompletionInProgress),
+            UploadState::Receiving => {
+                self.drop_session(&upload, UploadState::Receiving, UploadState::Aborted)
+                    .await;
+                let now = self.load_by_id(upload.upload_id).await?;
+                match now.state {
+                    UploadState::Aborted => {
+                        self.publish(
+                            upload.upload_id,
+                            EventKind::Aborted,
+                            serde_json::json!({ "reason": "deleted" }),
+                        )
+                        .await;
+                        Ok(())
+                    }
+                    UploadState::Completed => Err(UploadError::AlreadyCompleted),
+                    _ => Err(UploadError::CompletionInProgress),
+                }
+            }
+        }
+    }
+
+    /// Expires sessions past their expiry (the janitor's step): aborts their
+    /// multipart uploads, drops their chunks and live views. Returns how many.
+    pub async fn expire_due(&self) -> Result<usize, UploadError> {
+        let due = self
+            .backends
+            .metadata
+            .expired_uploads(now_ms(), 100)
+            .await?;
+        let count = due.len();
+        for upload in due {
+            self.drop_session(&upload, UploadState::Receiving, UploadState::Expired)
+                .await;
+            self.publish(
+                upload.upload_id,
+                EventKind::Aborted,
+                serde_json::json!({ "reason": "expired" }),
+            )
+            .await;
+        }
+        Ok(count)
+    }
+}
+
+/// Runs the janitor until `stop` is cancelled: every `interval`, expire what is due.
+pub async fn run_janitor(
+    service: UploadService,
+    interval: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        match service.expire_due().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "janitor expired upload sessions"),
+            Err(e) => tracing::warn!(error = %e, "janitor run failed"),
+        }
+    }
+}

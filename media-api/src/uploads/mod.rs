@@ -1,0 +1,139 @@
+//! Upload sessions: creating them, taking chunks in any order, reporting
+//! progress, completing, aborting and expiring them. The HTTP layer
+//! (`http::uploads`) only translates; every rule lives here.
+//!
+//! Invariants kept here:
+//! - A chunk is durable in the metadata store before its 200, and nothing is
+//!   recorded from a request that fails (bad size, bad digest, disconnect).
+//! - No session state lives in process memory: any node takes any chunk.
+//! - The metadata store is the truth; the progress bus is rebuilt from it.
+//! - Chunk bytes held in memory are bounded by `limits.inflight_memory`;
+//!   past it, requests wait for room before their body is read.
+//!
+//! Where things are: `create` (opening, instant dedup), `chunks` (one chunk
+//! from body to durable record, the memory budget), `progress`, `completion`,
+//! `expiry` (abort, janitor), `single` (one-request uploads), `events` (the
+//! live stream of one upload), `documents` (what the API takes and gives),
+//! `error`, and `chunk_hash` (the per-chunk BLAKE3 and SHA-256).
+
+pub mod chunk_hash;
+mod chunks;
+mod completion;
+mod create;
+mod documents;
+mod error;
+pub mod events;
+mod expiry;
+mod progress;
+mod single;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+pub use documents::{ChunkPut, ChunkReceipt, Completion, CreateUpload, Opened, Progress};
+pub use error::UploadError;
+pub use expiry::run_janitor;
+
+use crate::backends::Backends;
+use crate::config::Limits;
+use crate::ids::{UploadId, UserId, now_ms};
+use crate::metadata_store::{UploadRecord, UploadState};
+use crate::progress_bus::{Event, EventKind};
+
+/// S3's most parts in one multipart upload.
+pub const MAX_PARTS: u64 = 10_000;
+/// One-request bodies up to this size are hashed on the request's own task.
+const INLINE_HASH_MAX: usize = 1024 * 1024;
+/// How often a streaming chunk reports its bytes.
+const INFLIGHT_REPORT_EVERY: u64 = 1024 * 1024;
+/// A completion not heard from for this long was abandoned (its node died);
+/// another `complete` call may take it over.
+const COMPLETION_STALE_MS: i64 = 60_000;
+/// How long a `complete` call waits for a concurrent one before answering.
+const COMPLETION_WAIT: Duration = Duration::from_secs(30);
+
+/// Upload sessions over the backends.
+#[derive(Clone)]
+pub struct UploadService {
+    backends: Backends,
+    limits: Limits,
+    /// Permits are KiB of chunk bytes that may be held in memory.
+    memory: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for UploadService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadService")
+            .field("memory_kib_free", &self.memory.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) fn kib(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
+}
+
+/// The event topic of an upload.
+pub fn topic(id: UploadId) -> String {
+    id.to_string()
+}
+
+impl UploadService {
+    /// A service over these backends and limits.
+    pub fn new(backends: Backends, limits: Limits) -> Self {
+        let memory = Arc::new(Semaphore::new(kib(limits.inflight_memory.0) as usize));
+        Self {
+            backends,
+            limits,
+            memory,
+        }
+    }
+
+    /// The caller's session, whatever its state. Someone else's is not found.
+    pub(super) async fn load(
+        &self,
+        owner: &UserId,
+        id: UploadId,
+    ) -> Result<UploadRecord, UploadError> {
+        match self.backends.metadata.upload(id).await? {
+            Some(u) if u.owner == owner.as_str() => Ok(u),
+            _ => Err(UploadError::NotFound),
+        }
+    }
+
+    /// The caller's session, refusing an expired one.
+    pub async fn owned(&self, owner: &UserId, id: UploadId) -> Result<UploadRecord, UploadError> {
+        let upload = self.load(owner, id).await?;
+        if is_expired(&upload) {
+            return Err(UploadError::Expired);
+        }
+        Ok(upload)
+    }
+
+    pub(super) async fn load_by_id(&self, id: UploadId) -> Result<UploadRecord, UploadError> {
+        self.backends
+            .metadata
+            .upload(id)
+            .await?
+            .ok_or(UploadError::NotFound)
+    }
+
+    pub(super) async fn publish(&self, id: UploadId, kind: EventKind, data: serde_json::Value) {
+        let event = Event { kind, data };
+        if let Err(e) = self.backends.progress.publish(&topic(id), &event).await {
+            tracing::warn!(error = %e, kind = kind.as_str(), "could not publish an upload event");
+        }
+    }
+
+    /// The progress bus, for event streams.
+    pub fn events(&self) -> &Arc<dyn crate::progress_bus::ProgressBus> {
+        &self.backends.progress
+    }
+}
+
+pub(super) fn is_expired(upload: &UploadRecord) -> bool {
+    upload.state == UploadState::Expired
+        || (matches!(upload.state, UploadState::Receiving) && now_ms() > upload.expires_at)
+}

@@ -1,0 +1,14 @@
+//! The end-to-end suite, one test binary (one link of the whole stack).
+//!
+//! A test that must behave the same on both backend sets is written once as
+//! `async fn NAME(set: BackendSet)` and declared with `both_sets!(NAME)`,
+//! which makes it two tests, `NAME::embedded` (SQLite, in-process progress,
+//! filesystem blobs: no other process) and `NAME::postgres_redis_garage`
+//! (the real backends `infra/up.sh` starts), so a failure names its set.
+
+mod dedup;
+mod downloads;
+mod foundation;
+mod processing;
+mod seams;
+mod uploads;
