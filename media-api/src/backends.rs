@@ -8,14 +8,20 @@ use std::time::Duration;
 
 use crate::blob_store::{self, BlobStore};
 use crate::config::Settings;
-use crate::metadata_store::{self, JobQueue, MetadataStore};
+use crate::metadata_store::{self, GcStore, JobQueue, MediaStore, MetadataStore, UploadStore};
 use crate::progress_bus::{self, ProgressBus};
 
 /// The three seams.
 #[derive(Clone)]
 pub struct Backends {
-    /// Uploads, chunks, blobs, media.
+    /// The metadata store as a whole (readiness, schema).
     pub metadata: Arc<dyn MetadataStore>,
+    /// Upload sessions and chunks (the same database).
+    pub uploads: Arc<dyn UploadStore>,
+    /// Media items and contents (the same database).
+    pub media: Arc<dyn MediaStore>,
+    /// The garbage collector's queries (the same database).
+    pub gc: Arc<dyn GcStore>,
     /// The processing queue (the same database).
     pub jobs: Arc<dyn JobQueue>,
     /// Live progress and events.
@@ -66,18 +72,30 @@ async fn probe<E: std::fmt::Display>(
 impl Backends {
     /// Connects every backend the settings name.
     pub async fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
-        let ((metadata, jobs), progress, (blobs, url_signer)) = tokio::try_join!(
-            metadata_store::with_queue(settings),
+        let (stores, progress, (blobs, url_signer)) = tokio::try_join!(
+            metadata_store::from_settings(settings),
             progress_bus::from_settings(settings),
             blob_store::from_settings(settings),
         )?;
         Ok(Self {
-            metadata,
-            jobs,
+            metadata: stores.metadata,
+            uploads: stores.uploads,
+            media: stores.media,
+            gc: stores.gc,
+            jobs: stores.jobs,
             progress,
             blobs,
             url_signer,
         })
+    }
+
+    /// How many processing jobs are in each state (`queued`, `running`,
+    /// `done`, `dead`); `None` when the store does not answer in time.
+    pub async fn job_counts(&self) -> Option<Vec<(String, u64)>> {
+        tokio::time::timeout(PROBE_TIMEOUT, self.jobs.counts())
+            .await
+            .ok()?
+            .ok()
     }
 
     /// Asks every backend whether it answers, each within a short deadline.

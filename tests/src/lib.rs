@@ -465,7 +465,7 @@ pub async fn stored_bytes(app: &TestApp, media_id: &str) -> Vec<u8> {
     let media = app
         .state
         .backends
-        .metadata
+        .media
         .media(id)
         .await
         .expect("metadata")

@@ -34,10 +34,20 @@ async fn readyz(State(state): State<AppState>) -> Response {
         }
         backends.insert(probe.seam.to_owned(), entry);
     }
+    // A queue nobody drains must be visible: how many workers this process
+    // runs, and where the jobs stand.
+    let mut processing = json!({
+        "workers_in_process": crate::processing::workers_for(&state.settings, true),
+    });
+    if let Some(counts) = state.backends.job_counts().await {
+        for (job_state, n) in counts {
+            processing[job_state] = Value::from(n);
+        }
+    }
     if down.is_empty() {
         (
             StatusCode::OK,
-            Json(json!({ "status": "ready", "backends": backends })),
+            Json(json!({ "status": "ready", "backends": backends, "processing": processing })),
         )
             .into_response()
     } else {

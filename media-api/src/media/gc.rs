@@ -23,18 +23,14 @@ pub async fn collect_garbage(backends: &Backends, grace: Duration) -> Result<usi
     let cutoff = now_ms() - i64::try_from(grace.as_millis()).unwrap_or(i64::MAX / 2);
     let mut deleted = 0;
     loop {
-        let candidates = backends.metadata.gc_candidates(cutoff, 100).await?;
+        let candidates = backends.gc.gc_candidates(cutoff, 100).await?;
         if candidates.is_empty() {
             break;
         }
         let mut progressed = false;
         for blob in &candidates {
             // The decision; the objects go only after it.
-            let Some(variant_keys) = backends
-                .metadata
-                .gc_delete_blob(&blob.blake3, cutoff)
-                .await?
-            else {
+            let Some(variant_keys) = backends.gc.gc_delete_blob(&blob.blake3, cutoff).await? else {
                 continue;
             };
             progressed = true;
@@ -62,7 +58,7 @@ pub async fn collect_garbage(backends: &Backends, grace: Duration) -> Result<usi
 
 /// Publishes how many blobs and bytes are stored.
 pub async fn record_totals(backends: &Backends) {
-    if let Ok((blobs, bytes)) = backends.metadata.blob_totals().await {
+    if let Ok((blobs, bytes)) = backends.media.blob_totals().await {
         metrics::gauge!("blobs_stored").set(blobs as f64);
         metrics::gauge!("blob_bytes_stored").set(bytes as f64);
     }

@@ -90,7 +90,7 @@ impl MediaCatalog {
             .transpose()?;
         // One extra row says whether another page follows.
         let mut rows = backends
-            .metadata
+            .media
             .list_media(owner.as_str(), after, limit + 1)
             .await?;
         let more = rows.len() > limit as usize;
@@ -107,10 +107,7 @@ impl MediaCatalog {
 
     /// Deletes the caller's media item; false when it is not theirs or not there.
     pub async fn delete(&self, owner: &UserId, id: MediaId) -> Result<bool, MetadataError> {
-        self.backends
-            .metadata
-            .delete_media(owner.as_str(), id)
-            .await
+        self.backends.media.delete_media(owner.as_str(), id).await
     }
 
     /// A media item the caller may read; `None` when it does not exist or
@@ -122,7 +119,7 @@ impl MediaCatalog {
     ) -> Result<Option<MediaRecord>, MetadataError> {
         Ok(self
             .backends
-            .metadata
+            .media
             .media(id)
             .await?
             .filter(|m| chat_core::may_read(&m.owner, caller.as_str())))

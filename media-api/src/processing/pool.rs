@@ -20,6 +20,11 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     if workers == 0 {
+        tracing::warn!(
+            "this process runs no processing workers (MEDIA_JOBS__SERVE_WORKERS=0): uploads \
+             stay `processing` until a `media-api worker` process runs against the same \
+             database; /readyz shows the queue"
+        );
         return;
     }
     match render_program(&settings) {
@@ -83,14 +88,12 @@ async fn report_queue_depth(backends: Backends, stop: CancellationToken) {
     }
 }
 
-/// How many workers a command runs.
+/// How many workers a command runs: `serve` runs `jobs.serve_workers`
+/// in-process (one per core unless set), `worker` runs `jobs.workers`.
 pub fn workers_for(settings: &Settings, serving: bool) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if serving {
-        settings
-            .jobs
-            .serve_workers
-            .unwrap_or(if settings.is_embedded() { cores } else { 0 })
+        settings.jobs.serve_workers.unwrap_or(cores)
     } else {
         settings.jobs.workers.unwrap_or(cores)
     }

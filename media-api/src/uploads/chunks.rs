@@ -87,7 +87,7 @@ impl UploadService {
         };
         match self
             .backends
-            .metadata
+            .uploads
             .record_chunk(upload.upload_id, &record)
             .await?
         {
@@ -98,7 +98,7 @@ impl UploadService {
                 // may have replaced its part in the store: the chunk is no
                 // longer trustworthy, so forget it and let the client resend.
                 self.backends
-                    .metadata
+                    .uploads
                     .forget_chunk(upload.upload_id, number, &existing.sha256)
                     .await?;
                 let _ = self
@@ -162,7 +162,7 @@ impl UploadService {
         }
         Ok(self
             .backends
-            .metadata
+            .uploads
             .chunk(upload.upload_id, number)
             .await?)
     }

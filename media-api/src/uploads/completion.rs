@@ -31,7 +31,7 @@ impl UploadService {
                 UploadState::Receiving => {
                     if self
                         .backends
-                        .metadata
+                        .uploads
                         .transition(
                             upload.upload_id,
                             &[UploadState::Receiving],
@@ -48,7 +48,7 @@ impl UploadService {
                     if upload.updated_at < stale_before
                         && self
                             .backends
-                            .metadata
+                            .uploads
                             .transition(
                                 upload.upload_id,
                                 &[UploadState::Completing],
@@ -75,7 +75,7 @@ impl UploadService {
             .ok_or_else(|| UploadError::Backend("completed upload without media".into()))?;
         let media = self
             .backends
-            .metadata
+            .media
             .media(media_id)
             .await?
             .ok_or_else(|| UploadError::Backend("completed upload's media is gone".into()))?;
@@ -86,7 +86,7 @@ impl UploadService {
     pub(super) async fn reopen(&self, upload: &UploadRecord) {
         if let Err(e) = self
             .backends
-            .metadata
+            .uploads
             .transition(
                 upload.upload_id,
                 &[UploadState::Completing],
@@ -101,7 +101,7 @@ impl UploadService {
 
     /// The completion proper; the caller holds the session in `completing`.
     pub(super) async fn finish(&self, upload: UploadRecord) -> Result<Completion, UploadError> {
-        let meta = &self.backends.metadata;
+        let meta = &self.backends.uploads;
         let blobs = &self.backends.blobs;
         let chunks = match meta.chunks(upload.upload_id).await {
             Ok(c) => c,

@@ -87,7 +87,7 @@ impl UploadService {
         if let Some(blake3) = &declared_blake3
             && let Some(media) = self
                 .backends
-                .metadata
+                .media
                 .create_media_if_owned(
                     owner.as_str(),
                     file_name.as_str(),
@@ -124,7 +124,7 @@ impl UploadService {
             updated_at: now,
             expires_at,
         };
-        if let Err(e) = self.backends.metadata.create_upload(&record).await {
+        if let Err(e) = self.backends.uploads.create_upload(&record).await {
             // Leave nothing behind in the store for a session that does not exist.
             let _ = self.backends.blobs.abort_multipart(&key, &multipart).await;
             return Err(e.into());

@@ -21,7 +21,7 @@ impl UploadService {
         let id = upload.upload_id;
         let moved = self
             .backends
-            .metadata
+            .uploads
             .transition(id, &[from], to, None)
             .await;
         if !matches!(moved, Ok(true)) {
@@ -33,7 +33,7 @@ impl UploadService {
                 tracing::warn!(error = %e, upload = %id, "could not abort a multipart upload; the bucket lifecycle rule will");
             }
         }
-        if let Err(e) = self.backends.metadata.drop_chunks(id).await {
+        if let Err(e) = self.backends.uploads.drop_chunks(id).await {
             tracing::warn!(error = %e, upload = %id, "could not drop chunk records");
         }
         let _ = self.backends.progress.forget(&topic(id)).await;
@@ -71,11 +71,7 @@ impl UploadService {
     /// Expires sessions past their expiry (the janitor's step): aborts their
     /// multipart uploads, drops their chunks and live views. Returns how many.
     pub async fn expire_due(&self) -> Result<usize, UploadError> {
-        let due = self
-            .backends
-            .metadata
-            .expired_uploads(now_ms(), 100)
-            .await?;
+        let due = self.backends.uploads.expired_uploads(now_ms(), 100).await?;
         let count = due.len();
         for upload in due {
             self.drop_session(&upload, UploadState::Receiving, UploadState::Expired)

@@ -97,7 +97,7 @@ impl UploadService {
         owner: &UserId,
         id: UploadId,
     ) -> Result<UploadRecord, UploadError> {
-        match self.backends.metadata.upload(id).await? {
+        match self.backends.uploads.upload(id).await? {
             Some(u) if u.owner == owner.as_str() => Ok(u),
             _ => Err(UploadError::NotFound),
         }
@@ -114,7 +114,7 @@ impl UploadService {
 
     pub(super) async fn load_by_id(&self, id: UploadId) -> Result<UploadRecord, UploadError> {
         self.backends
-            .metadata
+            .uploads
             .upload(id)
             .await?
             .ok_or(UploadError::NotFound)

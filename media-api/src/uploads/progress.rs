@@ -18,7 +18,7 @@ impl UploadService {
         }
         let chunks: Vec<u32> = self
             .backends
-            .metadata
+            .uploads
             .chunks(upload.upload_id)
             .await?
             .iter()

@@ -70,7 +70,7 @@ impl UploadService {
         self.backends.blobs.put(&key, data).await?;
         let created = match self
             .backends
-            .metadata
+            .media
             .create_media(
                 owner.as_str(),
                 file_name.as_str(),

@@ -71,7 +71,7 @@ async fn twenty_users_completing_the_same_content_at_once_store_it_once(set: Bac
     let totals = app
         .state
         .backends
-        .metadata
+        .media
         .blob_totals()
         .await
         .expect("totals");
@@ -288,7 +288,7 @@ async fn unreferenced_content_goes_after_the_grace_period_and_a_new_reference_ke
     assert_eq!(
         app.state
             .backends
-            .metadata
+            .media
             .blob_totals()
             .await
             .expect("totals"),

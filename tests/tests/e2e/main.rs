@@ -9,6 +9,7 @@
 mod dedup;
 mod downloads;
 mod foundation;
+mod metadata_contract;
 mod processing;
 mod seams;
 mod uploads;

@@ -906,3 +906,126 @@ async fn idle_workers_wake_when_work_arrives_rather_than_polling(set: BackendSet
     assert!(ready, "{set:?}: the idle worker was not woken");
     app.stop().await;
 }
+
+/// `media-api` started by hand on the real backends, configured only through
+/// the environment as the README's command does: with no worker setting it
+/// processes uploads itself; with `MEDIA_JOBS__SERVE_WORKERS=0` it says at
+/// start that it runs none, and `/readyz` shows the queue nobody drains.
+#[tokio::test]
+async fn serve_on_the_real_backends_processes_uploads_or_says_why_not() {
+    use tokio::io::AsyncBufReadExt;
+    let (settings, _dir) = test_settings(BackendSet::Real).await;
+    let secret = "by-hand-test-secret-long-enough-0123456789";
+    let token = media_api::auth::TokenAuthority::new(&secrecy::SecretString::from(secret))
+        .mint(
+            &media_api::ids::UserId::parse("newcomer").expect("user"),
+            false,
+            Duration::from_secs(600),
+        )
+        .expect("token");
+    let client = reqwest::Client::new();
+    for serve_workers in [None, Some("0")] {
+        let port = media_e2e::free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut cmd = media_e2e::service_command(&settings, secret);
+        cmd.arg("serve")
+            .env("MEDIA_LISTEN", format!("127.0.0.1:{port}"))
+            .env("MEDIA_JOBS__RENDER_PROGRAM", media_e2e::render_binary())
+            .env_remove("MEDIA_JOBS__SERVE_WORKERS")
+            .stderr(std::process::Stdio::piped());
+        if let Some(n) = serve_workers {
+            cmd.env("MEDIA_JOBS__SERVE_WORKERS", n);
+        }
+        let mut child = cmd.spawn().expect("serve");
+        // The log, collected as it comes (it also keeps the pipe drained).
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let collected = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut log = collected.lock().expect("log");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        assert!(media_e2e::wait_ready(&base).await, "not ready");
+        let r = client
+            .post(format!("{base}/v1/media?file_name=by-hand.png"))
+            .bearer_auth(&token)
+            .header("content-type", "image/png")
+            .body(good_png(serve_workers.map_or(1, |_| 2)))
+            .send()
+            .await
+            .expect("post");
+        let media = json_of(r, 201).await;
+        let path = format!(
+            "{base}/v1/media/{}",
+            media["media_id"].as_str().expect("id")
+        );
+        let status = || async {
+            let r = client
+                .get(&path)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("get");
+            json_of(r, 200).await["status"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        };
+        let ready = json_of(
+            client
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .expect("readyz"),
+            200,
+        )
+        .await;
+        match serve_workers {
+            None => {
+                assert!(
+                    ready["processing"]["workers_in_process"].as_u64() > Some(0),
+                    "{ready}"
+                );
+                assert!(
+                    eventually(Duration::from_secs(60), || async {
+                        status().await == "ready"
+                    })
+                    .await,
+                    "the upload was not processed by the service started by hand"
+                );
+            }
+            Some(_) => {
+                assert_eq!(ready["processing"]["workers_in_process"], 0, "{ready}");
+                assert!(
+                    eventually(Duration::from_secs(10), || async {
+                        log.lock()
+                            .expect("log")
+                            .contains("runs no processing workers")
+                    })
+                    .await,
+                    "serve did not say it runs no workers: {}",
+                    log.lock().expect("log")
+                );
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                assert_eq!(status().await, "processing");
+                let ready = json_of(
+                    client
+                        .get(format!("{base}/readyz"))
+                        .send()
+                        .await
+                        .expect("readyz"),
+                    200,
+                )
+                .await;
+                assert_eq!(
+                    ready["processing"]["queued"], 1,
+                    "the waiting job is shown: {ready}"
+                );
+            }
+        }
+        child.kill().await.expect("kill");
+    }
+}

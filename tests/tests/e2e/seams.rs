@@ -360,7 +360,8 @@ async fn metadata_store_connects_and_migrates_on_both_databases(set: BackendSet)
     let (settings, _dir) = test_settings(set).await;
     let store: Arc<dyn MetadataStore> = metadata_store::from_settings(&settings)
         .await
-        .expect("connect");
+        .expect("connect")
+        .metadata;
     assert_eq!(
         store.kind(),
         match set {
@@ -374,7 +375,8 @@ async fn metadata_store_connects_and_migrates_on_both_databases(set: BackendSet)
     // Connecting again finds the schema in place and changes nothing.
     let again = metadata_store::from_settings(&settings)
         .await
-        .expect("reconnect");
+        .expect("reconnect")
+        .metadata;
     assert_eq!(
         again.applied_migrations().await.expect("migrations"),
         applied

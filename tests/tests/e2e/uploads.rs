@@ -599,7 +599,7 @@ async fn expired_sessions_are_aborted_by_the_janitor(set: BackendSet) {
     let record = app
         .state
         .backends
-        .metadata
+        .uploads
         .upload(upload_id)
         .await
         .expect("db")
@@ -608,7 +608,7 @@ async fn expired_sessions_are_aborted_by_the_janitor(set: BackendSet) {
     // The janitor marks the session expired, aborts its parts and drops its chunk rows.
     let gone = eventually(Duration::from_secs(10), || async {
         let state = backends
-            .metadata
+            .uploads
             .upload(upload_id)
             .await
             .ok()
@@ -621,7 +621,7 @@ async fn expired_sessions_are_aborted_by_the_janitor(set: BackendSet) {
             .map(|p| p.iter().any(|p| p.key == record.storage_key))
             .unwrap_or(true);
         let chunks_left = backends
-            .metadata
+            .uploads
             .chunks(upload_id)
             .await
             .map(|c| !c.is_empty())

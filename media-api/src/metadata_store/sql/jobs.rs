@@ -6,10 +6,10 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::jobs::{Job, JobQueue, Processed, ProcessingTarget, VariantRecord};
-use super::sql::SqlMetadataStore;
-use super::{Dialect, MetadataError};
+use super::SqlMetadataStore;
 use crate::ids::{Blake3, UploadId, now_ms};
+use crate::metadata_store::jobs::{Job, JobQueue, Processed, ProcessingTarget, VariantRecord};
+use crate::metadata_store::{Dialect, MetadataError};
 
 /// The PostgreSQL channel workers listen on.
 const CHANNEL: &str = "media_jobs";

@@ -5,16 +5,21 @@
 //! `MEDIA_LIMITS__MAX_FILE_SIZE=20GiB` sets `[limits] max_file_size`.
 //! Secrets are [`SecretString`]s, so `Debug` and logs never show them.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+
+mod sections;
+mod units;
+
+pub use sections::{JobSettings, Limits, LogFormat, Presets};
+use units::KIB;
+pub use units::{ByteSize, S3Location};
 
 /// Everything the service reads at start-up.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,126 +98,6 @@ pub struct Settings {
     pub presets: Presets,
 }
 
-/// The processing queue and its workers.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JobSettings {
-    /// Workers `media-api worker` runs (unset: one per core).
-    pub workers: Option<usize>,
-    /// Workers `media-api serve` runs in-process (unset: one per core on the
-    /// embedded default, none otherwise; 0 turns them off).
-    pub serve_workers: Option<usize>,
-    /// Claims a job gets before it is dead.
-    pub max_attempts: u32,
-    /// How long a claim lasts without a heartbeat; a job whose worker died is
-    /// claimed again after it.
-    #[serde(with = "humantime_serde")]
-    pub lease: Duration,
-    /// First retry delay; doubled on each further failure.
-    #[serde(with = "humantime_serde")]
-    pub backoff: Duration,
-    /// Longest retry delay.
-    #[serde(with = "humantime_serde")]
-    pub max_backoff: Duration,
-    /// Wall-clock limit of one job's child process.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    /// CPU-seconds limit of one job's child process.
-    pub cpu_seconds: u64,
-    /// Address-space limit of one job's child process.
-    pub memory: ByteSize,
-    /// How long an idle worker waits for a wake-up before looking again.
-    #[serde(with = "humantime_serde")]
-    pub poll_interval: Duration,
-    /// The `media-render` binary each job runs as a child process (unset:
-    /// the one beside this binary).
-    pub render_program: Option<PathBuf>,
-}
-
-impl Default for JobSettings {
-    fn default() -> Self {
-        Self {
-            workers: None,
-            serve_workers: None,
-            max_attempts: 3,
-            lease: Duration::from_secs(30),
-            backoff: Duration::from_secs(2),
-            max_backoff: Duration::from_secs(300),
-            timeout: Duration::from_secs(300),
-            cpu_seconds: 300,
-            memory: ByteSize(2 * GIB),
-            poll_interval: Duration::from_secs(5),
-            render_program: None,
-        }
-    }
-}
-
-/// Derivative presets. Bump a preset's `version` when its output changes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Presets {
-    /// Image derivatives (WebP).
-    pub image: Vec<transcoder::preset::ImagePreset>,
-    /// Most pixels an image may declare.
-    pub max_image_pixels: u64,
-    /// Video and audio derivatives: `poster` and `thumb` (WebP), `video`
-    /// (H.264 + AAC MP4) and `audio` (Opus).
-    pub av: transcoder::preset::AvPresets,
-    /// Most pixels a video frame may have.
-    pub max_video_pixels: u64,
-    /// Longest video or audio that is processed (longer ones stay
-    /// downloadable, marked failed).
-    #[serde(with = "humantime_serde")]
-    pub max_duration: Duration,
-}
-
-impl Default for Presets {
-    fn default() -> Self {
-        Self {
-            image: transcoder::preset::ImagePreset::defaults(),
-            max_image_pixels: 100_000_000,
-            av: transcoder::preset::AvPresets::default(),
-            // 8K UHD.
-            max_video_pixels: 7680 * 4320,
-            max_duration: Duration::from_secs(3 * 3600),
-        }
-    }
-}
-
-/// Every limit the service enforces.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    /// Largest file a chunked upload may declare.
-    pub max_file_size: ByteSize,
-    /// Largest body of a one-request upload (`POST /v1/media`).
-    pub max_single_upload: ByteSize,
-    /// Chunk size when the client asks for none (a power of two).
-    pub default_chunk_size: ByteSize,
-    /// Largest chunk size a client may ask for (a power of two).
-    pub max_chunk_size: ByteSize,
-    /// Largest JSON request body.
-    pub max_json_body: ByteSize,
-    /// Bytes of chunk data held in memory at once across all requests; past it,
-    /// new chunk requests wait instead of the process growing.
-    pub inflight_memory: ByteSize,
-    /// How long an upload session may stay incomplete.
-    #[serde(with = "humantime_serde")]
-    pub upload_expiry: Duration,
-    /// Most items one page of a listing may hold.
-    pub max_page_size: u32,
-}
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object a line.
-    Json,
-}
-
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -243,25 +128,6 @@ impl Default for Settings {
         }
     }
 }
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_file_size: ByteSize(10 * GIB),
-            max_single_upload: ByteSize(16 * MIB),
-            default_chunk_size: ByteSize(8 * MIB),
-            max_chunk_size: ByteSize(64 * MIB),
-            max_json_body: ByteSize(64 * KIB),
-            inflight_memory: ByteSize(128 * MIB),
-            upload_expiry: Duration::from_secs(24 * 3600),
-            max_page_size: 200,
-        }
-    }
-}
-
-const KIB: u64 = 1024;
-const MIB: u64 = 1024 * KIB;
-const GIB: u64 = 1024 * MIB;
 
 /// A configuration error that names the setting at fault.
 #[derive(Debug, thiserror::Error)]
@@ -502,114 +368,6 @@ fn ser_secret_opt<S: serde::Serializer>(
     }
 }
 
-/// Where an S3 blob store lives: `s3://BUCKET[/PREFIX]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct S3Location {
-    /// Bucket name.
-    pub bucket: String,
-    /// Key prefix inside the bucket, empty or ending in `/`.
-    pub prefix: String,
-}
-
-impl S3Location {
-    /// Parses `s3://BUCKET[/PREFIX]`.
-    pub fn parse(value: &str) -> Result<Self, String> {
-        let rest = value
-            .strip_prefix("s3://")
-            .ok_or_else(|| format!("{value:?}: expected s3://BUCKET[/PREFIX]"))?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let valid_bucket = (3..=63).contains(&bucket.len())
-            && bucket
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-        if !valid_bucket {
-            return Err(format!("{bucket:?} is not a valid bucket name"));
-        }
-        let prefix = prefix.trim_matches('/');
-        Ok(Self {
-            bucket: bucket.to_owned(),
-            prefix: if prefix.is_empty() {
-                String::new()
-            } else {
-                format!("{prefix}/")
-            },
-        })
-    }
-}
-
-/// A byte count, written as an integer or with a unit: `8MiB`, `16 MB`, `10GiB`.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "ByteSizeRepr", into = "u64")]
-pub struct ByteSize(pub u64);
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum ByteSizeRepr {
-    Int(u64),
-    Text(String),
-}
-
-impl TryFrom<ByteSizeRepr> for ByteSize {
-    type Error = String;
-    fn try_from(value: ByteSizeRepr) -> Result<Self, String> {
-        match value {
-            ByteSizeRepr::Int(n) => Ok(ByteSize(n)),
-            ByteSizeRepr::Text(s) => s.parse(),
-        }
-    }
-}
-
-impl From<ByteSize> for u64 {
-    fn from(value: ByteSize) -> u64 {
-        value.0
-    }
-}
-
-impl FromStr for ByteSize {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (digits, unit) = s.split_at(split);
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("{s:?} is not a size such as 1048576 or 8MiB"))?;
-        let mult = match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 1,
-            "k" | "kb" => 1000,
-            "kib" => KIB,
-            "m" | "mb" => 1000 * 1000,
-            "mib" => MIB,
-            "g" | "gb" => 1000 * 1000 * 1000,
-            "gib" => GIB,
-            "t" | "tb" => 1000 * 1000 * 1000 * 1000,
-            "tib" => 1024 * GIB,
-            other => return Err(format!("unknown size unit {other:?} in {s:?}")),
-        };
-        n.checked_mul(mult)
-            .map(ByteSize)
-            .ok_or_else(|| format!("{s:?} is too large"))
-    }
-}
-
-impl fmt::Display for ByteSize {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0;
-        for (unit, size) in [("GiB", GIB), ("MiB", MIB), ("KiB", KIB)] {
-            if n >= size && n.is_multiple_of(size) {
-                return write!(f, "{}{unit}", n / size);
-            }
-        }
-        write!(f, "{n}B")
-    }
-}
-
-impl fmt::Debug for ByteSize {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
 /// A preset name: what `?variant=NAME` says, so letters, digits and `_`.
 fn valid_preset_name(name: &str) -> bool {
     !name.is_empty()
@@ -619,6 +377,7 @@ fn valid_preset_name(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::units::{GIB, MIB};
     use super::*;
     use figment::Jail;
 

@@ -1,0 +1,146 @@
+//! The configuration's sections: the processing queue, the presets, the
+//! limits, and the log format, each with its defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::ByteSize;
+use super::units::{GIB, KIB, MIB};
+
+/// The processing queue and its workers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    /// Workers `media-api worker` runs (unset: one per core).
+    pub workers: Option<usize>,
+    /// Workers `media-api serve` runs in-process (unset: one per core, on
+    /// any backends; 0 turns them off, for deployments that run dedicated
+    /// `media-api worker` processes).
+    pub serve_workers: Option<usize>,
+    /// Claims a job gets before it is dead.
+    pub max_attempts: u32,
+    /// How long a claim lasts without a heartbeat; a job whose worker died is
+    /// claimed again after it.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// First retry delay; doubled on each further failure.
+    #[serde(with = "humantime_serde")]
+    pub backoff: Duration,
+    /// Longest retry delay.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Wall-clock limit of one job's child process.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// CPU-seconds limit of one job's child process.
+    pub cpu_seconds: u64,
+    /// Address-space limit of one job's child process.
+    pub memory: ByteSize,
+    /// How long an idle worker waits for a wake-up before looking again.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// The `media-render` binary each job runs as a child process (unset:
+    /// the one beside this binary).
+    pub render_program: Option<PathBuf>,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self {
+            workers: None,
+            serve_workers: None,
+            max_attempts: 3,
+            lease: Duration::from_secs(30),
+            backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(300),
+            timeout: Duration::from_secs(300),
+            cpu_seconds: 300,
+            memory: ByteSize(2 * GIB),
+            poll_interval: Duration::from_secs(5),
+            render_program: None,
+        }
+    }
+}
+
+/// Derivative presets. Bump a preset's `version` when its output changes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Presets {
+    /// Image derivatives (WebP).
+    pub image: Vec<transcoder::preset::ImagePreset>,
+    /// Most pixels an image may declare.
+    pub max_image_pixels: u64,
+    /// Video and audio derivatives: `poster` and `thumb` (WebP), `video`
+    /// (H.264 + AAC MP4) and `audio` (Opus).
+    pub av: transcoder::preset::AvPresets,
+    /// Most pixels a video frame may have.
+    pub max_video_pixels: u64,
+    /// Longest video or audio that is processed (longer ones stay
+    /// downloadable, marked failed).
+    #[serde(with = "humantime_serde")]
+    pub max_duration: Duration,
+}
+
+impl Default for Presets {
+    fn default() -> Self {
+        Self {
+            image: transcoder::preset::ImagePreset::defaults(),
+            max_image_pixels: 100_000_000,
+            av: transcoder::preset::AvPresets::default(),
+            // 8K UHD.
+            max_video_pixels: 7680 * 4320,
+            max_duration: Duration::from_secs(3 * 3600),
+        }
+    }
+}
+
+/// Every limit the service enforces.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest file a chunked upload may declare.
+    pub max_file_size: ByteSize,
+    /// Largest body of a one-request upload (`POST /v1/media`).
+    pub max_single_upload: ByteSize,
+    /// Chunk size when the client asks for none (a power of two).
+    pub default_chunk_size: ByteSize,
+    /// Largest chunk size a client may ask for (a power of two).
+    pub max_chunk_size: ByteSize,
+    /// Largest JSON request body.
+    pub max_json_body: ByteSize,
+    /// Bytes of chunk data held in memory at once across all requests; past it,
+    /// new chunk requests wait instead of the process growing.
+    pub inflight_memory: ByteSize,
+    /// How long an upload session may stay incomplete.
+    #[serde(with = "humantime_serde")]
+    pub upload_expiry: Duration,
+    /// Most items one page of a listing may hold.
+    pub max_page_size: u32,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_file_size: ByteSize(10 * GIB),
+            max_single_upload: ByteSize(16 * MIB),
+            default_chunk_size: ByteSize(8 * MIB),
+            max_chunk_size: ByteSize(64 * MIB),
+            max_json_body: ByteSize(64 * KIB),
+            inflight_memory: ByteSize(128 * MIB),
+            upload_expiry: Duration::from_secs(24 * 3600),
+            max_page_size: 200,
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! The garbage collector's part of the seam: finding contents nobody
+//! references and deleting one in a single conditional statement.
+
+use async_trait::async_trait;
+
+use super::{BlobRecord, MetadataError};
+use crate::ids::Blake3;
+
+/// Gc: a narrow piece of the metadata seam.
+#[async_trait]
+pub trait GcStore: Send + Sync + 'static {
+    /// Blobs unreferenced since before `cutoff`, oldest first, at most `limit`.
+    async fn gc_candidates(
+        &self,
+        cutoff: i64,
+        limit: u32,
+    ) -> Result<Vec<BlobRecord>, MetadataError>;
+
+    /// The GC's decision, in one conditional statement: deletes the blob row
+    /// only if it is still unreferenced since before `cutoff` and no media
+    /// points at it, with its variants. When deleted, answers the variants'
+    /// object keys; only then may the objects go.
+    async fn gc_delete_blob(
+        &self,
+        blake3: &Blake3,
+        cutoff: i64,
+    ) -> Result<Option<Vec<String>>, MetadataError>;
+}

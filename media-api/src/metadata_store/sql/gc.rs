@@ -1,0 +1,67 @@
+//! The garbage collector's statements.
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::{SqlMetadataStore, get_hash, get_u64};
+use crate::ids::Blake3;
+use crate::metadata_store::{BlobRecord, GcStore, MetadataError};
+
+#[async_trait]
+impl GcStore for SqlMetadataStore {
+    async fn gc_candidates(
+        &self,
+        cutoff: i64,
+        limit: u32,
+    ) -> Result<Vec<BlobRecord>, MetadataError> {
+        sqlx::query(
+            "select blake3, size, storage_key from blobs \
+             where unreferenced_since is not null and unreferenced_since < $1 \
+             order by unreferenced_since limit $2",
+        )
+        .bind(cutoff)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(BlobRecord {
+                blake3: Blake3(get_hash(row, "blake3")?),
+                size: get_u64(row, "size")?,
+                storage_key: row.try_get("storage_key")?,
+            })
+        })
+        .collect()
+    }
+
+    async fn gc_delete_blob(
+        &self,
+        blake3: &Blake3,
+        cutoff: i64,
+    ) -> Result<Option<Vec<String>>, MetadataError> {
+        let mut tx = self.pool.begin().await?;
+        // The variants go with their content, in the same transaction: if the
+        // blob stays, so do they.
+        let variant_keys: Vec<String> =
+            sqlx::query_scalar("delete from variants where blake3 = $1 returning storage_key")
+                .bind(blake3.to_hex())
+                .fetch_all(&mut *tx)
+                .await?;
+        let deleted = sqlx::query(
+            "delete from blobs where blake3 = $1 \
+             and unreferenced_since is not null and unreferenced_since < $2 \
+             and not exists (select 1 from media where media.blake3 = blobs.blake3)",
+        )
+        .bind(blake3.to_hex())
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if deleted != 1 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(variant_keys))
+    }
+}

@@ -1,0 +1,149 @@
+//! The media items' statements.
+
+use async_trait::async_trait;
+
+use super::content::{insert_media, reference_content};
+use super::{
+    BLOB_COLUMNS_OF_B, MEDIA_SELECT, SqlMetadataStore, get_u64, media_from_row, media_with_blob,
+    to_i64,
+};
+use crate::ids::{Blake3, MediaId, now_ms};
+use crate::metadata_store::{Created, MediaRecord, MediaStore, MetadataError, NewContent};
+
+#[async_trait]
+impl MediaStore for SqlMetadataStore {
+    async fn create_media(
+        &self,
+        owner: &str,
+        file_name: &str,
+        content: &NewContent,
+        media_id: MediaId,
+    ) -> Result<Created, MetadataError> {
+        let mut tx = self.pool.begin().await?;
+        let created = reference_content(self, &mut tx, owner, file_name, content, media_id).await?;
+        tx.commit().await?;
+        if !created.deduplicated {
+            self.work.notify_waiters();
+        }
+        Ok(created)
+    }
+
+    async fn media(&self, id: MediaId) -> Result<Option<MediaRecord>, MetadataError> {
+        sqlx::query(&format!("{MEDIA_SELECT} where m.media_id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(media_from_row)
+            .transpose()
+    }
+
+    async fn create_media_if_owned(
+        &self,
+        owner: &str,
+        file_name: &str,
+        blake3: &Blake3,
+        size: u64,
+        media_id: MediaId,
+    ) -> Result<Option<MediaRecord>, MetadataError> {
+        let mut tx = self.pool.begin().await?;
+        // Share-lock the blob row: a concurrent delete of the owner's last
+        // media item (which marks the blob unreferenced, an update) waits for
+        // us, or we see it; other attachers of the same content share the
+        // lock and do not queue behind each other. Driven from the owner's
+        // own media (the (owner, blake3) index), so neither the cost nor the
+        // answer depends on anyone else's media.
+        let owned = sqlx::query(&format!(
+            "select {} from media m join blobs b on b.blake3 = m.blake3 \
+             where m.owner_id = $3 and m.blake3 = $1 and b.size = $2 limit 1{}",
+            *BLOB_COLUMNS_OF_B,
+            self.lock_clause(" for share of b")
+        ))
+        .bind(blake3.to_hex())
+        .bind(to_i64(size)?)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(blob) = owned else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let now = now_ms();
+        insert_media(&mut tx, media_id, owner, blake3, file_name, now).await?;
+        tx.commit().await?;
+        let media = media_with_blob(
+            &blob,
+            media_id,
+            owner.to_owned(),
+            *blake3,
+            file_name.to_owned(),
+            now,
+        )?;
+        Ok(Some(media))
+    }
+
+    async fn list_media(
+        &self,
+        owner: &str,
+        after: Option<(i64, MediaId)>,
+        limit: u32,
+    ) -> Result<Vec<MediaRecord>, MetadataError> {
+        // Row-value comparison: both databases walk the (owner, created_at, media_id) index.
+        let sql = format!(
+            "{MEDIA_SELECT} where m.owner_id = $1{} \
+             order by m.created_at desc, m.media_id desc limit $2",
+            if after.is_some() {
+                " and (m.created_at, m.media_id) < ($3, $4)"
+            } else {
+                ""
+            }
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(owner.to_owned())
+            .bind(i64::from(limit));
+        if let Some((created_at, id)) = after {
+            query = query.bind(created_at).bind(id.to_string());
+        }
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(media_from_row)
+            .collect()
+    }
+
+    async fn delete_media(&self, owner: &str, id: MediaId) -> Result<bool, MetadataError> {
+        let mut tx = self.pool.begin().await?;
+        let blake3: Option<String> = sqlx::query_scalar(
+            "delete from media where media_id = $1 and owner_id = $2 returning blake3",
+        )
+        .bind(id.to_string())
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(blake3) = blake3 else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        sqlx::query(
+            "update blobs set unreferenced_since = $2 where blake3 = $1 \
+             and unreferenced_since is null \
+             and not exists (select 1 from media where media.blake3 = blobs.blake3)",
+        )
+        .bind(&blake3)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn blob_totals(&self) -> Result<(u64, u64), MetadataError> {
+        let row = sqlx::query(
+            "select count(*) as blobs, cast(coalesce(sum(size), 0) as bigint) as bytes from blobs",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((get_u64(&row, "blobs")?, get_u64(&row, "bytes")?))
+    }
+}
