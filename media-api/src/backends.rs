@@ -29,7 +29,7 @@ pub struct Backends {
     /// Content bytes.
     pub blobs: Arc<dyn BlobStore>,
     /// Checks the filesystem store's download URLs (None on S3, which checks its own).
-    pub url_signer: Option<blob_store::fs::UrlSigner>,
+    pub url_signer: Option<blob_store::signed_url::UrlSigner>,
 }
 
 impl std::fmt::Debug for Backends {

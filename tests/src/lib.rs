@@ -441,20 +441,87 @@ pub fn shuffle<T>(items: &mut [T], seed: u64) {
     }
 }
 
-/// The sum of a Prometheus metric's samples (all label sets) on `/metrics`.
-pub async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+/// The service as a separate process: it can be killed, and its `/metrics`
+/// are its own (an in-process [`TestApp`] shares the process-wide metrics
+/// recorder with every other test in the binary, so its counters prove
+/// nothing about one test).
+#[derive(Debug)]
+pub struct ServiceProcess {
+    child: tokio::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    tokens: media_api::auth::TokenAuthority,
+}
+
+impl ServiceProcess {
+    /// Starts `media-api serve` on `settings`' backends on `port`, with the
+    /// given extra `MEDIA_*` variables, and waits until it is ready.
+    pub async fn start_with(
+        settings: &Settings,
+        port: u16,
+        secret: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut cmd = service_command(settings, secret);
+        cmd.arg("serve")
+            .env("MEDIA_LISTEN", format!("127.0.0.1:{port}"))
+            .env("MEDIA_JOBS__RENDER_PROGRAM", render_binary());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start media-api");
+        let base = format!("http://127.0.0.1:{port}");
+        let ready = wait_ready(&base).await;
+        assert!(ready, "the service process did not become ready");
+        let tokens = media_api::auth::TokenAuthority::new(&SecretString::from(secret.to_owned()));
+        Self {
+            child,
+            base,
+            tokens,
+        }
+    }
+
+    /// [`ServiceProcess::start_with`] with no extra variables.
+    pub async fn start(settings: &Settings, port: u16, secret: &str) -> Self {
+        Self::start_with(settings, port, secret, &[]).await
+    }
+
+    /// A valid bearer token for `user`.
+    pub fn token(&self, user: &str) -> String {
+        self.tokens
+            .mint(
+                &UserId::parse(user).expect("valid user"),
+                false,
+                Duration::from_secs(3600),
+            )
+            .expect("mint")
+    }
+
+    /// The sum of this process's samples of a metric whose labels include
+    /// every `key="value"` in `labels`.
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        metric_in(&text, name, labels)
+    }
+
+    /// SIGKILL: no shutdown, no cleanup.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("kill");
+    }
+}
+
+/// The sum of a metric's samples in a Prometheus text exposition, over the
+/// label sets that include every `key="value"` in `labels`.
+pub fn metric_in(text: &str, name: &str, labels: &[&str]) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }

@@ -9,6 +9,7 @@
 
 pub mod fs;
 pub mod s3;
+pub mod signed_url;
 
 use std::fmt;
 use std::sync::Arc;
@@ -365,7 +366,7 @@ pub trait BlobStore: Send + Sync + 'static {
 /// to serve its own download URLs when the store is the filesystem.
 pub async fn from_settings(
     settings: &Settings,
-) -> anyhow::Result<(Arc<dyn BlobStore>, Option<fs::UrlSigner>)> {
+) -> anyhow::Result<(Arc<dyn BlobStore>, Option<signed_url::UrlSigner>)> {
     match &settings.blob_store {
         None => {
             let secret = crate::secrets::load_or_create_secret_file(
@@ -373,7 +374,7 @@ pub async fn from_settings(
                 &settings.data_dir,
                 "url-signing-secret",
             )?;
-            let signer = fs::UrlSigner::new(&secret, settings.public_base_url.clone());
+            let signer = signed_url::UrlSigner::new(&secret, settings.public_base_url.clone());
             let store =
                 fs::FsBlobStore::open(settings.data_dir.join("blobs"), signer.clone()).await?;
             Ok((Arc::new(store), Some(signer)))

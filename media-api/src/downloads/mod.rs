@@ -20,7 +20,7 @@ use std::sync::Arc;
 pub use presign_cache::PresignCache;
 pub use signed::{DownloadError, SignedObject, SignedQuery};
 
-use crate::blob_store::fs::UrlSigner;
+use crate::blob_store::signed_url::UrlSigner;
 use crate::blob_store::{BlobKey, BlobStore, BlobStoreError, PresignRequest};
 use crate::config::Settings;
 use crate::metadata_store::MediaRecord;

@@ -4,7 +4,7 @@
 //! requests. The HTTP layer only turns the outcome into headers.
 
 use super::{Downloads, RangeSpec, parse_range};
-use crate::blob_store::fs::{SignedParams, UrlError};
+use crate::blob_store::signed_url::{SignedParams, UrlError};
 use crate::blob_store::{BlobBody, BlobKey, BlobStoreError, ByteRange};
 
 /// The query of a filesystem download URL; every field is checked by the signature.

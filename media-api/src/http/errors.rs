@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use super::problem::ApiError;
 use crate::auth::AuthError;
 use crate::blob_store::BlobStoreError;
-use crate::blob_store::fs::UrlError;
+use crate::blob_store::signed_url::UrlError;
 use crate::downloads::DownloadError;
 use crate::media::ListError;
 use crate::metadata_store::MetadataError;

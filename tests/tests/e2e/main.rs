@@ -10,6 +10,7 @@ mod dedup;
 mod downloads;
 mod foundation;
 mod metadata_contract;
+mod metrics;
 mod processing;
 mod seams;
 mod uploads;

@@ -1,0 +1,342 @@
+//! The workers' life: worker processes stopped and killed mid-job, the
+//! upload's event stream to the end, priorities, wake-ups, and `serve` run
+//! by hand on the real backends.
+
+use super::av::{find_variant, movie, top_level_boxes};
+use super::*;
+
+/// `media-api worker` as its own process, one worker, on `settings`' backends.
+fn worker_process(settings: &media_api::Settings) -> tokio::process::Child {
+    let mut cmd = media_e2e::service_command(settings, "worker-test-secret-long-enough-0123456789");
+    cmd.arg("worker")
+        .env("MEDIA_JOBS__WORKERS", "1")
+        .env("MEDIA_JOBS__LEASE", "3s")
+        .env("MEDIA_JOBS__POLL_INTERVAL", "200ms");
+    // No MEDIA_JOBS__RENDER_PROGRAM: the worker finds `media-render` beside
+    // its own binary, as an installed service does.
+    cmd.spawn().expect("start a worker")
+}
+
+/// The API alone in this process (the work happens in worker processes),
+/// and the movie uploaded and claimed by a worker process.
+async fn movie_claimed(
+    set: BackendSet,
+) -> (TestApp, media_api::Settings, tokio::process::Child, String) {
+    let (mut settings, dir) = test_settings(set).await;
+    settings.jobs.serve_workers = Some(0);
+    let app = TestApp::spawn_with(set, settings.clone(), dir).await;
+    let worker = worker_process(&settings);
+    let bytes = std::fs::read(movie()).expect("movie");
+    let done = app.user("alice").upload("movie.mp4", &bytes).await;
+    let id = done["media_id"].as_str().expect("id").to_owned();
+    let jobs = app.state.backends.jobs.clone();
+    let running = eventually(Duration::from_secs(30), || async {
+        jobs.counts()
+            .await
+            .expect("counts")
+            .iter()
+            .any(|(s, n)| s == "running" && *n == 1)
+    })
+    .await;
+    assert!(running, "{set:?}: the worker never claimed the job");
+    (app, settings, worker, id)
+}
+
+both_sets!(a_worker_stopped_mid_transcode_finishes_its_job_before_exiting);
+async fn a_worker_stopped_mid_transcode_finishes_its_job_before_exiting(set: BackendSet) {
+    let (app, _settings, mut worker, id) = movie_claimed(set).await;
+    let alice = app.user("alice");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let pid = worker.id().expect("pid");
+    let term = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await
+        .expect("kill");
+    assert!(term.success());
+    // The grace period (30 s) covers the running transcode.
+    let status = tokio::time::timeout(Duration::from_secs(40), worker.wait())
+        .await
+        .expect("the worker exits within its grace period")
+        .expect("wait");
+    assert!(status.success(), "{set:?}: exit status {status}");
+    let media = json_of(alice.get(&format!("/v1/media/{id}")).await, 200).await;
+    assert_eq!(
+        media["status"], "ready",
+        "{set:?}: the running job was not finished: {media}"
+    );
+    app.stop().await;
+}
+
+both_sets!(a_worker_killed_mid_transcode_is_replaced_and_the_variant_made_once);
+async fn a_worker_killed_mid_transcode_is_replaced_and_the_variant_made_once(set: BackendSet) {
+    let (app, settings, mut first, id) = movie_claimed(set).await;
+    let alice = app.user("alice");
+    let jobs = app.state.backends.jobs.clone();
+    // Into the transcode (a 10 s 1080p movie takes several seconds), then SIGKILL.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    first.kill().await.expect("SIGKILL the worker");
+    let media = json_of(alice.get(&format!("/v1/media/{id}")).await, 200).await;
+    assert_eq!(
+        media["status"], "processing",
+        "{set:?}: finished before the kill: {media}"
+    );
+
+    let mut second = worker_process(&settings);
+    let media = settled(&alice, &id).await;
+    assert_eq!(media["status"], "ready", "{set:?}: {media}");
+    let names: Vec<&str> = media["variants"]
+        .as_array()
+        .expect("variants")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        ["h264_720p", "poster", "thumb"],
+        "{set:?}: each variant once"
+    );
+    let counts = jobs.counts().await.expect("counts");
+    assert_eq!(
+        counts,
+        vec![("done".to_owned(), 1)],
+        "{set:?}: one job, done"
+    );
+    let (_, mp4) = variant_of(&alice, &id, "h264_720p").await;
+    assert!(top_level_boxes(&mp4).iter().any(|(_, _, k)| k == "mdat"));
+    second.kill().await.expect("stop the second worker");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_upload_event_stream_ends_with_the_processed_media() {
+    use futures_util::StreamExt;
+    for set in BackendSet::ALL {
+        let app = spawn(set).await;
+        let alice = app.user("alice");
+        let png = good_png(3);
+        let session = alice.open("live.png", png.len()).await;
+        let id = session["upload_id"].as_str().expect("id").to_owned();
+        let stream = alice.get(&format!("/v1/uploads/{id}/events")).await;
+        assert_eq!(stream.status(), 200);
+        let reader = tokio::spawn(async move {
+            let mut text = String::new();
+            let mut body = stream.bytes_stream();
+            // The stream ends by itself after `processed`.
+            while let Ok(Some(Ok(piece))) =
+                tokio::time::timeout(Duration::from_secs(60), body.next()).await
+            {
+                text.push_str(&String::from_utf8_lossy(&piece));
+            }
+            text
+        });
+        let chunk = session["chunk_size"].as_u64().expect("chunk size") as usize;
+        let total = session["total_chunks"].as_u64().expect("total") as usize;
+        let order: Vec<usize> = (1..=total).collect();
+        alice.send_chunks(&id, &png, chunk, &order, 2).await;
+        let done = json_of(alice.complete(&id).await, 200).await;
+        let text = reader.await.expect("reader");
+        let completed = text
+            .find("event: completed")
+            .unwrap_or_else(|| panic!("{set:?}: {text}"));
+        let processed = text
+            .find("event: processed")
+            .unwrap_or_else(|| panic!("{set:?}: {text}"));
+        assert!(completed < processed, "{set:?}: {text}");
+        let last = text[processed..]
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .expect("processed data");
+        let media: Value = serde_json::from_str(last).expect("JSON");
+        assert_eq!(media["media_id"], done["media_id"]);
+        assert_eq!(media["status"], "ready", "{set:?}: {media}");
+        assert!(find_variant(&media, "thumb")["width"].as_u64().is_some());
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn live_uploads_are_processed_before_batch_work() {
+    use media_api::metadata_store::jobs::{BATCH_PRIORITY, LIVE_PRIORITY};
+    for set in BackendSet::ALL {
+        let (mut settings, dir) = test_settings(set).await;
+        // No workers: the test claims by hand to see the order.
+        settings.jobs.serve_workers = Some(0);
+        let app = TestApp::spawn_with(set, settings, dir).await;
+        let alice = app.user("alice");
+        let jobs = app.state.backends.jobs.clone();
+        let first = post(&alice, "a.png", "image/png", good_png(10)).await;
+        let a = media_api::ids::Blake3::parse(first["blake3"].as_str().expect("blake3"))
+            .expect("blake3");
+        // Presets changed: an operator queues `a` again, before `b` arrives.
+        jobs.reprocess(&a, BATCH_PRIORITY).await.expect("reprocess");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let second = post(&alice, "b.png", "image/png", good_png(11)).await;
+        let mut order = Vec::new();
+        while let Some(job) = jobs
+            .claim("test-worker", Duration::from_secs(60))
+            .await
+            .expect("claim")
+        {
+            order.push((job.blake3.to_hex(), job.priority));
+        }
+        let b = second["blake3"].as_str().expect("blake3").to_owned();
+        assert_eq!(
+            order,
+            vec![
+                (a.to_hex(), LIVE_PRIORITY),
+                (b, LIVE_PRIORITY),
+                (a.to_hex(), BATCH_PRIORITY)
+            ],
+            "{set:?}"
+        );
+        app.stop().await;
+    }
+}
+
+both_sets!(idle_workers_wake_when_work_arrives_rather_than_polling);
+async fn idle_workers_wake_when_work_arrives_rather_than_polling(set: BackendSet) {
+    let (mut settings, dir) = test_settings(set).await;
+    settings.jobs.serve_workers = Some(1);
+    // A poll interval far longer than the test: only a wake-up (NOTIFY on
+    // PostgreSQL, an in-process signal on SQLite) can start the job.
+    settings.jobs.poll_interval = Duration::from_secs(600);
+    let app = TestApp::spawn_with(set, settings, dir).await;
+    let alice = app.user("alice");
+    // Let the worker find the queue empty and go to sleep.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let done = post(&alice, "woken.png", "image/png", good_png(12)).await;
+    let id = done["media_id"].as_str().expect("id");
+    let path = format!("/v1/media/{id}");
+    let ready = eventually(Duration::from_secs(20), || async {
+        json_of(alice.get(&path).await, 200).await["status"] == "ready"
+    })
+    .await;
+    assert!(ready, "{set:?}: the idle worker was not woken");
+    app.stop().await;
+}
+
+/// `media-api` started by hand on the real backends, configured only through
+/// the environment as the README's command does: with no worker setting it
+/// processes uploads itself; with `MEDIA_JOBS__SERVE_WORKERS=0` it says at
+/// start that it runs none, and `/readyz` shows the queue nobody drains.
+#[tokio::test]
+async fn serve_on_the_real_backends_processes_uploads_or_says_why_not() {
+    use tokio::io::AsyncBufReadExt;
+    let (settings, _dir) = test_settings(BackendSet::Real).await;
+    let secret = "by-hand-test-secret-long-enough-0123456789";
+    let token = media_api::auth::TokenAuthority::new(&secrecy::SecretString::from(secret))
+        .mint(
+            &media_api::ids::UserId::parse("newcomer").expect("user"),
+            false,
+            Duration::from_secs(600),
+        )
+        .expect("token");
+    let client = reqwest::Client::new();
+    for serve_workers in [None, Some("0")] {
+        let port = media_e2e::free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut cmd = media_e2e::service_command(&settings, secret);
+        cmd.arg("serve")
+            .env("MEDIA_LISTEN", format!("127.0.0.1:{port}"))
+            .env("MEDIA_JOBS__RENDER_PROGRAM", media_e2e::render_binary())
+            .env_remove("MEDIA_JOBS__SERVE_WORKERS")
+            .stderr(std::process::Stdio::piped());
+        if let Some(n) = serve_workers {
+            cmd.env("MEDIA_JOBS__SERVE_WORKERS", n);
+        }
+        let mut child = cmd.spawn().expect("serve");
+        // The log, collected as it comes (it also keeps the pipe drained).
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let collected = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut log = collected.lock().expect("log");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        assert!(media_e2e::wait_ready(&base).await, "not ready");
+        let r = client
+            .post(format!("{base}/v1/media?file_name=by-hand.png"))
+            .bearer_auth(&token)
+            .header("content-type", "image/png")
+            .body(good_png(serve_workers.map_or(1, |_| 2)))
+            .send()
+            .await
+            .expect("post");
+        let media = json_of(r, 201).await;
+        let path = format!(
+            "{base}/v1/media/{}",
+            media["media_id"].as_str().expect("id")
+        );
+        let status = || async {
+            let r = client
+                .get(&path)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("get");
+            json_of(r, 200).await["status"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        };
+        let ready = json_of(
+            client
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .expect("readyz"),
+            200,
+        )
+        .await;
+        match serve_workers {
+            None => {
+                assert!(
+                    ready["processing"]["workers_in_process"].as_u64() > Some(0),
+                    "{ready}"
+                );
+                assert!(
+                    eventually(Duration::from_secs(60), || async {
+                        status().await == "ready"
+                    })
+                    .await,
+                    "the upload was not processed by the service started by hand"
+                );
+            }
+            Some(_) => {
+                assert_eq!(ready["processing"]["workers_in_process"], 0, "{ready}");
+                assert!(
+                    eventually(Duration::from_secs(10), || async {
+                        log.lock()
+                            .expect("log")
+                            .contains("runs no processing workers")
+                    })
+                    .await,
+                    "serve did not say it runs no workers: {}",
+                    log.lock().expect("log")
+                );
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                assert_eq!(status().await, "processing");
+                let ready = json_of(
+                    client
+                        .get(format!("{base}/readyz"))
+                        .send()
+                        .await
+                        .expect("readyz"),
+                    200,
+                )
+                .await;
+                assert_eq!(
+                    ready["processing"]["queued"], 1,
+                    "the waiting job is shown: {ready}"
+                );
+            }
+        }
+        child.kill().await.expect("kill");
+    }
+}
