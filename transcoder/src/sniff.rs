@@ -28,6 +28,30 @@ pub struct Sniffed {
 
 /// Sniffs the type from the first bytes of a content (up to [`SNIFF_LEN`]).
 pub fn sniff(head: &[u8]) -> Sniffed {
+    // 3GPP (older Android phones' videos): an ISO file whose brand is
+    // `3gp*` or `3g2*`, which the matcher library does not know.
+    if head.len() >= 12
+        && &head[4..8] == b"ftyp"
+        && (&head[8..11] == b"3gp" || &head[8..11] == b"3g2")
+    {
+        return Sniffed {
+            mime: "video/3gpp",
+            kind: MediaKind::Video,
+        };
+    }
+    // Matroska and WebM share the EBML magic; the header's DocType element
+    // tells them apart wherever the muxer put it (the matcher library looks
+    // at fixed offsets only, and takes FFmpeg's Matroska files for WebM).
+    if let Some(doc_type) = ebml_doc_type(head) {
+        return Sniffed {
+            mime: if doc_type == b"webm" {
+                "video/webm"
+            } else {
+                "video/x-matroska"
+            },
+            kind: MediaKind::Video,
+        };
+    }
     let Some(t) = infer::get(head) else {
         return Sniffed {
             mime: if looks_like_text(head) {
@@ -64,18 +88,18 @@ pub const PROCESSED_VIDEOS: &[&str] = &[
     "video/3gpp",
 ];
 
-/// Audio formats handed to FFmpeg (voice notes and music).
+/// Audio formats handed to FFmpeg (voice notes and music). (An audio-only
+/// MP4 or WebM sniffs as its container, `video/mp4` or `video/webm`, and is
+/// processed as audio once probed.)
 pub const PROCESSED_AUDIO: &[&str] = &[
     "audio/mpeg",
     "audio/m4a",
-    "audio/mp4",
     "audio/aac",
     "audio/ogg",
     "audio/opus",
     "audio/x-flac",
     "audio/x-wav",
     "audio/amr",
-    "audio/webm",
 ];
 
 /// Whether content of this (sniffed) type gets processed.
@@ -104,6 +128,19 @@ pub fn claims_media(declared_type: Option<&str>, file_name: &str) -> bool {
         .rsplit_once('.')
         .is_some_and(|(_, ext)| MEDIA_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()));
     by_type || by_name
+}
+
+/// The DocType of an EBML file (`matroska` or `webm`), read from its header.
+fn ebml_doc_type(head: &[u8]) -> Option<&[u8]> {
+    if !head.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]) {
+        return None;
+    }
+    let header = &head[..head.len().min(64)];
+    // The DocType element: ID 0x4282, a one-byte size (0x80 | n), n bytes.
+    let at = header.windows(2).position(|w| w == [0x42, 0x82])?;
+    let size = usize::from(*header.get(at + 2)? & 0x7F);
+    let doc_type = header.get(at + 3..at + 3 + size)?;
+    (doc_type == b"matroska" || doc_type == b"webm").then_some(doc_type)
 }
 
 /// The broad class of a sniffed MIME type.
@@ -135,6 +172,20 @@ fn looks_like_text(head: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matroska_webm_and_3gpp_by_their_headers() {
+        // FFmpeg's Matroska header: the DocType past the matcher library's offsets.
+        let mkv = b"\x1a\x45\xdf\xa3\xa3\x42\x86\x81\x01\x42\xf7\x81\x01\x42\xf2\x81\x04\x42\xf3\x81\x08\x42\x82\x88matroska\x42\x87";
+        assert_eq!(sniff(mkv).mime, "video/x-matroska");
+        let webm = b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81\x01\x42\xf2\x81\x04\x42\xf3\x81\x08\x42\x82\x84webm\x42\x87";
+        assert_eq!(sniff(webm).mime, "video/webm");
+        assert_eq!(sniff(b"\0\0\0\x14ftyp3gp5\0\0\0\0").mime, "video/3gpp");
+        assert_eq!(sniff(b"\0\0\0\x14ftyp3g2a\0\0\0\0").mime, "video/3gpp");
+        // An EBML file of another kind is not taken for video by its magic alone.
+        let other = b"\x1a\x45\xdf\xa3\x8f\x42\x82\x84abcd";
+        assert_ne!(sniff(other).mime, "video/x-matroska");
+    }
 
     #[test]
     fn magic_bytes_decide() {

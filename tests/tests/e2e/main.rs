@@ -13,4 +13,5 @@ mod metadata_contract;
 mod metrics;
 mod processing;
 mod seams;
+mod sniffing;
 mod uploads;
