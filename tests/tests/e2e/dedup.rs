@@ -250,7 +250,8 @@ both_sets!(unreferenced_content_goes_after_the_grace_period_and_a_new_reference_
 async fn unreferenced_content_goes_after_the_grace_period_and_a_new_reference_keeps_it(
     set: BackendSet,
 ) {
-    let app = spawn(set, Duration::from_secs(2), Duration::from_millis(200)).await;
+    let grace = Duration::from_secs(3);
+    let app = spawn(set, grace, Duration::from_millis(200)).await;
     let (alice, bob) = (app.user("alice"), app.user("bob"));
 
     // Two references; deleting one keeps the content.
@@ -264,24 +265,35 @@ async fn unreferenced_content_goes_after_the_grace_period_and_a_new_reference_ke
         alice.delete(&format!("/v1/media/{a_id}")).await.status(),
         204
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Past the grace period and several GC passes: still there.
+    tokio::time::sleep(grace + Duration::from_secs(1)).await;
     assert!(
         stored_bytes(&app, b_id).await == data,
         "{set:?}: a referenced blob was deleted"
     );
 
     // The last reference goes: after the grace period, so does the object.
+    let dropped = std::time::Instant::now();
     assert_eq!(bob.delete(&format!("/v1/media/{b_id}")).await.status(), 204);
+    // Two thirds into the grace period (ten GC passes later), it is kept.
+    tokio::time::sleep(grace * 2 / 3).await;
     assert_eq!(
         objects(&app).await.len(),
         1,
-        "{set:?}: not before the grace period"
+        "{set:?}: deleted before the grace period was over"
     );
     let gone = eventually(Duration::from_secs(10), || async {
         objects(&app).await.is_empty()
     })
     .await;
     assert!(gone, "{set:?}: the unreferenced object was never deleted");
+    // Measured from before the DELETE was sent, so no clock can make a
+    // correct GC fail this.
+    assert!(
+        dropped.elapsed() >= grace,
+        "{set:?}: deleted {:?} after its last reference, under the {grace:?} grace",
+        dropped.elapsed()
+    );
     assert_eq!(
         app.state
             .backends
@@ -308,7 +320,7 @@ async fn unreferenced_content_goes_after_the_grace_period_and_a_new_reference_ke
         again["deduplicated"], true,
         "{set:?}: revived the waiting blob"
     );
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(grace + Duration::from_secs(1)).await;
     let again_id = again["media_id"].as_str().expect("id");
     assert!(
         stored_bytes(&app, again_id).await == other,

@@ -42,18 +42,63 @@ async fn movie_claimed(
     (app, settings, worker, id)
 }
 
+/// The child processes of `pid` (the render child a worker runs for a job).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// Whether `pid` runs `media-render` (not the shell that starts it).
+fn is_render(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+        c.split('\0')
+            .next()
+            .is_some_and(|exe| exe.ends_with("media-render"))
+    })
+}
+
+/// Waits until the worker `pid` is running its render child, and returns it.
+async fn rendering(pid: u32) -> u32 {
+    let mut child = None;
+    let found = eventually(Duration::from_secs(30), || {
+        let now = children_of(pid).into_iter().find(|c| is_render(*c));
+        child = now;
+        async move { now.is_some() }
+    })
+    .await;
+    assert!(found, "the worker never started its render child");
+    child.expect("render child")
+}
+
 both_sets!(a_worker_stopped_mid_transcode_finishes_its_job_before_exiting);
 async fn a_worker_stopped_mid_transcode_finishes_its_job_before_exiting(set: BackendSet) {
     let (app, _settings, mut worker, id) = movie_claimed(set).await;
     let alice = app.user("alice");
-    tokio::time::sleep(Duration::from_millis(1000)).await;
     let pid = worker.id().expect("pid");
+    let render = rendering(pid).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let term = tokio::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
         .await
         .expect("kill");
     assert!(term.success());
+    // The transcode was in flight when the signal arrived: its render child
+    // was still running after it.
+    assert!(
+        children_of(pid).contains(&render),
+        "{set:?}: the render child had finished before SIGTERM; the test proves nothing"
+    );
     // The grace period (30 s) covers the running transcode.
     let status = tokio::time::timeout(Duration::from_secs(40), worker.wait())
         .await
@@ -74,7 +119,13 @@ async fn a_worker_killed_mid_transcode_is_replaced_and_the_variant_made_once(set
     let alice = app.user("alice");
     let jobs = app.state.backends.jobs.clone();
     // Into the transcode (a 10 s 1080p movie takes several seconds), then SIGKILL.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pid = first.id().expect("pid");
+    let render = rendering(pid).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        children_of(pid).contains(&render),
+        "{set:?}: the render child had finished before SIGKILL; the test proves nothing"
+    );
     first.kill().await.expect("SIGKILL the worker");
     let media = json_of(alice.get(&format!("/v1/media/{id}")).await, 200).await;
     assert_eq!(

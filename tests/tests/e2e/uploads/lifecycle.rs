@@ -231,7 +231,9 @@ async fn delete_aborts_the_multipart_upload(set: BackendSet) {
 both_sets!(expired_sessions_are_aborted_by_the_janitor);
 async fn expired_sessions_are_aborted_by_the_janitor(set: BackendSet) {
     let (mut settings, dir) = test_settings(set).await;
-    settings.limits.upload_expiry = Duration::from_secs(2);
+    // Long enough that creating the session and sending a chunk fit in it
+    // on a loaded machine; the janitor then has 10 s more.
+    settings.limits.upload_expiry = Duration::from_secs(4);
     settings.janitor_interval = Duration::from_millis(200);
     let app = TestApp::spawn_with(set, settings, dir).await;
     let alice = app.user("alice");
@@ -249,7 +251,7 @@ async fn expired_sessions_are_aborted_by_the_janitor(set: BackendSet) {
         .expect("row");
     let backends = &app.state.backends;
     // The janitor marks the session expired, aborts its parts and drops its chunk rows.
-    let gone = eventually(Duration::from_secs(10), || async {
+    let gone = eventually(Duration::from_secs(14), || async {
         let state = backends
             .uploads
             .upload(upload_id)
