@@ -509,6 +509,19 @@ impl ServiceProcess {
         metric_in(&text, name, labels)
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// Waits for it to exit by itself, failing the test after `limit`.
+    pub async fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .expect("the service exits in time")
+            .expect("wait")
+    }
+
     /// SIGKILL: no shutdown, no cleanup.
     pub async fn kill(mut self) {
         self.child.kill().await.expect("kill");

@@ -48,4 +48,20 @@ mod tests {
         assert_eq!(cache.get(100, "a"), None);
         assert_eq!(cache.get(200, "b").as_deref(), Some("url-b"));
     }
+
+    #[test]
+    fn the_presign_cache_never_holds_more_than_its_cap() {
+        let cache = PresignCache::default();
+        for i in 0..PRESIGN_CACHE_MAX {
+            cache.put(7, format!("k{i}"), format!("u{i}"));
+        }
+        let held = |c: &PresignCache| c.entries.lock().map(|e| e.1.len()).unwrap_or(0);
+        assert_eq!(held(&cache), PRESIGN_CACHE_MAX);
+        assert_eq!(cache.get(7, "k0").as_deref(), Some("u0"));
+        // One more starts the window's cache afresh, with just that one.
+        cache.put(7, "one-more".into(), "u".into());
+        assert_eq!(held(&cache), 1);
+        assert_eq!(cache.get(7, "k0"), None);
+        assert_eq!(cache.get(7, "one-more").as_deref(), Some("u"));
+    }
 }

@@ -12,6 +12,7 @@ mod foundation;
 mod metadata_contract;
 mod metrics;
 mod processing;
+mod promises;
 mod seams;
 mod sniffing;
 mod uploads;

@@ -412,6 +412,42 @@ async fn jobs_are_leased_heartbeaten_retried_and_dead_after_their_attempts(set: 
     assert_eq!(media.failure.as_deref(), Some("gave up"), "{set:?}");
 }
 
+both_sets!(concurrent_workers_never_claim_the_same_job);
+async fn concurrent_workers_never_claim_the_same_job(set: BackendSet) {
+    let (s, _dir) = stores(set).await;
+    for i in 0..24u8 {
+        s.media
+            .create_media(
+                "frank",
+                "f.png",
+                &content([i; 32], &format!("o/{i}"), Processing::Pending),
+                MediaId::generate(),
+            )
+            .await
+            .expect("create");
+    }
+    // Eight workers claim as fast as they can until the queue is empty.
+    let claims = futures_util::future::join_all((0..8).map(|w| {
+        let jobs = s.jobs.clone();
+        async move {
+            let mut mine = Vec::new();
+            while let Some(job) = jobs
+                .claim(&format!("w{w}"), Duration::from_secs(60))
+                .await
+                .expect("claim")
+            {
+                mine.push(job.job_id);
+            }
+            mine
+        }
+    }))
+    .await;
+    let all: Vec<String> = claims.into_iter().flatten().collect();
+    let distinct: BTreeSet<&String> = all.iter().collect();
+    assert_eq!(all.len(), 24, "{set:?}: every job claimed once");
+    assert_eq!(distinct.len(), 24, "{set:?}: no job claimed twice");
+}
+
 /// The columns of every table of the schema, as `table.column nullability`,
 /// read from the database itself.
 async fn schema_of(set: BackendSet) -> BTreeSet<String> {
