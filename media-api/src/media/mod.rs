@@ -89,10 +89,7 @@ impl MediaCatalog {
             .map(|c| decode_cursor(c).ok_or(ListError::InvalidCursor))
             .transpose()?;
         // One extra row says whether another page follows.
-        let mut rows = backends
-            .media
-            .list_media(owner.as_str(), after, limit + 1)
-            .await?;
+        let mut rows = backends.media.list_media(owner, after, limit + 1).await?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         Ok(MediaPage {
@@ -107,7 +104,7 @@ impl MediaCatalog {
 
     /// Deletes the caller's media item; false when it is not theirs or not there.
     pub async fn delete(&self, owner: &UserId, id: MediaId) -> Result<bool, MetadataError> {
-        self.backends.media.delete_media(owner.as_str(), id).await
+        self.backends.media.delete_media(owner, id).await
     }
 
     /// A media item the caller may read; `None` when it does not exist or
@@ -122,7 +119,7 @@ impl MediaCatalog {
             .media
             .media(id)
             .await?
-            .filter(|m| chat_core::may_read(&m.owner, caller.as_str())))
+            .filter(|m| chat_core::may_read(m.owner.as_str(), caller.as_str())))
     }
 
     /// A media item as the caller sees it, with its variants; `None` when
@@ -154,12 +151,12 @@ mod tests {
         let id = MediaId::generate();
         let m = MediaRecord {
             media_id: id,
-            owner: "a".into(),
+            owner: UserId::parse("a").expect("user"),
             blake3: crate::ids::Blake3([0; 32]),
             size: 1,
             content_type: "text/plain".into(),
             file_name: "f".into(),
-            status: "ready".into(),
+            status: crate::metadata_store::MediaStatus::Ready,
             storage_key: "o/x".into(),
             failure: None,
             probe: None,

@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 use crate::ids::rfc3339;
-use crate::metadata_store::MediaRecord;
 use crate::metadata_store::jobs::VariantRecord;
+use crate::metadata_store::{MediaRecord, MediaStatus};
 
 /// A media item as the API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -23,7 +23,7 @@ pub struct MediaView {
     /// RFC 3339.
     pub created_at: String,
     /// Processing status: `processing`, `ready` or `failed`.
-    pub status: String,
+    pub status: MediaStatus,
     /// Why processing failed (the original stays downloadable).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
@@ -93,8 +93,10 @@ impl From<&MediaRecord> for MediaView {
             content_type: m.content_type.clone(),
             file_name: m.file_name.clone(),
             created_at: rfc3339(m.created_at),
-            status: m.status.clone(),
-            failure_reason: (m.status == "failed").then(|| m.failure.clone()).flatten(),
+            status: m.status,
+            failure_reason: (m.status == MediaStatus::Failed)
+                .then(|| m.failure.clone())
+                .flatten(),
             width: probed("width"),
             height: probed("height"),
             duration_ms: probed("duration_ms"),

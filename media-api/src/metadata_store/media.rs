@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::{Created, MediaRecord, MetadataError, NewContent};
-use crate::ids::{Blake3, MediaId};
+use crate::ids::{Blake3, MediaId, UserId};
 
 /// Media: a narrow piece of the metadata seam.
 #[async_trait]
@@ -13,7 +13,7 @@ pub trait MediaStore: Send + Sync + 'static {
     /// one-request upload).
     async fn create_media(
         &self,
-        owner: &str,
+        owner: &UserId,
         file_name: &str,
         content: &NewContent,
         media_id: MediaId,
@@ -27,7 +27,7 @@ pub trait MediaStore: Send + Sync + 'static {
     /// Never looks at anyone else's media.
     async fn create_media_if_owned(
         &self,
-        owner: &str,
+        owner: &UserId,
         file_name: &str,
         blake3: &Blake3,
         size: u64,
@@ -38,14 +38,14 @@ pub trait MediaStore: Send + Sync + 'static {
     /// `(created_at, media_id)` cursor), at most `limit`.
     async fn list_media(
         &self,
-        owner: &str,
+        owner: &UserId,
         after: Option<(i64, MediaId)>,
         limit: u32,
     ) -> Result<Vec<MediaRecord>, MetadataError>;
 
     /// Deletes the owner's media item. When it was the content's last
     /// reference, the blob starts its grace period. True when deleted.
-    async fn delete_media(&self, owner: &str, id: MediaId) -> Result<bool, MetadataError>;
+    async fn delete_media(&self, owner: &UserId, id: MediaId) -> Result<bool, MetadataError>;
 
     /// How many blobs are stored, and their bytes.
     async fn blob_totals(&self) -> Result<(u64, u64), MetadataError>;

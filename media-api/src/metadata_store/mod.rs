@@ -22,8 +22,8 @@ pub use gc::GcStore;
 pub use jobs::JobQueue;
 pub use media::MediaStore;
 pub use records::{
-    BlobRecord, ChunkRecord, Created, MediaRecord, NewContent, Processing, RecordOutcome,
-    UploadRecord, UploadState,
+    BlobRecord, ChunkRecord, Created, MediaRecord, MediaStatus, NewContent, Processing,
+    RecordOutcome, UploadRecord, UploadState,
 };
 pub use uploads::UploadStore;
 

@@ -2,7 +2,7 @@
 //! once into typed values, and the states with their stored names.
 
 use super::MetadataError;
-use crate::ids::{Blake3, MediaId, UploadId};
+use crate::ids::{Blake3, MediaId, UploadId, UserId};
 
 /// Where an upload session is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +54,7 @@ pub struct UploadRecord {
     /// Its id.
     pub upload_id: UploadId,
     /// Who made it.
-    pub owner: String,
+    pub owner: UserId,
     /// The file name the client gave (checked).
     pub file_name: String,
     /// Declared size in bytes.
@@ -154,7 +154,7 @@ pub struct MediaRecord {
     /// Its id.
     pub media_id: MediaId,
     /// Who owns it.
-    pub owner: String,
+    pub owner: UserId,
     /// The content's BLAKE3.
     pub blake3: Blake3,
     /// Bytes.
@@ -163,8 +163,8 @@ pub struct MediaRecord {
     pub content_type: String,
     /// The name it was uploaded under.
     pub file_name: String,
-    /// Processing status: `processing`, `ready` or `failed`.
-    pub status: String,
+    /// Processing status (its content's).
+    pub status: MediaStatus,
     /// Why processing failed.
     pub failure: Option<String>,
     /// What probing found.
@@ -173,6 +173,44 @@ pub struct MediaRecord {
     pub storage_key: String,
     /// Unix ms.
     pub created_at: i64,
+}
+
+/// A media item's processing status: its content's, as the API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaStatus {
+    /// A job is queued or running.
+    Processing,
+    /// Done: its variants are made, or it is not a type that has any.
+    Ready,
+    /// Processing failed; the original stays downloadable.
+    Failed,
+}
+
+impl MediaStatus {
+    /// The API's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Processing => "processing",
+            Self::Ready => "ready",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// From the content's stored `blobs.processing` (`pending`, `ready`,
+    /// `skipped` or `failed`).
+    pub fn from_processing(value: &str) -> Result<Self, MetadataError> {
+        Ok(match value {
+            "pending" => Self::Processing,
+            "ready" | "skipped" => Self::Ready,
+            "failed" => Self::Failed,
+            other => {
+                return Err(MetadataError::Query(format!(
+                    "unknown processing state {other:?}"
+                )));
+            }
+        })
+    }
 }
 
 /// What creating a media item did.

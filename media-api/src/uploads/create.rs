@@ -88,13 +88,7 @@ impl UploadService {
             && let Some(media) = self
                 .backends
                 .media
-                .create_media_if_owned(
-                    owner.as_str(),
-                    file_name.as_str(),
-                    blake3,
-                    size,
-                    MediaId::generate(),
-                )
+                .create_media_if_owned(owner, file_name.as_str(), blake3, size, MediaId::generate())
                 .await?
         {
             metrics::counter!("dedup_hits_total", "kind" => "instant").increment(1);
@@ -109,7 +103,7 @@ impl UploadService {
             now + i64::try_from(self.limits.upload_expiry.as_millis()).unwrap_or(i64::MAX / 2);
         let record = UploadRecord {
             upload_id: UploadId::generate(),
-            owner: owner.as_str().to_owned(),
+            owner: owner.clone(),
             file_name: file_name.as_str().to_owned(),
             size,
             declared_type: request.content_type,

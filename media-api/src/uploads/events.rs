@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Progress, UploadError, UploadService, topic};
 use crate::ids::{MediaId, UploadId, UserId};
 use crate::media::{MediaCatalog, MediaView};
-use crate::metadata_store::UploadState;
+use crate::metadata_store::{MediaStatus, UploadState};
 use crate::progress_bus::EventKind;
 
 /// Least time between two recomputed `progress` events on one stream.
@@ -94,7 +94,7 @@ pub async fn stream(
             let (media, caller) = (media.clone(), caller.clone());
             async move {
                 let view = media.view(&caller, media_id?).await.ok()??;
-                (view.status != "processing").then_some(UploadEvent::Processed(view))
+                (view.status != MediaStatus::Processing).then_some(UploadEvent::Processed(view))
             }
         };
         // Re-read the session: it may have completed between subscribing and now.

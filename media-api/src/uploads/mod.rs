@@ -98,7 +98,7 @@ impl UploadService {
         id: UploadId,
     ) -> Result<UploadRecord, UploadError> {
         match self.backends.uploads.upload(id).await? {
-            Some(u) if u.owner == owner.as_str() => Ok(u),
+            Some(u) if u.owner == *owner => Ok(u),
             _ => Err(UploadError::NotFound),
         }
     }

@@ -71,12 +71,7 @@ impl UploadService {
         let created = match self
             .backends
             .media
-            .create_media(
-                owner.as_str(),
-                file_name.as_str(),
-                &content,
-                MediaId::generate(),
-            )
+            .create_media(owner, file_name.as_str(), &content, MediaId::generate())
             .await
         {
             Ok(c) => c,

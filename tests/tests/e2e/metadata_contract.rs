@@ -7,10 +7,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use media_api::ids::{Blake3, MediaId, UploadId, now_ms};
+use media_api::ids::{Blake3, MediaId, UploadId, UserId, now_ms};
 use media_api::metadata_store::jobs::{Processed, ProcessingState};
 use media_api::metadata_store::{
-    self, ChunkRecord, NewContent, Processing, RecordOutcome, Stores, UploadRecord, UploadState,
+    self, ChunkRecord, MediaStatus, NewContent, Processing, RecordOutcome, Stores, UploadRecord,
+    UploadState,
 };
 use media_e2e::both_sets;
 use media_e2e::{BackendSet, test_settings};
@@ -24,11 +25,15 @@ async fn stores(set: BackendSet) -> (Stores, tempfile::TempDir) {
     (stores, dir)
 }
 
+fn user(name: &str) -> UserId {
+    UserId::parse(name).expect("user")
+}
+
 fn session(owner: &str, size: u64, chunk_size: u64) -> UploadRecord {
     let now = now_ms();
     UploadRecord {
         upload_id: UploadId::generate(),
-        owner: owner.into(),
+        owner: user(owner),
         file_name: "f.bin".into(),
         size,
         declared_type: None,
@@ -305,14 +310,26 @@ async fn completions_of_one_content_share_one_blob_and_one_job(set: BackendSet) 
     // Instant dedup finds only the owner's own content.
     assert!(
         s.media
-            .create_media_if_owned("ann", "again.bin", &Blake3(hash), 20, MediaId::generate())
+            .create_media_if_owned(
+                &user("ann"),
+                "again.bin",
+                &Blake3(hash),
+                20,
+                MediaId::generate()
+            )
             .await
             .expect("dedup")
             .is_some()
     );
     assert!(
         s.media
-            .create_media_if_owned("dan", "again.bin", &Blake3(hash), 20, MediaId::generate())
+            .create_media_if_owned(
+                &user("dan"),
+                "again.bin",
+                &Blake3(hash),
+                20,
+                MediaId::generate()
+            )
             .await
             .expect("dedup")
             .is_none(),
@@ -321,7 +338,7 @@ async fn completions_of_one_content_share_one_blob_and_one_job(set: BackendSet) 
     // Content that is not processed gets no job.
     s.media
         .create_media(
-            "dan",
+            &user("dan"),
             "notes.txt",
             &content([7; 32], "o/notes", Processing::Skipped),
             MediaId::generate(),
@@ -343,7 +360,7 @@ async fn jobs_are_leased_heartbeaten_retried_and_dead_after_their_attempts(set: 
     let created = s
         .media
         .create_media(
-            "eve",
+            &user("eve"),
             "p.png",
             &content([9; 32], "o/p", Processing::Pending),
             MediaId::generate(),
@@ -408,7 +425,7 @@ async fn jobs_are_leased_heartbeaten_retried_and_dead_after_their_attempts(set: 
         "{set:?}: {counts:?}"
     );
     let media = s.media.media(media_id).await.expect("media").expect("row");
-    assert_eq!(media.status, "failed", "{set:?}");
+    assert_eq!(media.status, MediaStatus::Failed, "{set:?}");
     assert_eq!(media.failure.as_deref(), Some("gave up"), "{set:?}");
 }
 
@@ -418,7 +435,7 @@ async fn concurrent_workers_never_claim_the_same_job(set: BackendSet) {
     for i in 0..24u8 {
         s.media
             .create_media(
-                "frank",
+                &user("frank"),
                 "f.png",
                 &content([i; 32], &format!("o/{i}"), Processing::Pending),
                 MediaId::generate(),

@@ -5,7 +5,7 @@
 use sqlx::{Any, Row, Transaction};
 
 use super::{BLOB_COLUMNS, SqlMetadataStore, media_with_blob, to_i64};
-use crate::ids::{Blake3, MediaId, now_ms};
+use crate::ids::{Blake3, MediaId, UserId, now_ms};
 use crate::metadata_store::{Created, MetadataError, NewContent, Processing};
 
 /// References a content in an open transaction: inserts its blob unless one
@@ -13,7 +13,7 @@ use crate::metadata_store::{Created, MetadataError, NewContent, Processing};
 pub(super) async fn reference_content(
     store: &SqlMetadataStore,
     tx: &mut Transaction<'static, Any>,
-    owner: &str,
+    owner: &UserId,
     file_name: &str,
     content: &NewContent,
     media_id: MediaId,
@@ -61,7 +61,7 @@ pub(super) async fn reference_content(
     let media = media_with_blob(
         &blob,
         media_id,
-        owner.to_owned(),
+        owner.clone(),
         content.blake3,
         file_name.to_owned(),
         now,
@@ -75,7 +75,7 @@ pub(super) async fn reference_content(
 pub(super) async fn insert_media(
     tx: &mut Transaction<'static, Any>,
     media_id: MediaId,
-    owner: &str,
+    owner: &UserId,
     blake3: &Blake3,
     file_name: &str,
     now: i64,
@@ -85,7 +85,7 @@ pub(super) async fn insert_media(
          updated_at) values ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(media_id.to_string())
-    .bind(owner)
+    .bind(owner.as_str())
     .bind(blake3.to_hex())
     .bind(file_name)
     .bind("ready")

@@ -7,14 +7,14 @@ use super::{
     BLOB_COLUMNS_OF_B, MEDIA_SELECT, SqlMetadataStore, get_u64, media_from_row, media_with_blob,
     to_i64,
 };
-use crate::ids::{Blake3, MediaId, now_ms};
+use crate::ids::{Blake3, MediaId, UserId, now_ms};
 use crate::metadata_store::{Created, MediaRecord, MediaStore, MetadataError, NewContent};
 
 #[async_trait]
 impl MediaStore for SqlMetadataStore {
     async fn create_media(
         &self,
-        owner: &str,
+        owner: &UserId,
         file_name: &str,
         content: &NewContent,
         media_id: MediaId,
@@ -40,7 +40,7 @@ impl MediaStore for SqlMetadataStore {
 
     async fn create_media_if_owned(
         &self,
-        owner: &str,
+        owner: &UserId,
         file_name: &str,
         blake3: &Blake3,
         size: u64,
@@ -61,7 +61,7 @@ impl MediaStore for SqlMetadataStore {
         ))
         .bind(blake3.to_hex())
         .bind(to_i64(size)?)
-        .bind(owner)
+        .bind(owner.as_str())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(blob) = owned else {
@@ -84,7 +84,7 @@ impl MediaStore for SqlMetadataStore {
 
     async fn list_media(
         &self,
-        owner: &str,
+        owner: &UserId,
         after: Option<(i64, MediaId)>,
         limit: u32,
     ) -> Result<Vec<MediaRecord>, MetadataError> {
@@ -99,7 +99,7 @@ impl MediaStore for SqlMetadataStore {
             }
         );
         let mut query = sqlx::query(&sql)
-            .bind(owner.to_owned())
+            .bind(owner.as_str().to_owned())
             .bind(i64::from(limit));
         if let Some((created_at, id)) = after {
             query = query.bind(created_at).bind(id.to_string());
@@ -112,13 +112,13 @@ impl MediaStore for SqlMetadataStore {
             .collect()
     }
 
-    async fn delete_media(&self, owner: &str, id: MediaId) -> Result<bool, MetadataError> {
+    async fn delete_media(&self, owner: &UserId, id: MediaId) -> Result<bool, MetadataError> {
         let mut tx = self.pool.begin().await?;
         let blake3: Option<String> = sqlx::query_scalar(
             "delete from media where media_id = $1 and owner_id = $2 returning blake3",
         )
         .bind(id.to_string())
-        .bind(owner)
+        .bind(owner.as_str())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(blake3) = blake3 else {

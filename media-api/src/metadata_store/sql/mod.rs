@@ -21,10 +21,11 @@ mod media;
 mod uploads;
 
 use super::{
-    ChunkRecord, Dialect, MediaRecord, MetadataError, MetadataStore, UploadRecord, UploadState,
+    ChunkRecord, Dialect, MediaRecord, MediaStatus, MetadataError, MetadataStore, UploadRecord,
+    UploadState,
 };
 use crate::config::Settings;
-use crate::ids::{Blake3, MediaId, UploadId};
+use crate::ids::{Blake3, MediaId, UploadId, UserId};
 
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -185,6 +186,10 @@ fn bad_id(column: &str) -> MetadataError {
     MetadataError::Query(format!("{column} is not a valid id"))
 }
 
+fn user_from_row(row: &AnyRow) -> Result<UserId, MetadataError> {
+    UserId::parse(&row.try_get::<String, _>("owner_id")?).map_err(MetadataError::Query)
+}
+
 fn upload_from_row(row: &AnyRow) -> Result<UploadRecord, MetadataError> {
     let upload_id: String = row.try_get("upload_id")?;
     let declared_blake3: Option<String> = row.try_get("declared_blake3")?;
@@ -192,7 +197,7 @@ fn upload_from_row(row: &AnyRow) -> Result<UploadRecord, MetadataError> {
     let state: String = row.try_get("state")?;
     Ok(UploadRecord {
         upload_id: UploadId::parse(&upload_id).ok_or_else(|| bad_id("upload_id"))?,
-        owner: row.try_get("owner_id")?,
+        owner: user_from_row(row)?,
         file_name: row.try_get("file_name")?,
         size: get_u64(row, "size")?,
         declared_type: row.try_get("declared_type")?,
@@ -228,7 +233,7 @@ fn media_from_row(row: &AnyRow) -> Result<MediaRecord, MetadataError> {
     media_with_blob(
         row,
         MediaId::parse(&media_id).ok_or_else(|| bad_id("media_id"))?,
-        row.try_get("owner_id")?,
+        user_from_row(row)?,
         Blake3(get_hash(row, "blake3")?),
         row.try_get("file_name")?,
         row.try_get("created_at")?,
@@ -239,7 +244,7 @@ fn media_from_row(row: &AnyRow) -> Result<MediaRecord, MetadataError> {
 fn media_with_blob(
     blob: &AnyRow,
     media_id: MediaId,
-    owner: String,
+    owner: UserId,
     blake3: Blake3,
     file_name: String,
     created_at: i64,
@@ -252,12 +257,7 @@ fn media_with_blob(
         content_type: blob.try_get("content_type")?,
         file_name,
         // Processing belongs to the content: every media of it shares the state.
-        status: match blob.try_get::<String, _>("processing")?.as_str() {
-            "ready" | "skipped" => "ready",
-            "failed" => "failed",
-            _ => "processing",
-        }
-        .to_owned(),
+        status: MediaStatus::from_processing(&blob.try_get::<String, _>("processing")?)?,
         failure: blob.try_get("processing_error")?,
         probe: blob
             .try_get::<Option<String>, _>("probe")?

@@ -22,7 +22,7 @@ impl UploadStore for SqlMetadataStore {
              values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(u.upload_id.to_string())
-        .bind(&u.owner)
+        .bind(u.owner.as_str())
         .bind(&u.file_name)
         .bind(to_i64(u.size)?)
         .bind(u.declared_type.clone())
