@@ -74,6 +74,14 @@ async fn downloads_round_trip_with_ranges_and_stable_urls(set: BackendSet) {
     assert_eq!(tail.bytes().await.expect("bytes"), &data[data.len() - 10..]);
     let past = fetch(&app, &url, Some(&format!("bytes={}-", data.len() + 5))).await;
     assert_eq!(past.status(), 416, "{set:?}");
+    if set == BackendSet::Embedded {
+        // S3 answers in its own XML; ours is a problem with the size.
+        assert_eq!(
+            header(&past, "content-range"),
+            format!("bytes */{}", data.len())
+        );
+        problem_of(past, 416, "range-not-satisfiable").await;
+    }
 
     // The same media asked again in the window: the identical URL.
     assert_eq!(location(&alice, id).await, url, "{set:?}");
@@ -236,6 +244,9 @@ async fn tampered_and_expired_urls_are_refused_by_both_stores(set: BackendSet) {
     )
     .await;
     assert_eq!(r.status(), 403, "{set:?}");
+    if set == BackendSet::Embedded {
+        problem_of(r, 403, "signature-invalid").await;
+    }
     // Waited out by the URL's own lifetime, with a margin, whatever the
     // machine's load did to the steps above.
     tokio::time::sleep_until((expired_by + Duration::from_millis(500)).into()).await;

@@ -271,8 +271,8 @@ async fn blob_store_a_replaced_part_cannot_complete_under_its_old_checksum() {
         }];
         let outcome = store.complete_multipart(&key, &upload, &stale).await;
         assert!(
-            outcome.is_err(),
-            "{set:?}: completing with a replaced part must fail"
+            matches!(outcome, Err(BlobStoreError::InvalidPart { .. })),
+            "{set:?}: completing with a replaced part must fail as an invalid part: {outcome:?}"
         );
         store.abort_multipart(&key, &upload).await.expect("abort");
         assert_eq!(store.head(&key).await.expect("head"), None, "{set:?}");

@@ -311,7 +311,11 @@ async fn bad_input_gets_its_own_code_and_records_nothing(set: BackendSet) {
         .body(reqwest::Body::wrap_stream(stream))
         .send()
         .await;
-    assert!(dropped.is_err() || dropped.is_ok_and(|r| r.status() == 400));
+    // The client gave up on its own request, so it may see no answer; if it
+    // does, the answer names the cut body.
+    if let Ok(r) = dropped {
+        problem_of(r, 400, "chunk-incomplete").await;
+    }
 
     // Nothing of the above was recorded; the dropped chunk stops counting
     // as soon as the service sees the connection go.
