@@ -2,21 +2,22 @@
 # Interleaved A/B of the service before (old) and after (new) the issue 12
 # restructure, on PostgreSQL + Redis + Garage and on the embedded default.
 set -uo pipefail
-cd /work/main
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+AB=${AB_DIR:-/tmp/ab}   # holds old/ and new/ (the two builds) and new/load
 set -a; . infra/.local/env; set +a
 export MEDIA_JWT_SECRET=ab-test-secret-long-enough-0123456789abcdef
-LOAD=/tmp/ab/new/load
+LOAD=$AB/new/load
 run() { # $1 = old|new, $2 = real|emb, $3.. = load args
     local which=$1 set=$2; shift 2
-    local dir=/tmp/ab/data-$which-$set; rm -rf "$dir"; mkdir -p "$dir"
+    local dir=$AB/data-$which-$set; rm -rf "$dir"; mkdir -p "$dir"
     local port=18090
     if [ "$set" = real ]; then
         MALLOC_ARENA_MAX=2 MEDIA_LISTEN=127.0.0.1:$port MEDIA_DATA_DIR=$dir MEDIA_GC_GRACE=1m \
-          MEDIA_JOBS__SERVE_WORKERS=0 /tmp/ab/$which/media-api serve >/dev/null 2>&1 &
+          MEDIA_JOBS__SERVE_WORKERS=0 $AB/$which/media-api serve >/dev/null 2>&1 &
     else
         env -u MEDIA_DATABASE_URL -u MEDIA_REDIS_URL -u MEDIA_BLOB_STORE -u MEDIA_CDN_BASE_URL \
           MALLOC_ARENA_MAX=2 MEDIA_LISTEN=127.0.0.1:$port MEDIA_DATA_DIR=$dir MEDIA_GC_GRACE=1m \
-          MEDIA_JOBS__SERVE_WORKERS=0 /tmp/ab/$which/media-api serve >/dev/null 2>&1 &
+          MEDIA_JOBS__SERVE_WORKERS=0 $AB/$which/media-api serve >/dev/null 2>&1 &
     fi
     local pid=$!
     for i in $(seq 100); do curl -sf http://127.0.0.1:$port/readyz >/dev/null && break; sleep 0.1; done
@@ -30,7 +31,7 @@ for round in 1 2; do
   for which in old new; do
     run $which real ingest --uploads 16 --concurrency 8 --size-mib 64 --parallel 4 --baseline-s3 s3://media/loadbench
     run $which real small --clients 32 --count 3000 --baseline-s3 s3://media/loadbench
-    run $which emb ingest --uploads 16 --concurrency 8 --size-mib 64 --parallel 4 --baseline-dir /tmp/ab/baseline
-    run $which emb small --clients 32 --count 3000 --baseline-dir /tmp/ab/baseline
+    run $which emb ingest --uploads 16 --concurrency 8 --size-mib 64 --parallel 4 --baseline-dir $AB/baseline
+    run $which emb small --clients 32 --count 3000 --baseline-dir $AB/baseline
   done
 done
