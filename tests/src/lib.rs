@@ -26,11 +26,6 @@ pub enum BackendSet {
     Real,
 }
 
-impl BackendSet {
-    /// Both sets, for tests that must show the same behaviour on each.
-    pub const ALL: [BackendSet; 2] = [BackendSet::Embedded, BackendSet::Real];
-}
-
 /// Reads a variable the real backend set needs, or fails the test saying how to get it.
 pub fn real_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {

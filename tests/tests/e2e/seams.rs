@@ -28,331 +28,315 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-async fn blob_stores() -> Vec<(BackendSet, Arc<dyn BlobStore>, tempfile::TempDir)> {
-    let mut stores = Vec::new();
-    for set in BackendSet::ALL {
-        let (settings, dir) = test_settings(set).await;
-        let (store, _) = blob_store::from_settings(&settings)
-            .await
-            .expect("blob store");
-        stores.push((set, store, dir));
-    }
-    stores
+async fn blob_store(set: BackendSet) -> (Arc<dyn BlobStore>, tempfile::TempDir) {
+    let (settings, dir) = test_settings(set).await;
+    let (store, _) = blob_store::from_settings(&settings)
+        .await
+        .expect("blob store");
+    (store, dir)
 }
 
-#[tokio::test]
-async fn blob_store_objects_and_ranges() {
-    for (set, store, _dir) in blob_stores().await {
-        store
-            .ping()
-            .await
-            .unwrap_or_else(|e| panic!("{set:?}: {e}"));
-        let key = BlobKey::generate();
-        let data = pattern(100_000, 7);
-        assert_eq!(store.head(&key).await.expect("head"), None, "{set:?}");
-        assert!(
-            matches!(store.get(&key, None).await, Err(BlobStoreError::NotFound)),
-            "{set:?}"
-        );
+both_sets!(blob_store_objects_and_ranges);
+async fn blob_store_objects_and_ranges(set: BackendSet) {
+    let (store, _dir) = blob_store(set).await;
+    store
+        .ping()
+        .await
+        .unwrap_or_else(|e| panic!("{set:?}: {e}"));
+    let key = BlobKey::generate();
+    let data = pattern(100_000, 7);
+    assert_eq!(store.head(&key).await.expect("head"), None, "{set:?}");
+    assert!(
+        matches!(store.get(&key, None).await, Err(BlobStoreError::NotFound)),
+        "{set:?}"
+    );
 
-        store
-            .put(&key, Bytes::from(data.clone()))
-            .await
-            .expect("put");
-        assert_eq!(
-            store.head(&key).await.expect("head"),
-            Some(100_000),
-            "{set:?}"
-        );
-        let whole = store.get(&key, None).await.expect("get");
-        assert_eq!((whole.len, whole.total), (100_000, 100_000), "{set:?}");
-        assert_eq!(whole.collect().await.expect("read"), data, "{set:?}");
+    store
+        .put(&key, Bytes::from(data.clone()))
+        .await
+        .expect("put");
+    assert_eq!(
+        store.head(&key).await.expect("head"),
+        Some(100_000),
+        "{set:?}"
+    );
+    let whole = store.get(&key, None).await.expect("get");
+    assert_eq!((whole.len, whole.total), (100_000, 100_000), "{set:?}");
+    assert_eq!(whole.collect().await.expect("read"), data, "{set:?}");
 
-        let range = ByteRange {
-            start: 1000,
-            end: Some(1999),
-        };
-        let part = store.get(&key, Some(range)).await.expect("range");
-        assert_eq!((part.len, part.total), (1000, 100_000), "{set:?}");
-        assert_eq!(
-            part.collect().await.expect("read"),
-            &data[1000..2000],
-            "{set:?}"
-        );
+    let range = ByteRange {
+        start: 1000,
+        end: Some(1999),
+    };
+    let part = store.get(&key, Some(range)).await.expect("range");
+    assert_eq!((part.len, part.total), (1000, 100_000), "{set:?}");
+    assert_eq!(
+        part.collect().await.expect("read"),
+        &data[1000..2000],
+        "{set:?}"
+    );
 
-        let tail = store
-            .get(
-                &key,
-                Some(ByteRange {
-                    start: 99_990,
-                    end: None,
-                }),
-            )
-            .await
-            .expect("open range");
-        assert_eq!(
-            tail.collect().await.expect("read"),
-            &data[99_990..],
-            "{set:?}"
-        );
+    let tail = store
+        .get(
+            &key,
+            Some(ByteRange {
+                start: 99_990,
+                end: None,
+            }),
+        )
+        .await
+        .expect("open range");
+    assert_eq!(
+        tail.collect().await.expect("read"),
+        &data[99_990..],
+        "{set:?}"
+    );
 
-        let past = store
-            .get(
-                &key,
-                Some(ByteRange {
-                    start: 100_000,
-                    end: None,
-                }),
-            )
-            .await;
-        assert!(
-            matches!(
-                past,
-                Err(BlobStoreError::RangeNotSatisfiable { size: 100_000 })
-            ),
-            "{set:?}: {past:?}"
-        );
+    let past = store
+        .get(
+            &key,
+            Some(ByteRange {
+                start: 100_000,
+                end: None,
+            }),
+        )
+        .await;
+    assert!(
+        matches!(
+            past,
+            Err(BlobStoreError::RangeNotSatisfiable { size: 100_000 })
+        ),
+        "{set:?}: {past:?}"
+    );
 
-        let other = BlobKey::generate();
-        store
-            .put(&other, Bytes::from_static(b"x"))
-            .await
-            .expect("put");
-        let mut listed = store.list("o/").await.expect("list");
-        listed.sort();
-        let mut expected = vec![key.as_str().to_owned(), other.as_str().to_owned()];
-        expected.sort();
-        assert_eq!(listed, expected, "{set:?}");
+    let other = BlobKey::generate();
+    store
+        .put(&other, Bytes::from_static(b"x"))
+        .await
+        .expect("put");
+    let mut listed = store.list("o/").await.expect("list");
+    listed.sort();
+    let mut expected = vec![key.as_str().to_owned(), other.as_str().to_owned()];
+    expected.sort();
+    assert_eq!(listed, expected, "{set:?}");
 
-        store.delete(&key).await.expect("delete");
-        store
-            .delete(&key)
-            .await
-            .expect("deleting a missing object succeeds");
-        assert_eq!(store.head(&key).await.expect("head"), None, "{set:?}");
-        assert_eq!(
-            store.list("o/").await.expect("list"),
-            vec![other.as_str().to_owned()]
-        );
-    }
+    store.delete(&key).await.expect("delete");
+    store
+        .delete(&key)
+        .await
+        .expect("deleting a missing object succeeds");
+    assert_eq!(store.head(&key).await.expect("head"), None, "{set:?}");
+    assert_eq!(
+        store.list("o/").await.expect("list"),
+        vec![other.as_str().to_owned()]
+    );
 }
 
-#[tokio::test]
-async fn blob_store_multipart_out_of_order_with_checksums() {
-    for (set, store, _dir) in blob_stores().await {
-        let key = BlobKey::generate();
-        let upload = store.create_multipart(&key).await.expect("create");
-        // S3 wants every part but the last to be at least 5 MiB.
-        let parts = [
-            pattern(5 * MIB, 1),
-            pattern(5 * MIB, 2),
-            pattern(123_457, 3),
-        ];
-        let mut completed = Vec::new();
-        for n in [3u32, 1, 2] {
-            let data = &parts[n as usize - 1];
-            let sha = sha256(data);
-            // In uneven frames, the way a request body arrives.
-            let mut body = PartBody::default();
-            for frame in data.chunks(700_001) {
-                body.push(Bytes::copy_from_slice(frame));
-            }
-            let etag = store
-                .upload_part(&key, &upload, n, body, sha)
-                .await
-                .unwrap_or_else(|e| panic!("{set:?}: part {n}: {e}"));
-            completed.push(CompletedPart {
-                number: n,
-                etag,
-                sha256: sha,
-            });
+both_sets!(blob_store_multipart_out_of_order_with_checksums);
+async fn blob_store_multipart_out_of_order_with_checksums(set: BackendSet) {
+    let (store, _dir) = blob_store(set).await;
+    let key = BlobKey::generate();
+    let upload = store.create_multipart(&key).await.expect("create");
+    // S3 wants every part but the last to be at least 5 MiB.
+    let parts = [
+        pattern(5 * MIB, 1),
+        pattern(5 * MIB, 2),
+        pattern(123_457, 3),
+    ];
+    let mut completed = Vec::new();
+    for n in [3u32, 1, 2] {
+        let data = &parts[n as usize - 1];
+        let sha = sha256(data);
+        // In uneven frames, the way a request body arrives.
+        let mut body = PartBody::default();
+        for frame in data.chunks(700_001) {
+            body.push(Bytes::copy_from_slice(frame));
         }
-        // Sending a part again with the same bytes is harmless.
-        let again = store
-            .upload_part(&key, &upload, 2, parts[1].clone().into(), sha256(&parts[1]))
+        let etag = store
+            .upload_part(&key, &upload, n, body, sha)
             .await
-            .expect("resend");
-        assert_eq!(again, completed[2].etag, "{set:?}: same bytes, same etag");
-
-        // A part whose bytes do not match the declared SHA-256 is refused by
-        // the store; sending it right again makes the upload whole again.
-        let wrong = store
-            .upload_part(&key, &upload, 1, parts[0].clone().into(), [0u8; 32])
-            .await;
-        assert!(
-            matches!(wrong, Err(BlobStoreError::InvalidPart { .. })),
-            "{set:?}: a bad checksum must be refused: {wrong:?}"
-        );
-        let resent = store
-            .upload_part(&key, &upload, 1, parts[0].clone().into(), sha256(&parts[0]))
-            .await
-            .expect("resend part 1");
-        assert_eq!(resent, completed[1].etag, "{set:?}");
-
-        let pending = store.list_multipart().await.expect("list");
-        assert!(
-            pending
-                .iter()
-                .any(|p| p.id == upload && p.key == key.as_str()),
-            "{set:?}"
-        );
-
-        completed.sort_by_key(|p| p.number);
-        store
-            .complete_multipart(&key, &upload, &completed)
-            .await
-            .expect("complete");
-        let whole: Vec<u8> = parts.concat();
-        let got = read_all(store.as_ref(), &key).await;
-        assert_eq!(got.len(), whole.len(), "{set:?}");
-        assert!(got == whole, "{set:?}: object is not the parts in order");
-        assert!(
-            !is_pending(store.as_ref(), &upload).await,
-            "{set:?}: completed upload still listed"
-        );
-        // The object reads like any other: its size, ranges within one part,
-        // across a part boundary, and through every part to the end.
-        assert_eq!(
-            store.head(&key).await.expect("head"),
-            Some(whole.len() as u64),
-            "{set:?}"
-        );
-        let boundary = 5 * MIB as u64;
-        for (start, end) in [
-            (10, Some(20)),
-            (boundary - 3, Some(boundary + 2)),
-            (boundary - 1, Some(boundary)),
-            (2 * boundary - 7, None),
-            (1, Some(whole.len() as u64 + 100)),
-        ] {
-            let body = store
-                .get(&key, Some(ByteRange { start, end }))
-                .await
-                .expect("range");
-            let last = end.map_or(whole.len() as u64 - 1, |e| e.min(whole.len() as u64 - 1));
-            let expected = &whole[start as usize..=last as usize];
-            assert_eq!(body.len, expected.len() as u64, "{set:?} {start}-{end:?}");
-            assert_eq!(body.total, whole.len() as u64, "{set:?}");
-            let got = body.collect().await.expect("read range");
-            assert!(got == expected, "{set:?}: range {start}-{end:?} differs");
-        }
-        let listed = store.list(key.as_str()).await.expect("list");
-        assert_eq!(listed, vec![key.as_str().to_owned()], "{set:?}");
-        store.delete(&key).await.expect("delete");
-        assert_eq!(store.head(&key).await.expect("head"), None, "{set:?}");
-        assert!(
-            matches!(store.get(&key, None).await, Err(BlobStoreError::NotFound)),
-            "{set:?}: a deleted object still reads"
-        );
-        assert!(store.list(key.as_str()).await.expect("list").is_empty());
+            .unwrap_or_else(|e| panic!("{set:?}: part {n}: {e}"));
+        completed.push(CompletedPart {
+            number: n,
+            etag,
+            sha256: sha,
+        });
     }
+    // Sending a part again with the same bytes is harmless.
+    let again = store
+        .upload_part(&key, &upload, 2, parts[1].clone().into(), sha256(&parts[1]))
+        .await
+        .expect("resend");
+    assert_eq!(again, completed[2].etag, "{set:?}: same bytes, same etag");
+
+    // A part whose bytes do not match the declared SHA-256 is refused by
+    // the store; sending it right again makes the upload whole again.
+    let wrong = store
+        .upload_part(&key, &upload, 1, parts[0].clone().into(), [0u8; 32])
+        .await;
+    assert!(
+        matches!(wrong, Err(BlobStoreError::InvalidPart { .. })),
+        "{set:?}: a bad checksum must be refused: {wrong:?}"
+    );
+    let resent = store
+        .upload_part(&key, &upload, 1, parts[0].clone().into(), sha256(&parts[0]))
+        .await
+        .expect("resend part 1");
+    assert_eq!(resent, completed[1].etag, "{set:?}");
+
+    let pending = store.list_multipart().await.expect("list");
+    assert!(
+        pending
+            .iter()
+            .any(|p| p.id == upload && p.key == key.as_str()),
+        "{set:?}"
+    );
+
+    completed.sort_by_key(|p| p.number);
+    store
+        .complete_multipart(&key, &upload, &completed)
+        .await
+        .expect("complete");
+    let whole: Vec<u8> = parts.concat();
+    let got = read_all(store.as_ref(), &key).await;
+    assert_eq!(got.len(), whole.len(), "{set:?}");
+    assert!(got == whole, "{set:?}: object is not the parts in order");
+    assert!(
+        !is_pending(store.as_ref(), &upload).await,
+        "{set:?}: completed upload still listed"
+    );
+    // The object reads like any other: its size, ranges within one part,
+    // across a part boundary, and through every part to the end.
+    assert_eq!(
+        store.head(&key).await.expect("head"),
+        Some(whole.len() as u64),
+        "{set:?}"
+    );
+    let boundary = 5 * MIB as u64;
+    for (start, end) in [
+        (10, Some(20)),
+        (boundary - 3, Some(boundary + 2)),
+        (boundary - 1, Some(boundary)),
+        (2 * boundary - 7, None),
+        (1, Some(whole.len() as u64 + 100)),
+    ] {
+        let body = store
+            .get(&key, Some(ByteRange { start, end }))
+            .await
+            .expect("range");
+        let last = end.map_or(whole.len() as u64 - 1, |e| e.min(whole.len() as u64 - 1));
+        let expected = &whole[start as usize..=last as usize];
+        assert_eq!(body.len, expected.len() as u64, "{set:?} {start}-{end:?}");
+        assert_eq!(body.total, whole.len() as u64, "{set:?}");
+        let got = body.collect().await.expect("read range");
+        assert!(got == expected, "{set:?}: range {start}-{end:?} differs");
+    }
+    let listed = store.list(key.as_str()).await.expect("list");
+    assert_eq!(listed, vec![key.as_str().to_owned()], "{set:?}");
+    store.delete(&key).await.expect("delete");
+    assert_eq!(store.head(&key).await.expect("head"), None, "{set:?}");
+    assert!(
+        matches!(store.get(&key, None).await, Err(BlobStoreError::NotFound)),
+        "{set:?}: a deleted object still reads"
+    );
+    assert!(store.list(key.as_str()).await.expect("list").is_empty());
 }
 
-#[tokio::test]
-async fn blob_store_a_replaced_part_cannot_complete_under_its_old_checksum() {
-    for (set, store, _dir) in blob_stores().await {
-        let key = BlobKey::generate();
-        let upload = store.create_multipart(&key).await.expect("create");
-        let first = pattern(1000, 1);
-        let sha_first = sha256(&first);
-        let etag_first = store
-            .upload_part(&key, &upload, 1, first.into(), sha_first)
-            .await
-            .expect("part");
-        let second = pattern(1000, 2);
-        store
-            .upload_part(&key, &upload, 1, second.clone().into(), sha256(&second))
-            .await
-            .expect("replace");
-        let stale = [CompletedPart {
-            number: 1,
-            etag: etag_first,
-            sha256: sha_first,
-        }];
-        let outcome = store.complete_multipart(&key, &upload, &stale).await;
-        assert!(
-            matches!(outcome, Err(BlobStoreError::InvalidPart { .. })),
-            "{set:?}: completing with a replaced part must fail as an invalid part: {outcome:?}"
-        );
-        store.abort_multipart(&key, &upload).await.expect("abort");
-        assert_eq!(store.head(&key).await.expect("head"), None, "{set:?}");
-    }
+both_sets!(blob_store_a_replaced_part_cannot_complete_under_its_old_checksum);
+async fn blob_store_a_replaced_part_cannot_complete_under_its_old_checksum(set: BackendSet) {
+    let (store, _dir) = blob_store(set).await;
+    let key = BlobKey::generate();
+    let upload = store.create_multipart(&key).await.expect("create");
+    let first = pattern(1000, 1);
+    let sha_first = sha256(&first);
+    let etag_first = store
+        .upload_part(&key, &upload, 1, first.into(), sha_first)
+        .await
+        .expect("part");
+    let second = pattern(1000, 2);
+    store
+        .upload_part(&key, &upload, 1, second.clone().into(), sha256(&second))
+        .await
+        .expect("replace");
+    let stale = [CompletedPart {
+        number: 1,
+        etag: etag_first,
+        sha256: sha_first,
+    }];
+    let outcome = store.complete_multipart(&key, &upload, &stale).await;
+    assert!(
+        matches!(outcome, Err(BlobStoreError::InvalidPart { .. })),
+        "{set:?}: completing with a replaced part must fail as an invalid part: {outcome:?}"
+    );
+    store.abort_multipart(&key, &upload).await.expect("abort");
+    assert_eq!(store.head(&key).await.expect("head"), None, "{set:?}");
 }
 
-#[tokio::test]
-async fn blob_store_abort_is_final_and_idempotent() {
-    for (set, store, _dir) in blob_stores().await {
-        let key = BlobKey::generate();
-        let upload = store.create_multipart(&key).await.expect("create");
-        let data = pattern(2000, 9);
-        store
-            .upload_part(&key, &upload, 1, data.clone().into(), sha256(&data))
+both_sets!(blob_store_abort_is_final_and_idempotent);
+async fn blob_store_abort_is_final_and_idempotent(set: BackendSet) {
+    let (store, _dir) = blob_store(set).await;
+    let key = BlobKey::generate();
+    let upload = store.create_multipart(&key).await.expect("create");
+    let data = pattern(2000, 9);
+    store
+        .upload_part(&key, &upload, 1, data.clone().into(), sha256(&data))
+        .await
+        .expect("part");
+    store.abort_multipart(&key, &upload).await.expect("abort");
+    store
+        .abort_multipart(&key, &upload)
+        .await
+        .expect("abort again");
+    assert!(
+        !store
+            .list_multipart()
             .await
-            .expect("part");
-        store.abort_multipart(&key, &upload).await.expect("abort");
-        store
-            .abort_multipart(&key, &upload)
-            .await
-            .expect("abort again");
-        assert!(
-            !store
-                .list_multipart()
-                .await
-                .expect("list")
-                .iter()
-                .any(|p| p.id == upload)
-        );
-        let late = store
-            .upload_part(&key, &upload, 2, data.clone().into(), sha256(&data))
-            .await;
-        assert!(
-            matches!(late, Err(BlobStoreError::NoSuchUpload)),
-            "{set:?}: a part after abort must find no upload: {late:?}"
-        );
-        assert_eq!(store.head(&key).await.expect("head"), None, "{set:?}");
-    }
+            .expect("list")
+            .iter()
+            .any(|p| p.id == upload)
+    );
+    let late = store
+        .upload_part(&key, &upload, 2, data.clone().into(), sha256(&data))
+        .await;
+    assert!(
+        matches!(late, Err(BlobStoreError::NoSuchUpload)),
+        "{set:?}: a part after abort must find no upload: {late:?}"
+    );
+    assert_eq!(store.head(&key).await.expect("head"), None, "{set:?}");
 }
 
-async fn progress_buses() -> Vec<(BackendSet, Arc<dyn ProgressBus>)> {
-    let mut buses = Vec::new();
-    for set in BackendSet::ALL {
-        let (settings, _dir) = test_settings(set).await;
-        buses.push((
-            set,
-            progress_bus::from_settings(&settings).await.expect("bus"),
-        ));
-    }
-    buses
+async fn progress_bus(set: BackendSet) -> Arc<dyn ProgressBus> {
+    let (settings, _dir) = test_settings(set).await;
+    progress_bus::from_settings(&settings).await.expect("bus")
 }
 
-#[tokio::test]
-async fn progress_bus_fans_out_to_every_subscriber_of_a_topic_only() {
-    for (set, bus) in progress_buses().await {
-        bus.ping().await.unwrap_or_else(|e| panic!("{set:?}: {e}"));
-        let mut a = bus.subscribe("upload-1").await.expect("subscribe");
-        let mut b = bus.subscribe("upload-1").await.expect("subscribe");
-        let mut other = bus.subscribe("upload-2").await.expect("subscribe");
-        let event = Event {
-            kind: media_api::progress_bus::EventKind::Chunk,
-            data: serde_json::json!({"chunk": 3, "received_bytes": 42}),
-        };
-        bus.publish("upload-1", &event).await.expect("publish");
-        for sub in [&mut a, &mut b] {
-            let got = tokio::time::timeout(Duration::from_secs(5), sub.next())
-                .await
-                .unwrap_or_else(|_| panic!("{set:?}: no event within 5 s"));
-            assert_eq!(got, Some(event.clone()), "{set:?}");
-        }
-        let nothing = tokio::time::timeout(Duration::from_millis(300), other.next()).await;
-        assert!(
-            nothing.is_err(),
-            "{set:?}: another topic's subscriber got {nothing:?}"
-        );
-        // Publishing with nobody listening is fine.
-        bus.publish("nobody", &event)
+both_sets!(progress_bus_fans_out_to_every_subscriber_of_a_topic_only);
+async fn progress_bus_fans_out_to_every_subscriber_of_a_topic_only(set: BackendSet) {
+    let bus = progress_bus(set).await;
+    bus.ping().await.unwrap_or_else(|e| panic!("{set:?}: {e}"));
+    let mut a = bus.subscribe("upload-1").await.expect("subscribe");
+    let mut b = bus.subscribe("upload-1").await.expect("subscribe");
+    let mut other = bus.subscribe("upload-2").await.expect("subscribe");
+    let event = Event {
+        kind: media_api::progress_bus::EventKind::Chunk,
+        data: serde_json::json!({"chunk": 3, "received_bytes": 42}),
+    };
+    bus.publish("upload-1", &event).await.expect("publish");
+    for sub in [&mut a, &mut b] {
+        let got = tokio::time::timeout(Duration::from_secs(5), sub.next())
             .await
-            .expect("publish to no one");
+            .unwrap_or_else(|_| panic!("{set:?}: no event within 5 s"));
+        assert_eq!(got, Some(event.clone()), "{set:?}");
     }
+    let nothing = tokio::time::timeout(Duration::from_millis(300), other.next()).await;
+    assert!(
+        nothing.is_err(),
+        "{set:?}: another topic's subscriber got {nothing:?}"
+    );
+    // Publishing with nobody listening is fine.
+    bus.publish("nobody", &event)
+        .await
+        .expect("publish to no one");
 }
 
 both_sets!(metadata_store_connects_and_migrates_on_both_databases);

@@ -167,8 +167,8 @@ fn reference_frame(source: &Path) -> image::DynamicImage {
     image::open(&out).expect("reference frame")
 }
 
-#[tokio::test]
-async fn videos_get_a_poster_a_thumb_and_a_faststart_h264_mp4() {
+both_sets!(videos_get_a_poster_a_thumb_and_a_faststart_h264_mp4);
+async fn videos_get_a_poster_a_thumb_and_a_faststart_h264_mp4(set: BackendSet) {
     // (name, file, upright size, source codecs)
     let cases = [
         ("movie.mp4", movie(), (1920, 1080), ("h264", "aac")),
@@ -180,187 +180,181 @@ async fn videos_get_a_poster_a_thumb_and_a_faststart_h264_mp4() {
         ),
         ("clip.webm", webm(), (1280, 720), ("vp8", "opus")),
     ];
-    for set in BackendSet::ALL {
-        let app = spawn(set).await;
-        let alice = app.user("alice");
-        let mut ids = Vec::new();
-        for (name, path, ..) in &cases {
-            let bytes = std::fs::read(path).expect("fixture");
-            let done = alice.upload(name, &bytes).await;
-            ids.push(done["media_id"].as_str().expect("id").to_owned());
-        }
-        for ((name, path, (w, h), (vcodec, acodec)), id) in cases.iter().zip(&ids) {
-            let source = ffprobe(path);
-            let source_s: f64 = source["format"]["duration"]
-                .as_str()
-                .and_then(|d| d.parse().ok())
-                .expect("source duration");
-            let media = settled(&alice, id).await;
-            assert_eq!(media["status"], "ready", "{set:?} {name}: {media}");
-            assert_eq!(
-                (media["width"].as_u64(), media["height"].as_u64()),
-                (Some(*w), Some(*h)),
-                "{set:?} {name}: upright size"
-            );
-            assert_eq!(media["video_codec"], *vcodec, "{set:?} {name}");
-            assert_eq!(media["audio_codec"], *acodec, "{set:?} {name}");
-            let duration_ms = media["duration_ms"].as_u64().expect("duration");
-            assert!(
-                (duration_ms as f64 - source_s * 1000.0).abs() < 100.0,
-                "{set:?} {name}: {duration_ms} ms vs {source_s} s"
-            );
-
-            // Poster and thumbnail: upright WebP stills inside their boxes.
-            let portrait = h > w;
-            let poster = find_variant(&media, "poster");
-            let thumb = find_variant(&media, "thumb");
-            assert_eq!(poster["content_type"], "image/webp");
-            assert!(
-                poster["width"].as_u64() <= Some(1280) && poster["height"].as_u64() <= Some(1280)
-            );
-            assert_eq!(
-                thumb["width"].as_u64().max(thumb["height"].as_u64()),
-                Some(320)
-            );
-            let (_, poster_bytes) = variant_of(&alice, id, "poster").await;
-            let poster_img = image::load_from_memory(&poster_bytes).expect("poster decodes");
-            assert_eq!(
-                poster_img.height() > poster_img.width(),
-                portrait,
-                "{set:?} {name}: poster orientation"
-            );
-            // The same picture `ffmpeg` shows at 1 s, turned the same way.
-            let reference = reference_frame(path);
-            let distance = picture_distance(&poster_img, &reference);
-            let turned = picture_distance(&poster_img, &reference.rotate180());
-            // The transcode's frame at 1 s, turned the same way too.
-            let (_, mp4_bytes) = variant_of(&alice, id, "h264_720p").await;
-            let dir = tempfile::tempdir().expect("tempdir");
-            let file = dir.path().join("out.mp4");
-            std::fs::write(&file, &mp4_bytes).expect("write");
-            let played = reference_frame(&file);
-            let played_distance = picture_distance(&played, &reference);
-            let played_turned = picture_distance(&played, &reference.rotate180());
-            eprintln!(
-                "{name}: poster {distance:.1} grey levels off ffmpeg's frame ({turned:.1} off it turned over), \
-                 transcode {played_distance:.1} ({played_turned:.1})"
-            );
-            assert!(
-                distance < 12.0 && distance * 3.0 < turned,
-                "{set:?} {name}: poster is {distance} grey levels off ffmpeg's frame ({turned} turned over)"
-            );
-            assert!(
-                played_distance < 12.0 && played_distance * 3.0 < played_turned,
-                "{set:?} {name}: the transcode is {played_distance} grey levels off ffmpeg's frame ({played_turned} turned over)"
-            );
-            let (_, thumb_bytes) = variant_of(&alice, id, "thumb").await;
-            let thumb_img = image::load_from_memory(&thumb_bytes).expect("thumb decodes");
-            assert!(
-                picture_distance(&thumb_img, &reference) < 14.0,
-                "{set:?} {name}: thumb"
-            );
-
-            // The MP4: H.264 + AAC, inside 1280×720 (turned with the video),
-            // the source's length, and the index before the data.
-            let mp4 = find_variant(&media, "h264_720p");
-            assert_eq!(mp4["content_type"], "video/mp4");
-            let (content_type, _) = variant_of(&alice, id, "h264_720p").await;
-            assert_eq!(content_type, "video/mp4");
-            assert_eq!(mp4["size"].as_u64(), Some(mp4_bytes.len() as u64));
-            let probe = ffprobe(&file);
-            let streams = probe["streams"].as_array().expect("streams");
-            let video = streams
-                .iter()
-                .find(|s| s["codec_type"] == "video")
-                .expect("video stream");
-            let audio = streams
-                .iter()
-                .find(|s| s["codec_type"] == "audio")
-                .expect("audio stream");
-            assert_eq!(video["codec_name"], "h264", "{set:?} {name}");
-            assert_eq!(audio["codec_name"], "aac", "{set:?} {name}");
-            let (vw, vh) = (
-                video["width"].as_u64().expect("w"),
-                video["height"].as_u64().expect("h"),
-            );
-            let (long, short) = (vw.max(vh), vw.min(vh));
-            assert!(long <= 1280 && short <= 720, "{set:?} {name}: {vw}x{vh}");
-            assert_eq!((vw % 2, vh % 2), (0, 0), "even dimensions");
-            assert_eq!(vh > vw, portrait, "{set:?} {name}: {vw}x{vh} turned wrong");
-            assert!(
-                video["side_data_list"].is_null(),
-                "{set:?} {name}: a rotation flag is left: {video}"
-            );
-            assert_eq!(
-                (mp4["width"].as_u64(), mp4["height"].as_u64()),
-                (Some(vw), Some(vh))
-            );
-            let out_s: f64 = probe["format"]["duration"]
-                .as_str()
-                .and_then(|d| d.parse().ok())
-                .expect("duration");
-            assert!(
-                (out_s - source_s).abs() < 0.15,
-                "{set:?} {name}: {out_s} s vs {source_s} s"
-            );
-            let boxes: Vec<String> = top_level_boxes(&mp4_bytes)
-                .into_iter()
-                .map(|(_, _, k)| k)
-                .collect();
-            let moov = boxes.iter().position(|k| k == "moov").expect("moov");
-            let mdat = boxes.iter().position(|k| k == "mdat").expect("mdat");
-            assert!(moov < mdat, "{set:?} {name}: not faststart: {boxes:?}");
-        }
-        app.stop().await;
+    let app = spawn(set).await;
+    let alice = app.user("alice");
+    let mut ids = Vec::new();
+    for (name, path, ..) in &cases {
+        let bytes = std::fs::read(path).expect("fixture");
+        let done = alice.upload(name, &bytes).await;
+        ids.push(done["media_id"].as_str().expect("id").to_owned());
     }
-}
-
-#[tokio::test]
-async fn a_voice_note_gets_a_compact_opus_transcode() {
-    let path = voice_note();
-    let original = std::fs::read(&path).expect("fixture");
-    for set in BackendSet::ALL {
-        let app = spawn(set).await;
-        let alice = app.user("alice");
-        let done = alice.upload("voice.m4a", &original).await;
-        let id = done["media_id"].as_str().expect("id");
+    for ((name, path, (w, h), (vcodec, acodec)), id) in cases.iter().zip(&ids) {
+        let source = ffprobe(path);
+        let source_s: f64 = source["format"]["duration"]
+            .as_str()
+            .and_then(|d| d.parse().ok())
+            .expect("source duration");
         let media = settled(&alice, id).await;
-        assert_eq!(media["status"], "ready", "{set:?}: {media}");
-        assert_eq!(media["audio_codec"], "aac");
-        assert!(media["video_codec"].is_null());
+        assert_eq!(media["status"], "ready", "{set:?} {name}: {media}");
+        assert_eq!(
+            (media["width"].as_u64(), media["height"].as_u64()),
+            (Some(*w), Some(*h)),
+            "{set:?} {name}: upright size"
+        );
+        assert_eq!(media["video_codec"], *vcodec, "{set:?} {name}");
+        assert_eq!(media["audio_codec"], *acodec, "{set:?} {name}");
         let duration_ms = media["duration_ms"].as_u64().expect("duration");
         assert!(
-            (6900..=7100).contains(&duration_ms),
-            "{set:?}: {duration_ms}"
+            (duration_ms as f64 - source_s * 1000.0).abs() < 100.0,
+            "{set:?} {name}: {duration_ms} ms vs {source_s} s"
         );
-        let variants = media["variants"].as_array().expect("variants");
-        assert_eq!(variants.len(), 1, "{set:?}: audio has one variant: {media}");
-        let opus = find_variant(&media, "opus");
-        assert_eq!(opus["content_type"], "audio/ogg");
-        let (content_type, bytes) = variant_of(&alice, id, "opus").await;
-        assert_eq!(content_type, "audio/ogg");
-        assert!(
-            bytes.len() * 2 < original.len(),
-            "{set:?}: {} bytes is not compact next to {}",
-            bytes.len(),
-            original.len()
+
+        // Poster and thumbnail: upright WebP stills inside their boxes.
+        let portrait = h > w;
+        let poster = find_variant(&media, "poster");
+        let thumb = find_variant(&media, "thumb");
+        assert_eq!(poster["content_type"], "image/webp");
+        assert!(poster["width"].as_u64() <= Some(1280) && poster["height"].as_u64() <= Some(1280));
+        assert_eq!(
+            thumb["width"].as_u64().max(thumb["height"].as_u64()),
+            Some(320)
         );
+        let (_, poster_bytes) = variant_of(&alice, id, "poster").await;
+        let poster_img = image::load_from_memory(&poster_bytes).expect("poster decodes");
+        assert_eq!(
+            poster_img.height() > poster_img.width(),
+            portrait,
+            "{set:?} {name}: poster orientation"
+        );
+        // The same picture `ffmpeg` shows at 1 s, turned the same way.
+        let reference = reference_frame(path);
+        let distance = picture_distance(&poster_img, &reference);
+        let turned = picture_distance(&poster_img, &reference.rotate180());
+        // The transcode's frame at 1 s, turned the same way too.
+        let (_, mp4_bytes) = variant_of(&alice, id, "h264_720p").await;
         let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("voice.ogg");
-        std::fs::write(&file, &bytes).expect("write");
+        let file = dir.path().join("out.mp4");
+        std::fs::write(&file, &mp4_bytes).expect("write");
+        let played = reference_frame(&file);
+        let played_distance = picture_distance(&played, &reference);
+        let played_turned = picture_distance(&played, &reference.rotate180());
+        eprintln!(
+            "{name}: poster {distance:.1} grey levels off ffmpeg's frame ({turned:.1} off it turned over), \
+             transcode {played_distance:.1} ({played_turned:.1})"
+        );
+        assert!(
+            distance < 12.0 && distance * 3.0 < turned,
+            "{set:?} {name}: poster is {distance} grey levels off ffmpeg's frame ({turned} turned over)"
+        );
+        assert!(
+            played_distance < 12.0 && played_distance * 3.0 < played_turned,
+            "{set:?} {name}: the transcode is {played_distance} grey levels off ffmpeg's frame ({played_turned} turned over)"
+        );
+        let (_, thumb_bytes) = variant_of(&alice, id, "thumb").await;
+        let thumb_img = image::load_from_memory(&thumb_bytes).expect("thumb decodes");
+        assert!(
+            picture_distance(&thumb_img, &reference) < 14.0,
+            "{set:?} {name}: thumb"
+        );
+
+        // The MP4: H.264 + AAC, inside 1280×720 (turned with the video),
+        // the source's length, and the index before the data.
+        let mp4 = find_variant(&media, "h264_720p");
+        assert_eq!(mp4["content_type"], "video/mp4");
+        let (content_type, _) = variant_of(&alice, id, "h264_720p").await;
+        assert_eq!(content_type, "video/mp4");
+        assert_eq!(mp4["size"].as_u64(), Some(mp4_bytes.len() as u64));
         let probe = ffprobe(&file);
-        let stream = &probe["streams"][0];
-        assert_eq!(stream["codec_name"], "opus");
-        assert_eq!(stream["channels"], 1);
-        let seconds: f64 = probe["format"]["duration"]
+        let streams = probe["streams"].as_array().expect("streams");
+        let video = streams
+            .iter()
+            .find(|s| s["codec_type"] == "video")
+            .expect("video stream");
+        let audio = streams
+            .iter()
+            .find(|s| s["codec_type"] == "audio")
+            .expect("audio stream");
+        assert_eq!(video["codec_name"], "h264", "{set:?} {name}");
+        assert_eq!(audio["codec_name"], "aac", "{set:?} {name}");
+        let (vw, vh) = (
+            video["width"].as_u64().expect("w"),
+            video["height"].as_u64().expect("h"),
+        );
+        let (long, short) = (vw.max(vh), vw.min(vh));
+        assert!(long <= 1280 && short <= 720, "{set:?} {name}: {vw}x{vh}");
+        assert_eq!((vw % 2, vh % 2), (0, 0), "even dimensions");
+        assert_eq!(vh > vw, portrait, "{set:?} {name}: {vw}x{vh} turned wrong");
+        assert!(
+            video["side_data_list"].is_null(),
+            "{set:?} {name}: a rotation flag is left: {video}"
+        );
+        assert_eq!(
+            (mp4["width"].as_u64(), mp4["height"].as_u64()),
+            (Some(vw), Some(vh))
+        );
+        let out_s: f64 = probe["format"]["duration"]
             .as_str()
             .and_then(|d| d.parse().ok())
             .expect("duration");
-        assert!((seconds - 7.0).abs() < 0.1, "{set:?}: {seconds} s");
-        assert_eq!(
-            opus["duration_ms"].as_u64().map(|ms| ms / 100),
-            Some((seconds * 10.0) as u64)
+        assert!(
+            (out_s - source_s).abs() < 0.15,
+            "{set:?} {name}: {out_s} s vs {source_s} s"
         );
-        app.stop().await;
+        let boxes: Vec<String> = top_level_boxes(&mp4_bytes)
+            .into_iter()
+            .map(|(_, _, k)| k)
+            .collect();
+        let moov = boxes.iter().position(|k| k == "moov").expect("moov");
+        let mdat = boxes.iter().position(|k| k == "mdat").expect("mdat");
+        assert!(moov < mdat, "{set:?} {name}: not faststart: {boxes:?}");
     }
+    app.stop().await;
+}
+
+both_sets!(a_voice_note_gets_a_compact_opus_transcode);
+async fn a_voice_note_gets_a_compact_opus_transcode(set: BackendSet) {
+    let path = voice_note();
+    let original = std::fs::read(&path).expect("fixture");
+    let app = spawn(set).await;
+    let alice = app.user("alice");
+    let done = alice.upload("voice.m4a", &original).await;
+    let id = done["media_id"].as_str().expect("id");
+    let media = settled(&alice, id).await;
+    assert_eq!(media["status"], "ready", "{set:?}: {media}");
+    assert_eq!(media["audio_codec"], "aac");
+    assert!(media["video_codec"].is_null());
+    let duration_ms = media["duration_ms"].as_u64().expect("duration");
+    assert!(
+        (6900..=7100).contains(&duration_ms),
+        "{set:?}: {duration_ms}"
+    );
+    let variants = media["variants"].as_array().expect("variants");
+    assert_eq!(variants.len(), 1, "{set:?}: audio has one variant: {media}");
+    let opus = find_variant(&media, "opus");
+    assert_eq!(opus["content_type"], "audio/ogg");
+    let (content_type, bytes) = variant_of(&alice, id, "opus").await;
+    assert_eq!(content_type, "audio/ogg");
+    assert!(
+        bytes.len() * 2 < original.len(),
+        "{set:?}: {} bytes is not compact next to {}",
+        bytes.len(),
+        original.len()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("voice.ogg");
+    std::fs::write(&file, &bytes).expect("write");
+    let probe = ffprobe(&file);
+    let stream = &probe["streams"][0];
+    assert_eq!(stream["codec_name"], "opus");
+    assert_eq!(stream["channels"], 1);
+    let seconds: f64 = probe["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .expect("duration");
+    assert!((seconds - 7.0).abs() < 0.1, "{set:?}: {seconds} s");
+    assert_eq!(
+        opus["duration_ms"].as_u64().map(|ms| ms / 100),
+        Some((seconds * 10.0) as u64)
+    );
+    app.stop().await;
 }

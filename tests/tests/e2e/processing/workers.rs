@@ -161,90 +161,86 @@ async fn a_worker_killed_mid_transcode_is_replaced_and_the_variant_made_once(set
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_upload_event_stream_ends_with_the_processed_media() {
+both_sets!(the_upload_event_stream_ends_with_the_processed_media);
+async fn the_upload_event_stream_ends_with_the_processed_media(set: BackendSet) {
     use futures_util::StreamExt;
-    for set in BackendSet::ALL {
-        let app = spawn(set).await;
-        let alice = app.user("alice");
-        let png = good_png(3);
-        let session = alice.open("live.png", png.len()).await;
-        let id = session["upload_id"].as_str().expect("id").to_owned();
-        let stream = alice.get(&format!("/v1/uploads/{id}/events")).await;
-        assert_eq!(stream.status(), 200);
-        let reader = tokio::spawn(async move {
-            let mut text = String::new();
-            let mut body = stream.bytes_stream();
-            // The stream ends by itself after `processed`.
-            while let Ok(Some(Ok(piece))) =
-                tokio::time::timeout(Duration::from_secs(60), body.next()).await
-            {
-                text.push_str(&String::from_utf8_lossy(&piece));
-            }
-            text
-        });
-        let chunk = session["chunk_size"].as_u64().expect("chunk size") as usize;
-        let total = session["total_chunks"].as_u64().expect("total") as usize;
-        let order: Vec<usize> = (1..=total).collect();
-        alice.send_chunks(&id, &png, chunk, &order, 2).await;
-        let done = json_of(alice.complete(&id).await, 200).await;
-        let text = reader.await.expect("reader");
-        let completed = text
-            .find("event: completed")
-            .unwrap_or_else(|| panic!("{set:?}: {text}"));
-        let processed = text
-            .find("event: processed")
-            .unwrap_or_else(|| panic!("{set:?}: {text}"));
-        assert!(completed < processed, "{set:?}: {text}");
-        let last = text[processed..]
-            .lines()
-            .find_map(|l| l.strip_prefix("data: "))
-            .expect("processed data");
-        let media: Value = serde_json::from_str(last).expect("JSON");
-        assert_eq!(media["media_id"], done["media_id"]);
-        assert_eq!(media["status"], "ready", "{set:?}: {media}");
-        assert!(find_variant(&media, "thumb")["width"].as_u64().is_some());
-        app.stop().await;
-    }
+    let app = spawn(set).await;
+    let alice = app.user("alice");
+    let png = good_png(3);
+    let session = alice.open("live.png", png.len()).await;
+    let id = session["upload_id"].as_str().expect("id").to_owned();
+    let stream = alice.get(&format!("/v1/uploads/{id}/events")).await;
+    assert_eq!(stream.status(), 200);
+    let reader = tokio::spawn(async move {
+        let mut text = String::new();
+        let mut body = stream.bytes_stream();
+        // The stream ends by itself after `processed`.
+        while let Ok(Some(Ok(piece))) =
+            tokio::time::timeout(Duration::from_secs(60), body.next()).await
+        {
+            text.push_str(&String::from_utf8_lossy(&piece));
+        }
+        text
+    });
+    let chunk = session["chunk_size"].as_u64().expect("chunk size") as usize;
+    let total = session["total_chunks"].as_u64().expect("total") as usize;
+    let order: Vec<usize> = (1..=total).collect();
+    alice.send_chunks(&id, &png, chunk, &order, 2).await;
+    let done = json_of(alice.complete(&id).await, 200).await;
+    let text = reader.await.expect("reader");
+    let completed = text
+        .find("event: completed")
+        .unwrap_or_else(|| panic!("{set:?}: {text}"));
+    let processed = text
+        .find("event: processed")
+        .unwrap_or_else(|| panic!("{set:?}: {text}"));
+    assert!(completed < processed, "{set:?}: {text}");
+    let last = text[processed..]
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("processed data");
+    let media: Value = serde_json::from_str(last).expect("JSON");
+    assert_eq!(media["media_id"], done["media_id"]);
+    assert_eq!(media["status"], "ready", "{set:?}: {media}");
+    assert!(find_variant(&media, "thumb")["width"].as_u64().is_some());
+    app.stop().await;
 }
 
-#[tokio::test]
-async fn live_uploads_are_processed_before_batch_work() {
+both_sets!(live_uploads_are_processed_before_batch_work);
+async fn live_uploads_are_processed_before_batch_work(set: BackendSet) {
     use media_api::metadata_store::jobs::{BATCH_PRIORITY, LIVE_PRIORITY};
-    for set in BackendSet::ALL {
-        let (mut settings, dir) = test_settings(set).await;
-        // No workers: the test claims by hand to see the order.
-        settings.jobs.serve_workers = Some(0);
-        let app = TestApp::spawn_with(set, settings, dir).await;
-        let alice = app.user("alice");
-        let jobs = app.state.backends.jobs.clone();
-        let first = post(&alice, "a.png", "image/png", good_png(10)).await;
-        let a = media_api::ids::Blake3::parse(first["blake3"].as_str().expect("blake3"))
-            .expect("blake3");
-        // Presets changed: an operator queues `a` again, before `b` arrives.
-        jobs.reprocess(&a, BATCH_PRIORITY).await.expect("reprocess");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let second = post(&alice, "b.png", "image/png", good_png(11)).await;
-        let mut order = Vec::new();
-        while let Some(job) = jobs
-            .claim("test-worker", Duration::from_secs(60))
-            .await
-            .expect("claim")
-        {
-            order.push((job.blake3.to_hex(), job.priority));
-        }
-        let b = second["blake3"].as_str().expect("blake3").to_owned();
-        assert_eq!(
-            order,
-            vec![
-                (a.to_hex(), LIVE_PRIORITY),
-                (b, LIVE_PRIORITY),
-                (a.to_hex(), BATCH_PRIORITY)
-            ],
-            "{set:?}"
-        );
-        app.stop().await;
+    let (mut settings, dir) = test_settings(set).await;
+    // No workers: the test claims by hand to see the order.
+    settings.jobs.serve_workers = Some(0);
+    let app = TestApp::spawn_with(set, settings, dir).await;
+    let alice = app.user("alice");
+    let jobs = app.state.backends.jobs.clone();
+    let first = post(&alice, "a.png", "image/png", good_png(10)).await;
+    let a =
+        media_api::ids::Blake3::parse(first["blake3"].as_str().expect("blake3")).expect("blake3");
+    // Presets changed: an operator queues `a` again, before `b` arrives.
+    jobs.reprocess(&a, BATCH_PRIORITY).await.expect("reprocess");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = post(&alice, "b.png", "image/png", good_png(11)).await;
+    let mut order = Vec::new();
+    while let Some(job) = jobs
+        .claim("test-worker", Duration::from_secs(60))
+        .await
+        .expect("claim")
+    {
+        order.push((job.blake3.to_hex(), job.priority));
     }
+    let b = second["blake3"].as_str().expect("blake3").to_owned();
+    assert_eq!(
+        order,
+        vec![
+            (a.to_hex(), LIVE_PRIORITY),
+            (b, LIVE_PRIORITY),
+            (a.to_hex(), BATCH_PRIORITY)
+        ],
+        "{set:?}"
+    );
+    app.stop().await;
 }
 
 both_sets!(idle_workers_wake_when_work_arrives_rather_than_polling);
