@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::blob_store::{self, BlobStore};
 use crate::config::Settings;
+use crate::metadata_store::jobs::JobState;
 use crate::metadata_store::{self, GcStore, JobQueue, MediaStore, MetadataStore, UploadStore};
 use crate::progress_bus::{self, ProgressBus};
 
@@ -91,7 +92,7 @@ impl Backends {
 
     /// How many processing jobs are in each state (`queued`, `running`,
     /// `done`, `dead`); `None` when the store does not answer in time.
-    pub async fn job_counts(&self) -> Option<Vec<(String, u64)>> {
+    pub async fn job_counts(&self) -> Option<Vec<(JobState, u64)>> {
         tokio::time::timeout(PROBE_TIMEOUT, self.jobs.counts())
             .await
             .ok()?

@@ -153,6 +153,35 @@ impl fmt::Display for UserId {
     }
 }
 
+/// A chunk's number as the path gives it: a whole number. Whether it names
+/// a chunk of the session (1 to its last) is the session's to say, by
+/// [`ChunkNumber::within`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkNumber(u64);
+
+impl ChunkNumber {
+    /// Accepts the decimal digits of a number that fits 64 bits; the error
+    /// names what was sent (its first 32 characters).
+    pub fn parse(value: &str) -> Result<Self, String> {
+        value
+            .parse()
+            .map(Self)
+            .map_err(|_| value.chars().take(32).collect())
+    }
+
+    /// The number as sent.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The 1-based chunk of a session of `total` chunks, if it is one.
+    pub fn within(self, total: u32) -> Option<u32> {
+        u32::try_from(self.0)
+            .ok()
+            .filter(|n| (1..=total).contains(n))
+    }
+}
+
 /// Milliseconds since the Unix epoch: the one time type of the metadata store.
 pub fn now_ms() -> i64 {
     let now = std::time::SystemTime::now()
@@ -176,6 +205,24 @@ pub fn rfc3339(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunk_numbers_at_their_edges() {
+        let within = |v: &str| ChunkNumber::parse(v).map(|n| n.within(3));
+        assert_eq!(within("1"), Ok(Some(1)));
+        assert_eq!(within("3"), Ok(Some(3)));
+        assert_eq!(within("0"), Ok(None));
+        assert_eq!(within("4"), Ok(None));
+        assert_eq!(within("4294967297"), Ok(None));
+        assert_eq!(within("x"), Err("x".to_owned()));
+        assert_eq!(within("-1"), Err("-1".to_owned()));
+        assert!(within("99999999999999999999999").is_err());
+        assert_eq!(
+            ChunkNumber::parse(&"9".repeat(40)).unwrap_err().len(),
+            32,
+            "the error quotes at most 32 characters"
+        );
+    }
 
     #[test]
     fn user_ids_are_bounded() {

@@ -41,7 +41,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     });
     if let Some(counts) = state.backends.job_counts().await {
         for (job_state, n) in counts {
-            processing[job_state] = Value::from(n);
+            processing[job_state.as_str()] = Value::from(n);
         }
     }
     if down.is_empty() {

@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::problem::{ApiError, Json, Path};
 use super::state::AppState;
 use crate::auth::Caller;
-use crate::ids::UploadId;
+use crate::ids::{ChunkNumber, UploadId};
 use crate::uploads::chunk_hash::parse_content_digest;
 use crate::uploads::{ChunkPut, CreateUpload, Opened, UploadError, events};
 
@@ -126,7 +126,7 @@ async fn put_chunk(
         }
     };
     let put = ChunkPut {
-        number: n,
+        number: ChunkNumber::parse(&n).map_err(UploadError::InvalidChunkNumber)?,
         content_length,
         sha256,
     };

@@ -22,6 +22,42 @@ pub const LIVE_PRIORITY: i64 = 0;
 /// Priority of batch reprocessing: it runs when no live upload waits.
 pub const BATCH_PRIORITY: i64 = 100;
 
+/// Where a job is in its life (`jobs.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum JobState {
+    /// Waiting to be claimed (at `run_after`).
+    Queued,
+    /// Claimed by a worker holding a lease.
+    Running,
+    /// Finished; its results are recorded.
+    Done,
+    /// Failed `max_attempts` times, or refused: its content is `failed`.
+    Dead,
+}
+
+impl JobState {
+    /// Every state, in the order of a job's life.
+    pub const ALL: [JobState; 4] = [Self::Queued, Self::Running, Self::Done, Self::Dead];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Dead => "dead",
+        }
+    }
+
+    /// Reads the stored name.
+    pub fn parse(value: &str) -> Result<Self, MetadataError> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str() == value)
+            .ok_or_else(|| MetadataError::Query(format!("unknown job state {value:?}")))
+    }
+}
+
 /// A claimed job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
@@ -152,7 +188,7 @@ pub trait JobQueue: Send + Sync + 'static {
     async fn variants(&self, blake3: &Blake3) -> Result<Vec<VariantRecord>, MetadataError>;
 
     /// How many jobs are in each state.
-    async fn counts(&self) -> Result<Vec<(String, u64)>, MetadataError>;
+    async fn counts(&self) -> Result<Vec<(JobState, u64)>, MetadataError>;
 
     /// Resolves when work may have arrived (a notification on PostgreSQL, an
     /// in-process signal on SQLite) or after `timeout`, whichever is first.

@@ -10,6 +10,7 @@ use super::child::render_program;
 use super::worker::Worker;
 use crate::backends::Backends;
 use crate::config::Settings;
+use crate::metadata_store::jobs::JobState;
 
 /// Runs `workers` workers until `stop` is cancelled, then lets running jobs
 /// finish for up to the shutdown grace period.
@@ -73,12 +74,12 @@ fn hostname() -> String {
 async fn report_queue_depth(backends: Backends, stop: CancellationToken) {
     loop {
         if let Ok(counts) = backends.jobs.counts().await {
-            for state in ["queued", "running", "done", "dead"] {
+            for state in JobState::ALL {
                 let n = counts
                     .iter()
-                    .find(|(s, _)| s == state)
+                    .find(|(s, _)| *s == state)
                     .map_or(0, |(_, n)| *n);
-                metrics::gauge!("jobs", "state" => state).set(n as f64);
+                metrics::gauge!("jobs", "state" => state.as_str()).set(n as f64);
             }
         }
         tokio::select! {

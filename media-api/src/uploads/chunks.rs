@@ -31,7 +31,13 @@ impl UploadService {
         E: std::fmt::Display,
     {
         let upload = self.owned(owner, id).await?;
-        let number = parse_chunk_number(&put.number, upload.total_chunks)?;
+        let number =
+            put.number
+                .within(upload.total_chunks)
+                .ok_or(UploadError::ChunkOutOfRange {
+                    number: put.number.get(),
+                    total: upload.total_chunks,
+                })?;
         match upload.state {
             UploadState::Aborted => return Err(UploadError::Aborted),
             UploadState::Expired => return Err(UploadError::Expired),
@@ -308,45 +314,4 @@ pub(super) struct Received {
     sha256: [u8; 32],
     chaining_value: [u8; 32],
     data: Option<PartBody>,
-}
-
-pub(super) fn parse_chunk_number(value: &str, total: u32) -> Result<u32, UploadError> {
-    let n: u64 = value
-        .parse()
-        .map_err(|_| UploadError::InvalidChunkNumber(value.chars().take(32).collect()))?;
-    if n == 0 || n > u64::from(total) {
-        return Err(UploadError::ChunkOutOfRange { number: n, total });
-    }
-    Ok(n as u32)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunk_numbers_at_their_edges() {
-        assert_eq!(parse_chunk_number("1", 3).ok(), Some(1));
-        assert_eq!(parse_chunk_number("3", 3).ok(), Some(3));
-        assert!(matches!(
-            parse_chunk_number("0", 3),
-            Err(UploadError::ChunkOutOfRange { .. })
-        ));
-        assert!(matches!(
-            parse_chunk_number("4", 3),
-            Err(UploadError::ChunkOutOfRange { .. })
-        ));
-        assert!(matches!(
-            parse_chunk_number("x", 3),
-            Err(UploadError::InvalidChunkNumber(_))
-        ));
-        assert!(matches!(
-            parse_chunk_number("-1", 3),
-            Err(UploadError::InvalidChunkNumber(_))
-        ));
-        assert!(matches!(
-            parse_chunk_number("99999999999999999999999", 3),
-            Err(UploadError::InvalidChunkNumber(_))
-        ));
-    }
 }

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::ids::ChunkNumber;
 use crate::metadata_store::{MediaRecord, UploadRecord};
 
 /// What `POST /v1/uploads` asks for.
@@ -113,7 +114,7 @@ pub enum Opened {
 #[derive(Debug, Clone)]
 pub struct ChunkPut {
     /// The number as sent in the path.
-    pub number: String,
+    pub number: ChunkNumber,
     /// `Content-Length`, if sent.
     pub content_length: Option<u64>,
     /// The SHA-256 from `Content-Digest`, if sent (already parsed).

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use media_api::ids::{Blake3, MediaId, UploadId, UserId, now_ms};
-use media_api::metadata_store::jobs::{Processed, ProcessingState};
+use media_api::metadata_store::jobs::{JobState, Processed, ProcessingState};
 use media_api::metadata_store::{
     self, ChunkRecord, MediaStatus, NewContent, Processing, RecordOutcome, Stores, UploadRecord,
     UploadState,
@@ -421,7 +421,9 @@ async fn jobs_are_leased_heartbeaten_retried_and_dead_after_their_attempts(set: 
     assert!(s.jobs.claim("w4", lease).await.expect("claim").is_none());
     let counts = s.jobs.counts().await.expect("counts");
     assert!(
-        counts.iter().any(|(state, n)| state == "dead" && *n == 1),
+        counts
+            .iter()
+            .any(|(state, n)| *state == JobState::Dead && *n == 1),
         "{set:?}: {counts:?}"
     );
     let media = s.media.media(media_id).await.expect("media").expect("row");

@@ -468,7 +468,9 @@ async fn a_failing_job_is_retried_after_its_backoff_then_dead_after_its_attempts
     );
     let counts = app.state.backends.jobs.counts().await.expect("counts");
     assert!(
-        counts.iter().any(|(s, n)| s == "dead" && *n == 1),
+        counts
+            .iter()
+            .any(|(s, n)| *s == media_api::metadata_store::jobs::JobState::Dead && *n == 1),
         "{counts:?}"
     );
     app.stop().await;

@@ -8,7 +8,9 @@ use sqlx::{Any, Row, Transaction};
 
 use super::SqlMetadataStore;
 use crate::ids::{Blake3, UploadId, now_ms};
-use crate::metadata_store::jobs::{Job, JobQueue, Processed, ProcessingTarget, VariantRecord};
+use crate::metadata_store::jobs::{
+    Job, JobQueue, JobState, Processed, ProcessingTarget, VariantRecord,
+};
 use crate::metadata_store::{Dialect, MetadataError};
 
 /// The PostgreSQL channel workers listen on.
@@ -188,8 +190,8 @@ impl JobQueue for SqlMetadataStore {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let (state, run_after) = match retry_at {
-            Some(at) => ("queued", at),
-            None => ("dead", now),
+            Some(at) => (JobState::Queued.as_str(), at),
+            None => (JobState::Dead.as_str(), now),
         };
         let held = sqlx::query(
             "update jobs set state = $1, run_after = $2, last_error = $3, lease_until = null, \
@@ -263,14 +265,15 @@ impl JobQueue for SqlMetadataStore {
         .collect()
     }
 
-    async fn counts(&self) -> Result<Vec<(String, u64)>, MetadataError> {
+    async fn counts(&self) -> Result<Vec<(JobState, u64)>, MetadataError> {
         sqlx::query("select state, count(*) as n from jobs group by state")
             .fetch_all(&self.pool)
             .await?
             .iter()
             .map(|row| {
                 let n: i64 = row.try_get("n")?;
-                Ok((row.try_get("state")?, u64::try_from(n).unwrap_or(0)))
+                let state: String = row.try_get("state")?;
+                Ok((JobState::parse(&state)?, u64::try_from(n).unwrap_or(0)))
             })
             .collect()
     }

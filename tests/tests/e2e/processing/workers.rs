@@ -4,6 +4,7 @@
 
 use super::av::{find_variant, movie, top_level_boxes};
 use super::*;
+use media_api::metadata_store::jobs::JobState;
 
 /// `media-api worker` as its own process, one worker, on `settings`' backends.
 fn worker_process(settings: &media_api::Settings) -> tokio::process::Child {
@@ -35,7 +36,7 @@ async fn movie_claimed(
             .await
             .expect("counts")
             .iter()
-            .any(|(s, n)| s == "running" && *n == 1)
+            .any(|(s, n)| *s == JobState::Running && *n == 1)
     })
     .await;
     assert!(running, "{set:?}: the worker never claimed the job");
@@ -150,11 +151,7 @@ async fn a_worker_killed_mid_transcode_is_replaced_and_the_variant_made_once(set
         "{set:?}: each variant once"
     );
     let counts = jobs.counts().await.expect("counts");
-    assert_eq!(
-        counts,
-        vec![("done".to_owned(), 1)],
-        "{set:?}: one job, done"
-    );
+    assert_eq!(counts, vec![(JobState::Done, 1)], "{set:?}: one job, done");
     let (_, mp4) = variant_of(&alice, &id, "h264_720p").await;
     assert!(top_level_boxes(&mp4).iter().any(|(_, _, k)| k == "mdat"));
     second.kill().await.expect("stop the second worker");
