@@ -545,7 +545,7 @@ pub async fn stored_bytes(app: &TestApp, media_id: &str) -> Vec<u8> {
         .await
         .expect("metadata")
         .expect("media exists");
-    let key = media_api::blob_store::BlobKey::parse(&media.storage_key).expect("key");
+    let key = media.storage_key;
     app.state
         .backends
         .blobs

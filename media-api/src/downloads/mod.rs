@@ -130,11 +130,11 @@ impl Downloads {
         }
     }
 
-    /// A download URL for the object at `storage_key`, served as `content_type`
+    /// A download URL for the object at `key`, served as `content_type`
     /// under `file_name`.
     async fn presign(
         &self,
-        storage_key: &str,
+        key: &BlobKey,
         blake3: &str,
         content_type: &str,
         file_name: &str,
@@ -142,19 +142,18 @@ impl Downloads {
         let now = SystemTime::now();
         let (start, expires) = signing_window(now, self.window);
         let disposition = content_disposition(file_name, content_type);
-        let key = BlobKey::parse(storage_key)?;
         let window = start
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let what = format!("{storage_key}\n{content_type}\n{disposition}");
+        let what = format!("{key}\n{content_type}\n{disposition}");
         let url = match self.presigned.get(window, &what) {
             Some(url) => url,
             None => {
                 let url = self
                     .blobs
                     .presign_get(
-                        &key,
+                        key,
                         &PresignRequest {
                             content_type,
                             content_disposition: &disposition,

@@ -13,7 +13,6 @@
 use std::time::Duration;
 
 use crate::backends::Backends;
-use crate::blob_store::BlobKey;
 use crate::ids::now_ms;
 use crate::metadata_store::MetadataError;
 
@@ -37,15 +36,10 @@ pub async fn collect_garbage(backends: &Backends, grace: Duration) -> Result<usi
             deleted += 1;
             metrics::counter!("gc_blobs_deleted_total").increment(1);
             metrics::counter!("gc_bytes_deleted_total").increment(blob.size);
-            for storage_key in std::iter::once(&blob.storage_key).chain(&variant_keys) {
-                match BlobKey::parse(storage_key) {
-                    Ok(key) => {
-                        if let Err(e) = backends.blobs.delete(&key).await {
-                            // The rows are gone, so nothing reaches the object; it only costs space.
-                            tracing::error!(error = %e, key = %key, "GC could not delete an object");
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "GC found a malformed storage key"),
+            for key in std::iter::once(&blob.storage_key).chain(&variant_keys) {
+                if let Err(e) = backends.blobs.delete(key).await {
+                    // The rows are gone, so nothing reaches the object; it only costs space.
+                    tracing::error!(error = %e, key = %key, "GC could not delete an object");
                 }
             }
         }

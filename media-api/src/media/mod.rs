@@ -157,7 +157,7 @@ mod tests {
             content_type: "text/plain".into(),
             file_name: "f".into(),
             status: crate::metadata_store::MediaStatus::Ready,
-            storage_key: "o/x".into(),
+            storage_key: crate::ids::BlobKey::parse("o/x").expect("key"),
             failure: None,
             probe: None,
             created_at: 1_700_000_000_123,

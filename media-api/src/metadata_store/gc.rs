@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::{BlobRecord, MetadataError};
-use crate::ids::Blake3;
+use crate::ids::{Blake3, BlobKey};
 
 /// Gc: a narrow piece of the metadata seam.
 #[async_trait]
@@ -24,5 +24,5 @@ pub trait GcStore: Send + Sync + 'static {
         &self,
         blake3: &Blake3,
         cutoff: i64,
-    ) -> Result<Option<Vec<String>>, MetadataError>;
+    ) -> Result<Option<Vec<BlobKey>>, MetadataError>;
 }

@@ -12,10 +12,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
 use super::MetadataError;
-use crate::ids::{Blake3, UploadId};
+use crate::ids::{Blake3, BlobKey, UploadId};
 
 /// Priority of the jobs live uploads enqueue: they run first.
 pub const LIVE_PRIORITY: i64 = 0;
@@ -85,7 +84,7 @@ pub struct ProcessingTarget {
     /// Its BLAKE3.
     pub blake3: Blake3,
     /// Where its bytes are.
-    pub storage_key: String,
+    pub storage_key: BlobKey,
     /// Sniffed MIME type.
     pub content_type: String,
     /// Bytes.
@@ -93,14 +92,14 @@ pub struct ProcessingTarget {
 }
 
 /// A variant as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VariantRecord {
     /// Preset name.
     pub preset: String,
     /// Preset version.
     pub version: u32,
     /// Where its bytes are.
-    pub storage_key: String,
+    pub storage_key: BlobKey,
     /// MIME type.
     pub content_type: String,
     /// Bytes.

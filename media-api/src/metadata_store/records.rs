@@ -2,7 +2,7 @@
 //! once into typed values, and the states with their stored names.
 
 use super::MetadataError;
-use crate::ids::{Blake3, MediaId, UploadId, UserId};
+use crate::ids::{Blake3, BlobKey, MediaId, UploadId, UserId};
 
 /// Where an upload session is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +70,7 @@ pub struct UploadRecord {
     /// Where it is in its life.
     pub state: UploadState,
     /// The object key the parts complete to.
-    pub storage_key: String,
+    pub storage_key: BlobKey,
     /// The blob store's multipart upload id.
     pub multipart_id: String,
     /// The media created at completion.
@@ -130,7 +130,7 @@ pub struct NewContent {
     /// The sniffed MIME type.
     pub content_type: String,
     /// Where the bytes were just stored.
-    pub storage_key: String,
+    pub storage_key: BlobKey,
     /// The upload it came from, told when processing is done.
     pub origin: Option<UploadId>,
     /// What processing it gets (decided by the processing domain, not here).
@@ -170,7 +170,7 @@ pub struct MediaRecord {
     /// What probing found.
     pub probe: Option<serde_json::Value>,
     /// Where the blob's bytes are.
-    pub storage_key: String,
+    pub storage_key: BlobKey,
     /// Unix ms.
     pub created_at: i64,
 }
@@ -231,5 +231,5 @@ pub struct BlobRecord {
     /// Bytes.
     pub size: u64,
     /// Where its bytes are.
-    pub storage_key: String,
+    pub storage_key: BlobKey,
 }

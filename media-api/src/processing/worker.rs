@@ -177,8 +177,7 @@ impl Worker {
         }
         let dir = tempfile::tempdir().map_err(JobFailure::backend)?;
         let input = dir.path().join("original");
-        let key = BlobKey::parse(&target.storage_key).map_err(JobFailure::backend)?;
-        self.download(&key, &input)
+        self.download(&target.storage_key, &input)
             .await
             .map_err(JobFailure::backend)?;
         let out_dir = dir.path().join("out");
@@ -221,7 +220,7 @@ impl Worker {
             variants.push(VariantRecord {
                 preset: r.preset.clone(),
                 version: r.version,
-                storage_key: key.as_str().to_owned(),
+                storage_key: key,
                 content_type: r.content_type.clone(),
                 size: r.size,
                 width: (r.width > 0).then_some(r.width),

@@ -10,7 +10,7 @@ use super::chunk_hash::ChunkHasher;
 use super::{
     ChunkPut, ChunkReceipt, INFLIGHT_REPORT_EVERY, UploadError, UploadService, kib, topic,
 };
-use crate::blob_store::{BlobKey, MultipartId, PartBody};
+use crate::blob_store::{MultipartId, PartBody};
 use crate::ids::{UploadId, UserId};
 use crate::metadata_store::{ChunkRecord, RecordOutcome, UploadRecord, UploadState};
 use crate::progress_bus::{Event, EventKind};
@@ -77,12 +77,12 @@ impl UploadService {
             .receive(&upload, number, expected, put.sha256, body, true)
             .await?;
         let data = received.data.unwrap_or_default();
-        let key = BlobKey::parse(&upload.storage_key)?;
+        let key = &upload.storage_key;
         let multipart = MultipartId(upload.multipart_id.clone());
         let etag = self
             .backends
             .blobs
-            .upload_part(&key, &multipart, number, data, received.sha256)
+            .upload_part(key, &multipart, number, data, received.sha256)
             .await?;
         let record = ChunkRecord {
             number,

@@ -9,7 +9,7 @@ use super::chunk_hash::merge_root;
 use super::{
     COMPLETION_STALE_MS, COMPLETION_WAIT, Completion, UploadError, UploadService, is_expired, topic,
 };
-use crate::blob_store::{BlobKey, BlobStoreError, ByteRange, CompletedPart, MultipartId};
+use crate::blob_store::{BlobStoreError, ByteRange, CompletedPart, MultipartId};
 use crate::ids::{Blake3, MediaId, UploadId, UserId, now_ms};
 use crate::metadata_store::{Created, NewContent, UploadRecord, UploadState};
 use crate::processing;
@@ -120,7 +120,7 @@ impl UploadService {
         }
         let cvs: Vec<[u8; 32]> = chunks.iter().map(|c| c.chaining_value).collect();
         let root = Blake3::from(merge_root(&cvs, upload.chunk_size, upload.size));
-        let key = BlobKey::parse(&upload.storage_key)?;
+        let key = &upload.storage_key;
         let multipart = MultipartId(upload.multipart_id.clone());
         if let Some(declared) = upload.declared_blake3
             && declared != root
@@ -147,13 +147,13 @@ impl UploadService {
                 sha256: c.sha256,
             })
             .collect();
-        match blobs.complete_multipart(&key, &multipart, &parts).await {
+        match blobs.complete_multipart(key, &multipart, &parts).await {
             Ok(()) => {}
             Err(BlobStoreError::InvalidPart { .. }) => {
                 // A part was replaced after it was recorded (a racing PUT with
                 // other bytes): forget every chunk whose part is not what we
                 // recorded, and ask for those again.
-                let stored = blobs.list_parts(&key, &multipart).await.unwrap_or_default();
+                let stored = blobs.list_parts(key, &multipart).await.unwrap_or_default();
                 self.reopen(&upload).await;
                 let mut bad = Vec::new();
                 for chunk in &chunks {
@@ -177,7 +177,7 @@ impl UploadService {
                     UploadError::ChunksMissing(bad)
                 });
             }
-            Err(BlobStoreError::NoSuchUpload) if blobs.head(&key).await?.is_some() => {
+            Err(BlobStoreError::NoSuchUpload) if blobs.head(key).await?.is_some() => {
                 // An earlier, abandoned completion joined the parts already.
             }
             Err(BlobStoreError::NoSuchUpload) => {
@@ -193,7 +193,7 @@ impl UploadService {
         }
         let head = blobs
             .get(
-                &key,
+                key,
                 Some(ByteRange {
                     start: 0,
                     end: Some(transcoder::sniff::SNIFF_LEN as u64 - 1),
@@ -248,10 +248,9 @@ impl UploadService {
         }
         if created.deduplicated
             && created.media.storage_key != content.storage_key
-            && let Ok(key) = BlobKey::parse(&content.storage_key)
-            && let Err(e) = self.backends.blobs.delete(&key).await
+            && let Err(e) = self.backends.blobs.delete(&content.storage_key).await
         {
-            tracing::error!(error = %e, key = %key, "could not delete a redundant object");
+            tracing::error!(error = %e, key = %content.storage_key, "could not delete a redundant object");
         }
     }
 }

@@ -111,7 +111,7 @@ impl UploadService {
             chunk_size,
             total_chunks,
             state: UploadState::Receiving,
-            storage_key: key.as_str().to_owned(),
+            storage_key: key.clone(),
             multipart_id: multipart.0.clone(),
             media_id: None,
             created_at: now,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{UploadError, UploadService, topic};
-use crate::blob_store::{BlobKey, MultipartId};
+use crate::blob_store::MultipartId;
 use crate::ids::{UploadId, UserId, now_ms};
 use crate::metadata_store::{UploadRecord, UploadState};
 use crate::progress_bus::EventKind;
@@ -27,9 +27,10 @@ impl UploadService {
         if !matches!(moved, Ok(true)) {
             return;
         }
-        if let Ok(key) = BlobKey::parse(&upload.storage_key) {
+        {
+            let key = &upload.storage_key;
             let multipart = MultipartId(upload.multipart_id.clone());
-            if let Err(e) = self.backends.blobs.abort_multipart(&key, &multipart).await {
+            if let Err(e) = self.backends.blobs.abort_multipart(key, &multipart).await {
                 tracing::warn!(error = %e, upload = %id, "could not abort a multipart upload; the bucket lifecycle rule will");
             }
         }

@@ -63,7 +63,7 @@ impl UploadService {
             blake3: root,
             size: data.len() as u64,
             content_type: content_type.to_owned(),
-            storage_key: key.as_str().to_owned(),
+            storage_key: key.clone(),
             origin: None,
             processing: processing::plan(content_type, claimed_media),
         };

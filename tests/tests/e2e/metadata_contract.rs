@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use media_api::ids::{Blake3, MediaId, UploadId, UserId, now_ms};
+use media_api::ids::{Blake3, BlobKey, MediaId, UploadId, UserId, now_ms};
 use media_api::metadata_store::jobs::{JobState, Processed, ProcessingState};
 use media_api::metadata_store::{
     self, ChunkRecord, MediaStatus, NewContent, Processing, RecordOutcome, Stores, UploadRecord,
@@ -41,7 +41,7 @@ fn session(owner: &str, size: u64, chunk_size: u64) -> UploadRecord {
         chunk_size,
         total_chunks: u32::try_from(size.div_ceil(chunk_size)).expect("chunks"),
         state: UploadState::Receiving,
-        storage_key: format!("o/{}", UploadId::generate()),
+        storage_key: BlobKey::generate(),
         multipart_id: "mp".into(),
         media_id: None,
         created_at: now,
@@ -61,11 +61,12 @@ fn chunk(number: u32, byte: u8) -> ChunkRecord {
 }
 
 fn content(blake3: [u8; 32], storage_key: &str, processing: Processing) -> NewContent {
+    let storage_key = BlobKey::parse(storage_key).expect("key");
     NewContent {
         blake3: Blake3(blake3),
         size: 20,
         content_type: "image/png".into(),
-        storage_key: storage_key.into(),
+        storage_key,
         origin: None,
         processing,
     }
@@ -250,7 +251,7 @@ async fn completions_of_one_content_share_one_blob_and_one_job(set: BackendSet) 
             .expect("move");
     }
     let finished = futures_util::future::join_all(sessions.iter().map(|up| {
-        let c = content(hash, &up.storage_key, Processing::Pending);
+        let c = content(hash, up.storage_key.as_str(), Processing::Pending);
         let uploads = s.uploads.clone();
         async move {
             uploads
@@ -285,7 +286,7 @@ async fn completions_of_one_content_share_one_blob_and_one_job(set: BackendSet) 
         .uploads
         .finish_upload(
             sessions[0].upload_id,
-            &content(hash, &sessions[0].storage_key, Processing::Pending),
+            &content(hash, sessions[0].storage_key.as_str(), Processing::Pending),
             MediaId::generate(),
         )
         .await

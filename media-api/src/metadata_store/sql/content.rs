@@ -38,13 +38,13 @@ pub(super) async fn reference_content(
     .bind(content.blake3.to_hex())
     .bind(to_i64(content.size)?)
     .bind(&content.content_type)
-    .bind(&content.storage_key)
+    .bind(content.storage_key.as_str())
     .bind(now)
     .bind(processing)
     .bind(processing_error)
     .fetch_one(&mut **tx)
     .await?;
-    let inserted = blob.try_get::<String, _>("storage_key")? == content.storage_key;
+    let inserted = blob.try_get::<String, _>("storage_key")? == content.storage_key.as_str();
     if inserted && content.processing == Processing::Pending {
         // A new content: its processing job commits with it, or not at all.
         super::jobs::enqueue(

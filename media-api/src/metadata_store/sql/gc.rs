@@ -1,10 +1,9 @@
 //! The garbage collector's statements.
 
 use async_trait::async_trait;
-use sqlx::Row;
 
 use super::{SqlMetadataStore, get_hash, get_u64};
-use crate::ids::Blake3;
+use crate::ids::{Blake3, BlobKey};
 use crate::metadata_store::{BlobRecord, GcStore, MetadataError};
 
 #[async_trait]
@@ -28,7 +27,7 @@ impl GcStore for SqlMetadataStore {
             Ok(BlobRecord {
                 blake3: Blake3(get_hash(row, "blake3")?),
                 size: get_u64(row, "size")?,
-                storage_key: row.try_get("storage_key")?,
+                storage_key: super::key_from_row(row, "storage_key")?,
             })
         })
         .collect()
@@ -38,7 +37,7 @@ impl GcStore for SqlMetadataStore {
         &self,
         blake3: &Blake3,
         cutoff: i64,
-    ) -> Result<Option<Vec<String>>, MetadataError> {
+    ) -> Result<Option<Vec<BlobKey>>, MetadataError> {
         let mut tx = self.pool.begin().await?;
         // The variants go with their content, in the same transaction: if the
         // blob stays, so do they.
@@ -62,6 +61,10 @@ impl GcStore for SqlMetadataStore {
             return Ok(None);
         }
         tx.commit().await?;
-        Ok(Some(variant_keys))
+        let keys = variant_keys
+            .iter()
+            .map(|k| BlobKey::parse(k).map_err(MetadataError::Query))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(keys))
     }
 }

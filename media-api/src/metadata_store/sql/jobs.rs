@@ -157,7 +157,7 @@ impl JobQueue for SqlMetadataStore {
             .bind(job.blake3.to_hex())
             .bind(&v.preset)
             .bind(i64::from(v.version))
-            .bind(&v.storage_key)
+            .bind(v.storage_key.as_str())
             .bind(&v.content_type)
             .bind(i64::try_from(v.size).unwrap_or(i64::MAX))
             .bind(v.width.map(i64::from))
@@ -231,7 +231,7 @@ impl JobQueue for SqlMetadataStore {
             let size: i64 = row.try_get("size")?;
             Ok(ProcessingTarget {
                 blake3: *blake3,
-                storage_key: row.try_get("storage_key")?,
+                storage_key: super::key_from_row(&row, "storage_key")?,
                 content_type: row.try_get("content_type")?,
                 size: u64::try_from(size).unwrap_or(0),
             })
@@ -254,7 +254,7 @@ impl JobQueue for SqlMetadataStore {
             Ok(VariantRecord {
                 preset: row.try_get("preset")?,
                 version: opt_u32(row, "version")?.unwrap_or(0),
-                storage_key: row.try_get("storage_key")?,
+                storage_key: super::key_from_row(row, "storage_key")?,
                 content_type: row.try_get("content_type")?,
                 size: u64::try_from(size).unwrap_or(0),
                 width: opt_u32(row, "width")?,

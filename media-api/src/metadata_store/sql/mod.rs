@@ -25,7 +25,7 @@ use super::{
     UploadState,
 };
 use crate::config::Settings;
-use crate::ids::{Blake3, MediaId, UploadId, UserId};
+use crate::ids::{Blake3, BlobKey, MediaId, UploadId, UserId};
 
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -186,6 +186,12 @@ fn bad_id(column: &str) -> MetadataError {
     MetadataError::Query(format!("{column} is not a valid id"))
 }
 
+/// An object key from a row; one the service did not make is a fault of
+/// the store, not a user's.
+fn key_from_row(row: &AnyRow, column: &str) -> Result<BlobKey, MetadataError> {
+    BlobKey::parse(&row.try_get::<String, _>(column)?).map_err(MetadataError::Query)
+}
+
 fn user_from_row(row: &AnyRow) -> Result<UserId, MetadataError> {
     UserId::parse(&row.try_get::<String, _>("owner_id")?).map_err(MetadataError::Query)
 }
@@ -207,7 +213,7 @@ fn upload_from_row(row: &AnyRow) -> Result<UploadRecord, MetadataError> {
         chunk_size: get_u64(row, "chunk_size")?,
         total_chunks: get_u32(row, "total_chunks")?,
         state: UploadState::parse(&state)?,
-        storage_key: row.try_get("storage_key")?,
+        storage_key: key_from_row(row, "storage_key")?,
         multipart_id: row.try_get("multipart_id")?,
         media_id: media_id
             .map(|m| MediaId::parse(&m).ok_or_else(|| bad_id("media_id")))
@@ -262,7 +268,7 @@ fn media_with_blob(
         probe: blob
             .try_get::<Option<String>, _>("probe")?
             .and_then(|p| serde_json::from_str(&p).ok()),
-        storage_key: blob.try_get("storage_key")?,
+        storage_key: key_from_row(blob, "storage_key")?,
         created_at,
     })
 }

@@ -30,7 +30,7 @@ impl UploadStore for SqlMetadataStore {
         .bind(to_i64(u.chunk_size)?)
         .bind(i64::from(u.total_chunks))
         .bind(u.state.as_str())
-        .bind(&u.storage_key)
+        .bind(u.storage_key.as_str())
         .bind(&u.multipart_id)
         .bind(u.media_id.map(|m| m.to_string()))
         .bind(u.created_at)

@@ -267,7 +267,7 @@ async fn expired_sessions_are_aborted_by_the_janitor(set: BackendSet) {
             .blobs
             .list_multipart()
             .await
-            .map(|p| p.iter().any(|p| p.key == record.storage_key))
+            .map(|p| p.iter().any(|p| p.key == record.storage_key.as_str()))
             .unwrap_or(true);
         let chunks_left = backends
             .uploads
