@@ -188,7 +188,7 @@ impl Downloads {
             &media.storage_key,
             &media.blake3.to_hex(),
             &media.content_type,
-            &media.file_name,
+            media.file_name.as_str(),
         )
         .await
     }
@@ -233,6 +233,7 @@ impl Downloads {
     ) -> Result<DownloadUrl, BlobStoreError> {
         let stem = media
             .file_name
+            .as_str()
             .rsplit_once('.')
             .map_or(media.file_name.as_str(), |(stem, _)| stem);
         let extension = variant.content_type.rsplit('/').next().unwrap_or("bin");

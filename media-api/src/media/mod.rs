@@ -155,7 +155,7 @@ mod tests {
             blake3: crate::ids::Blake3([0; 32]),
             size: 1,
             content_type: "text/plain".into(),
-            file_name: "f".into(),
+            file_name: crate::ids::FileName::parse("f").expect("name"),
             status: crate::metadata_store::MediaStatus::Ready,
             storage_key: crate::ids::BlobKey::parse("o/x").expect("key"),
             failure: None,

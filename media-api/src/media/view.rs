@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::ids::rfc3339;
+use crate::ids::{FileName, rfc3339};
 use crate::metadata_store::jobs::VariantRecord;
 use crate::metadata_store::{MediaRecord, MediaStatus};
 
@@ -19,7 +19,7 @@ pub struct MediaView {
     /// Sniffed type.
     pub content_type: String,
     /// The name it was uploaded under.
-    pub file_name: String,
+    pub file_name: FileName,
     /// RFC 3339.
     pub created_at: String,
     /// Processing status: `processing`, `ready` or `failed`.

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::{Created, MediaRecord, MetadataError, NewContent};
-use crate::ids::{Blake3, MediaId, UserId};
+use crate::ids::{Blake3, FileName, MediaId, UserId};
 
 /// Media: a narrow piece of the metadata seam.
 #[async_trait]
@@ -14,7 +14,7 @@ pub trait MediaStore: Send + Sync + 'static {
     async fn create_media(
         &self,
         owner: &UserId,
-        file_name: &str,
+        file_name: &FileName,
         content: &NewContent,
         media_id: MediaId,
     ) -> Result<Created, MetadataError>;
@@ -28,7 +28,7 @@ pub trait MediaStore: Send + Sync + 'static {
     async fn create_media_if_owned(
         &self,
         owner: &UserId,
-        file_name: &str,
+        file_name: &FileName,
         blake3: &Blake3,
         size: u64,
         media_id: MediaId,

@@ -2,7 +2,7 @@
 //! once into typed values, and the states with their stored names.
 
 use super::MetadataError;
-use crate::ids::{Blake3, BlobKey, MediaId, UploadId, UserId};
+use crate::ids::{Blake3, BlobKey, FileName, MediaId, UploadId, UserId};
 
 /// Where an upload session is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +56,7 @@ pub struct UploadRecord {
     /// Who made it.
     pub owner: UserId,
     /// The file name the client gave (checked).
-    pub file_name: String,
+    pub file_name: FileName,
     /// Declared size in bytes.
     pub size: u64,
     /// The content type the client claimed (informational; completion sniffs).
@@ -162,7 +162,7 @@ pub struct MediaRecord {
     /// Sniffed MIME type.
     pub content_type: String,
     /// The name it was uploaded under.
-    pub file_name: String,
+    pub file_name: FileName,
     /// Processing status (its content's).
     pub status: MediaStatus,
     /// Why processing failed.

@@ -204,8 +204,10 @@ impl UploadService {
             .await
             .map_err(|e| UploadError::Backend(format!("while sniffing: {e}")))?;
         let content_type = transcoder::sniff::sniff(&head).mime;
-        let claimed_media =
-            transcoder::sniff::claims_media(upload.declared_type.as_deref(), &upload.file_name);
+        let claimed_media = transcoder::sniff::claims_media(
+            upload.declared_type.as_deref(),
+            upload.file_name.as_str(),
+        );
         let content = NewContent {
             blake3: root,
             size: upload.size,

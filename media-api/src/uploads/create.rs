@@ -88,7 +88,7 @@ impl UploadService {
             && let Some(media) = self
                 .backends
                 .media
-                .create_media_if_owned(owner, file_name.as_str(), blake3, size, MediaId::generate())
+                .create_media_if_owned(owner, &file_name, blake3, size, MediaId::generate())
                 .await?
         {
             metrics::counter!("dedup_hits_total", "kind" => "instant").increment(1);
@@ -104,7 +104,7 @@ impl UploadService {
         let record = UploadRecord {
             upload_id: UploadId::generate(),
             owner: owner.clone(),
-            file_name: file_name.as_str().to_owned(),
+            file_name: file_name.clone(),
             size,
             declared_type: request.content_type,
             declared_blake3,

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::ids::ChunkNumber;
+use crate::ids::{ChunkNumber, FileName};
 use crate::metadata_store::{MediaRecord, UploadRecord};
 
 /// What `POST /v1/uploads` asks for.
@@ -34,7 +34,7 @@ pub struct Progress {
     /// completion runs).
     pub state: &'static str,
     /// File name.
-    pub file_name: String,
+    pub file_name: FileName,
     /// Declared size.
     pub size: u64,
     /// Bytes per chunk.
@@ -83,7 +83,7 @@ pub struct Completion {
     /// Sniffed type.
     pub content_type: String,
     /// File name.
-    pub file_name: String,
+    pub file_name: FileName,
     /// True when the content was already stored and the new bytes were dropped.
     pub deduplicated: bool,
 }

@@ -71,7 +71,7 @@ impl UploadService {
         let created = match self
             .backends
             .media
-            .create_media(owner, file_name.as_str(), &content, MediaId::generate())
+            .create_media(owner, &file_name, &content, MediaId::generate())
             .await
         {
             Ok(c) => c,

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use media_api::ids::{Blake3, BlobKey, MediaId, UploadId, UserId, now_ms};
+use media_api::ids::{Blake3, BlobKey, FileName, MediaId, UploadId, UserId, now_ms};
 use media_api::metadata_store::jobs::{JobState, Processed, ProcessingState};
 use media_api::metadata_store::{
     self, ChunkRecord, MediaStatus, NewContent, Processing, RecordOutcome, Stores, UploadRecord,
@@ -25,6 +25,10 @@ async fn stores(set: BackendSet) -> (Stores, tempfile::TempDir) {
     (stores, dir)
 }
 
+fn name(name: &str) -> FileName {
+    FileName::parse(name).expect("file name")
+}
+
 fn user(name: &str) -> UserId {
     UserId::parse(name).expect("user")
 }
@@ -34,7 +38,7 @@ fn session(owner: &str, size: u64, chunk_size: u64) -> UploadRecord {
     UploadRecord {
         upload_id: UploadId::generate(),
         owner: user(owner),
-        file_name: "f.bin".into(),
+        file_name: name("f.bin"),
         size,
         declared_type: None,
         declared_blake3: None,
@@ -313,7 +317,7 @@ async fn completions_of_one_content_share_one_blob_and_one_job(set: BackendSet) 
         s.media
             .create_media_if_owned(
                 &user("ann"),
-                "again.bin",
+                &name("again.bin"),
                 &Blake3(hash),
                 20,
                 MediaId::generate()
@@ -326,7 +330,7 @@ async fn completions_of_one_content_share_one_blob_and_one_job(set: BackendSet) 
         s.media
             .create_media_if_owned(
                 &user("dan"),
-                "again.bin",
+                &name("again.bin"),
                 &Blake3(hash),
                 20,
                 MediaId::generate()
@@ -340,7 +344,7 @@ async fn completions_of_one_content_share_one_blob_and_one_job(set: BackendSet) 
     s.media
         .create_media(
             &user("dan"),
-            "notes.txt",
+            &name("notes.txt"),
             &content([7; 32], "o/notes", Processing::Skipped),
             MediaId::generate(),
         )
@@ -362,7 +366,7 @@ async fn jobs_are_leased_heartbeaten_retried_and_dead_after_their_attempts(set: 
         .media
         .create_media(
             &user("eve"),
-            "p.png",
+            &name("p.png"),
             &content([9; 32], "o/p", Processing::Pending),
             MediaId::generate(),
         )
@@ -439,7 +443,7 @@ async fn concurrent_workers_never_claim_the_same_job(set: BackendSet) {
         s.media
             .create_media(
                 &user("frank"),
-                "f.png",
+                &name("f.png"),
                 &content([i; 32], &format!("o/{i}"), Processing::Pending),
                 MediaId::generate(),
             )

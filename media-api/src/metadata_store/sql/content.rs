@@ -5,7 +5,7 @@
 use sqlx::{Any, Row, Transaction};
 
 use super::{BLOB_COLUMNS, SqlMetadataStore, media_with_blob, to_i64};
-use crate::ids::{Blake3, MediaId, UserId, now_ms};
+use crate::ids::{Blake3, FileName, MediaId, UserId, now_ms};
 use crate::metadata_store::{Created, MetadataError, NewContent, Processing};
 
 /// References a content in an open transaction: inserts its blob unless one
@@ -14,7 +14,7 @@ pub(super) async fn reference_content(
     store: &SqlMetadataStore,
     tx: &mut Transaction<'static, Any>,
     owner: &UserId,
-    file_name: &str,
+    file_name: &FileName,
     content: &NewContent,
     media_id: MediaId,
 ) -> Result<Created, MetadataError> {
@@ -63,7 +63,7 @@ pub(super) async fn reference_content(
         media_id,
         owner.clone(),
         content.blake3,
-        file_name.to_owned(),
+        file_name.clone(),
         now,
     )?;
     Ok(Created {
@@ -77,7 +77,7 @@ pub(super) async fn insert_media(
     media_id: MediaId,
     owner: &UserId,
     blake3: &Blake3,
-    file_name: &str,
+    file_name: &FileName,
     now: i64,
 ) -> Result<(), MetadataError> {
     sqlx::query(
@@ -87,7 +87,7 @@ pub(super) async fn insert_media(
     .bind(media_id.to_string())
     .bind(owner.as_str())
     .bind(blake3.to_hex())
-    .bind(file_name)
+    .bind(file_name.as_str())
     .bind("ready")
     .bind(now)
     .bind(now)

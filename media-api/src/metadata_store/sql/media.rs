@@ -7,7 +7,7 @@ use super::{
     BLOB_COLUMNS_OF_B, MEDIA_SELECT, SqlMetadataStore, get_u64, media_from_row, media_with_blob,
     to_i64,
 };
-use crate::ids::{Blake3, MediaId, UserId, now_ms};
+use crate::ids::{Blake3, FileName, MediaId, UserId, now_ms};
 use crate::metadata_store::{Created, MediaRecord, MediaStore, MetadataError, NewContent};
 
 #[async_trait]
@@ -15,7 +15,7 @@ impl MediaStore for SqlMetadataStore {
     async fn create_media(
         &self,
         owner: &UserId,
-        file_name: &str,
+        file_name: &FileName,
         content: &NewContent,
         media_id: MediaId,
     ) -> Result<Created, MetadataError> {
@@ -41,7 +41,7 @@ impl MediaStore for SqlMetadataStore {
     async fn create_media_if_owned(
         &self,
         owner: &UserId,
-        file_name: &str,
+        file_name: &FileName,
         blake3: &Blake3,
         size: u64,
         media_id: MediaId,
@@ -76,7 +76,7 @@ impl MediaStore for SqlMetadataStore {
             media_id,
             owner.to_owned(),
             *blake3,
-            file_name.to_owned(),
+            file_name.clone(),
             now,
         )?;
         Ok(Some(media))

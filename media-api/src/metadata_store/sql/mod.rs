@@ -25,7 +25,7 @@ use super::{
     UploadState,
 };
 use crate::config::Settings;
-use crate::ids::{Blake3, BlobKey, MediaId, UploadId, UserId};
+use crate::ids::{Blake3, BlobKey, FileName, MediaId, UploadId, UserId};
 
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -192,6 +192,10 @@ fn key_from_row(row: &AnyRow, column: &str) -> Result<BlobKey, MetadataError> {
     BlobKey::parse(&row.try_get::<String, _>(column)?).map_err(MetadataError::Query)
 }
 
+fn name_from_row(row: &AnyRow) -> Result<FileName, MetadataError> {
+    FileName::parse(&row.try_get::<String, _>("file_name")?).map_err(MetadataError::Query)
+}
+
 fn user_from_row(row: &AnyRow) -> Result<UserId, MetadataError> {
     UserId::parse(&row.try_get::<String, _>("owner_id")?).map_err(MetadataError::Query)
 }
@@ -204,7 +208,7 @@ fn upload_from_row(row: &AnyRow) -> Result<UploadRecord, MetadataError> {
     Ok(UploadRecord {
         upload_id: UploadId::parse(&upload_id).ok_or_else(|| bad_id("upload_id"))?,
         owner: user_from_row(row)?,
-        file_name: row.try_get("file_name")?,
+        file_name: name_from_row(row)?,
         size: get_u64(row, "size")?,
         declared_type: row.try_get("declared_type")?,
         declared_blake3: declared_blake3
@@ -241,7 +245,7 @@ fn media_from_row(row: &AnyRow) -> Result<MediaRecord, MetadataError> {
         MediaId::parse(&media_id).ok_or_else(|| bad_id("media_id"))?,
         user_from_row(row)?,
         Blake3(get_hash(row, "blake3")?),
-        row.try_get("file_name")?,
+        name_from_row(row)?,
         row.try_get("created_at")?,
     )
 }
@@ -252,7 +256,7 @@ fn media_with_blob(
     media_id: MediaId,
     owner: UserId,
     blake3: Blake3,
-    file_name: String,
+    file_name: FileName,
     created_at: i64,
 ) -> Result<MediaRecord, MetadataError> {
     Ok(MediaRecord {

@@ -23,7 +23,7 @@ impl UploadStore for SqlMetadataStore {
         )
         .bind(u.upload_id.to_string())
         .bind(u.owner.as_str())
-        .bind(&u.file_name)
+        .bind(u.file_name.as_str())
         .bind(to_i64(u.size)?)
         .bind(u.declared_type.clone())
         .bind(u.declared_blake3.map(|b| b.to_hex()))
