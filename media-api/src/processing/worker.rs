@@ -148,7 +148,9 @@ impl Worker {
         };
         let bus = &self.backends.progress;
         if let Some(upload) = job.upload_id {
-            let _ = bus.publish(&crate::uploads::topic(upload), &event).await;
+            let _ = bus
+                .publish(&crate::progress_bus::upload_topic(upload), &event)
+                .await;
         }
         let _ = bus.publish("media", &event).await;
     }

@@ -15,6 +15,7 @@ use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
+use crate::ids::UploadId;
 
 /// What an event says. Its name (`as_str`, and the serialised form on the
 /// bus) is the SSE `event:` field.
@@ -53,6 +54,12 @@ pub struct Event {
     pub kind: EventKind,
     /// The event body.
     pub data: serde_json::Value,
+}
+
+/// The event topic of an upload: its progress, completion and processing
+/// are published there.
+pub fn upload_topic(id: UploadId) -> String {
+    id.to_string()
 }
 
 /// A live subscription: yields events published after it was made.

@@ -7,12 +7,11 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
 use super::chunk_hash::ChunkHasher;
-use super::{
-    ChunkPut, ChunkReceipt, INFLIGHT_REPORT_EVERY, UploadError, UploadService, kib, topic,
-};
+use super::{ChunkPut, ChunkReceipt, INFLIGHT_REPORT_EVERY, UploadError, UploadService, kib};
 use crate::blob_store::{MultipartId, PartBody};
 use crate::ids::{UploadId, UserId};
 use crate::metadata_store::{ChunkRecord, RecordOutcome, UploadRecord, UploadState};
+use crate::progress_bus::upload_topic;
 use crate::progress_bus::{Event, EventKind};
 
 impl UploadService {
@@ -110,7 +109,7 @@ impl UploadService {
                 let _ = self
                     .backends
                     .progress
-                    .unmark_chunk(&topic(upload.upload_id), number)
+                    .unmark_chunk(&upload_topic(upload.upload_id), number)
                     .await;
                 return Err(UploadError::ChunkConflict(number));
             }
@@ -193,7 +192,7 @@ impl UploadService {
         let mut part = PartBody::default();
         let mut total: u64 = 0;
         let mut next_report = INFLIGHT_REPORT_EVERY;
-        let topic = topic(upload.upload_id);
+        let topic = upload_topic(upload.upload_id);
         // The handler is dropped, not resumed, when the client goes away: once
         // a report was made, the guard clears it whichever way this ends.
         let mut inflight = InflightGuard {

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use super::chunk_hash::merge_root;
 use super::{
-    COMPLETION_STALE_MS, COMPLETION_WAIT, Completion, UploadError, UploadService, is_expired, topic,
+    COMPLETION_STALE_MS, COMPLETION_WAIT, Completion, UploadError, UploadService, is_expired,
 };
 use crate::blob_store::{BlobStoreError, ByteRange, CompletedPart, MultipartId};
 use crate::ids::{Blake3, MediaId, UploadId, UserId, now_ms};
 use crate::metadata_store::{Created, NewContent, UploadRecord, UploadState};
 use crate::processing;
 use crate::progress_bus::EventKind;
+use crate::progress_bus::upload_topic;
 
 impl UploadService {
     /// Completes a session: checks every chunk is there, merges the BLAKE3,
@@ -166,7 +167,7 @@ impl UploadService {
                         let _ = self
                             .backends
                             .progress
-                            .unmark_chunk(&topic(upload.upload_id), chunk.number)
+                            .unmark_chunk(&upload_topic(upload.upload_id), chunk.number)
                             .await;
                         bad.push(chunk.number);
                     }
@@ -228,7 +229,7 @@ impl UploadService {
         let _ = self
             .backends
             .progress
-            .forget(&topic(upload.upload_id))
+            .forget(&upload_topic(upload.upload_id))
             .await;
         let completion = Completion::of(&created.media, created.deduplicated);
         metrics::counter!("uploads_completed_total", "kind" => "chunked").increment(1);

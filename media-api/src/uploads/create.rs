@@ -1,10 +1,11 @@
 //! Opening a session: the chunk size, the checks on the declared file, the
 //! multipart upload, and instant dedup for content the caller already owns.
 
-use super::{Completion, CreateUpload, MAX_PARTS, Opened, UploadError, UploadService, topic};
+use super::{Completion, CreateUpload, MAX_PARTS, Opened, UploadError, UploadService};
 use crate::blob_store::BlobKey;
 use crate::ids::{Blake3, FileName, MediaId, UploadId, UserId, now_ms};
 use crate::metadata_store::{UploadRecord, UploadState};
+use crate::progress_bus::upload_topic;
 
 impl UploadService {
     /// The chunk size for a file: the requested one when it fits the rules,
@@ -126,7 +127,7 @@ impl UploadService {
         if let Err(e) = self
             .backends
             .progress
-            .seed(&topic(record.upload_id), &[], expires_at)
+            .seed(&upload_topic(record.upload_id), &[], expires_at)
             .await
         {
             tracing::warn!(error = %e, "progress bus unavailable; progress will be rebuilt");

@@ -13,11 +13,12 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Progress, UploadError, UploadService, topic};
+use super::{Progress, UploadError, UploadService};
 use crate::ids::{MediaId, UploadId, UserId};
 use crate::media::{MediaCatalog, MediaView};
 use crate::metadata_store::{MediaStatus, UploadState};
 use crate::progress_bus::EventKind;
+use crate::progress_bus::upload_topic;
 
 /// Least time between two recomputed `progress` events on one stream.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
@@ -76,7 +77,10 @@ pub async fn stream(
 ) -> Result<mpsc::Receiver<UploadEvent>, UploadError> {
     let upload = uploads.owned(&caller, id).await?;
     // Subscribe before reading the state, so nothing falls between the two.
-    let mut bus_events = uploads.events().subscribe(&topic(upload.upload_id)).await?;
+    let mut bus_events = uploads
+        .events()
+        .subscribe(&upload_topic(upload.upload_id))
+        .await?;
     let (tx, rx) = mpsc::channel::<UploadEvent>(BUFFERED);
     tokio::spawn(async move {
         let snapshot = |upload| {

@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
-use super::{UploadError, UploadService, topic};
+use super::{UploadError, UploadService};
 use crate::blob_store::MultipartId;
 use crate::ids::{UploadId, UserId, now_ms};
 use crate::metadata_store::{UploadRecord, UploadState};
 use crate::progress_bus::EventKind;
+use crate::progress_bus::upload_topic;
 
 impl UploadService {
     /// Moves a session to a final state and drops everything it held.
@@ -37,7 +38,7 @@ impl UploadService {
         if let Err(e) = self.backends.uploads.drop_chunks(id).await {
             tracing::warn!(error = %e, upload = %id, "could not drop chunk records");
         }
-        let _ = self.backends.progress.forget(&topic(id)).await;
+        let _ = self.backends.progress.forget(&upload_topic(id)).await;
     }
 
     /// Aborts a session (`DELETE`). Aborting twice is fine.

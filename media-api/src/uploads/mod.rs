@@ -40,6 +40,7 @@ use crate::backends::Backends;
 use crate::config::Limits;
 use crate::ids::{UploadId, UserId, now_ms};
 use crate::metadata_store::{UploadRecord, UploadState};
+use crate::progress_bus::upload_topic;
 use crate::progress_bus::{Event, EventKind};
 
 /// S3's most parts in one multipart upload.
@@ -73,11 +74,6 @@ impl std::fmt::Debug for UploadService {
 
 pub(super) fn kib(bytes: u64) -> u32 {
     u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
-}
-
-/// The event topic of an upload.
-pub fn topic(id: UploadId) -> String {
-    id.to_string()
 }
 
 impl UploadService {
@@ -122,7 +118,12 @@ impl UploadService {
 
     pub(super) async fn publish(&self, id: UploadId, kind: EventKind, data: serde_json::Value) {
         let event = Event { kind, data };
-        if let Err(e) = self.backends.progress.publish(&topic(id), &event).await {
+        if let Err(e) = self
+            .backends
+            .progress
+            .publish(&upload_topic(id), &event)
+            .await
+        {
             tracing::warn!(error = %e, kind = kind.as_str(), "could not publish an upload event");
         }
     }

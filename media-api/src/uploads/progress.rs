@@ -1,16 +1,17 @@
 //! Where a session stands: the live view from the progress bus, rebuilt
 //! from the metadata store when the bus lost it.
 
-use super::{ChunkReceipt, Progress, UploadError, UploadService, is_expired, topic};
+use super::{ChunkReceipt, Progress, UploadError, UploadService, is_expired};
 use crate::ids::rfc3339;
 use crate::metadata_store::{ChunkRecord, UploadRecord, UploadState};
 use crate::progress_bus::LiveProgress;
+use crate::progress_bus::upload_topic;
 
 impl UploadService {
     /// The live view, rebuilt from the metadata store when the bus lost it
     /// (and read from the store alone while the bus is down).
     pub(super) async fn live(&self, upload: &UploadRecord) -> Result<LiveProgress, UploadError> {
-        let topic = topic(upload.upload_id);
+        let topic = upload_topic(upload.upload_id);
         match self.backends.progress.live(&topic).await {
             Ok(Some(live)) => return Ok(live),
             Ok(None) => {}
@@ -90,7 +91,7 @@ impl UploadService {
         if let Err(e) = self
             .backends
             .progress
-            .mark_chunk(&topic(upload.upload_id), number, upload.expires_at)
+            .mark_chunk(&upload_topic(upload.upload_id), number, upload.expires_at)
             .await
         {
             tracing::warn!(error = %e, "progress bus unavailable; progress will be rebuilt");
