@@ -1,24 +1,17 @@
-//! The messaging core: conversations, their members, messages that carry
-//! attachments, and the access rule "who may read this media".
+//! The messaging core, pure of HTTP and SQL: conversations and their
+//! members' roles (`conversation`), what a message may carry and who may
+//! edit or delete it (`message`), receipts and a message's status for its
+//! sender (`receipts`), and the rule "who may read this media" (`access`).
 //!
-//! It links into the media service so that an attachment belongs to a
-//! conversation and only its members can read it. Until conversations land,
-//! the media service's rule is the owner-only one below.
+//! The media service links it in so that an attachment belongs to a
+//! conversation and only its members can read it; its persistence and HTTP
+//! surface live in `media-api`.
 
 #![forbid(unsafe_code)]
 
-/// Who may read a media item, given its owner and the caller.
-///
-/// Today only the owner may; conversation membership extends this.
-pub fn may_read(owner: &str, caller: &str) -> bool {
-    owner == caller
-}
+pub mod access;
+pub mod conversation;
+pub mod message;
+pub mod receipts;
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn only_the_owner_reads_for_now() {
-        assert!(super::may_read("alice", "alice"));
-        assert!(!super::may_read("alice", "bob"));
-    }
-}
+pub use access::may_read;
