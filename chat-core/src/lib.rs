@@ -1,7 +1,8 @@
 //! The messaging core, pure of HTTP and SQL: conversations and their
 //! members' roles (`conversation`), what a message may carry and who may
 //! edit or delete it (`message`), receipts and a message's status for its
-//! sender (`receipts`), and the rule "who may read this media" (`access`).
+//! sender (`receipts`), the sync log's cursor and its no-gap rule (`sync`),
+//! and the rule "who may read this media" (`access`).
 //!
 //! The media service links it in so that an attachment belongs to a
 //! conversation and only its members can read it; its persistence and HTTP
@@ -13,5 +14,6 @@ pub mod access;
 pub mod conversation;
 pub mod message;
 pub mod receipts;
+pub mod sync;
 
 pub use access::may_read;
