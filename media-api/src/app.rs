@@ -109,6 +109,13 @@ impl Application {
             stopping.clone(),
         ));
         let workers = crate::processing::workers_for(&state.settings, true);
+        if workers == 0 {
+            tracing::warn!(
+                "this process runs no processing workers (MEDIA_JOBS__SERVE_WORKERS=0): uploads \
+                 stay `processing` until a `media-api worker` process runs against the same \
+                 database; /readyz shows the queue"
+            );
+        }
         let pool = tokio::spawn(crate::processing::run(
             state.backends.clone(),
             state.settings.clone(),

@@ -192,6 +192,31 @@ impl Downloads {
         )
         .await
     }
+
+    /// A download URL for one of a media item's variants, named after the
+    /// original (`photo.jpg` → `photo-thumb.webp`).
+    pub async fn presign_variant(
+        &self,
+        media: &MediaRecord,
+        variant: &VariantRecord,
+    ) -> Result<DownloadUrl, BlobStoreError> {
+        let stem = media
+            .file_name
+            .as_str()
+            .rsplit_once('.')
+            .map_or(media.file_name.as_str(), |(stem, _)| stem);
+        let extension = variant.content_type.rsplit('/').next().unwrap_or("bin");
+        let name = format!("{stem}-{}.{extension}", variant.preset);
+        // The variant's own identity: (content, preset, version).
+        let etag = format!(
+            "{}-{}-v{}",
+            media.blake3.to_hex(),
+            variant.preset,
+            variant.version
+        );
+        self.presign(&variant.storage_key, &etag, &variant.content_type, &name)
+            .await
+    }
 }
 
 /// A single `Range: bytes=…` request. Anything else (several ranges, other
@@ -221,33 +246,6 @@ pub fn parse_range(header: &str) -> Option<RangeSpec> {
     }
     let last: u64 = last.parse().ok()?;
     (last >= first).then_some(RangeSpec::From(first, Some(last)))
-}
-
-impl Downloads {
-    /// A download URL for one of a media item's variants, named after the
-    /// original (`photo.jpg` → `photo-thumb.webp`).
-    pub async fn presign_variant(
-        &self,
-        media: &MediaRecord,
-        variant: &VariantRecord,
-    ) -> Result<DownloadUrl, BlobStoreError> {
-        let stem = media
-            .file_name
-            .as_str()
-            .rsplit_once('.')
-            .map_or(media.file_name.as_str(), |(stem, _)| stem);
-        let extension = variant.content_type.rsplit('/').next().unwrap_or("bin");
-        let name = format!("{stem}-{}.{extension}", variant.preset);
-        // The variant's own identity: (content, preset, version).
-        let etag = format!(
-            "{}-{}-v{}",
-            media.blake3.to_hex(),
-            variant.preset,
-            variant.version
-        );
-        self.presign(&variant.storage_key, &etag, &variant.content_type, &name)
-            .await
-    }
 }
 
 #[cfg(test)]

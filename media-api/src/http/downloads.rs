@@ -10,12 +10,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::media::media_not_found;
+use super::media::{media_id, media_not_found};
 use super::problem::{ApiError, Json, Path, Query};
 use super::state::AppState;
 use crate::auth::Caller;
 use crate::downloads::{SignedObject, SignedQuery};
-use crate::ids::{MediaId, rfc3339};
+use crate::ids::rfc3339;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -36,11 +36,11 @@ async fn content(
     Path(id): Path<String>,
     Query(query): Query<ContentQuery>,
 ) -> Result<Response, ApiError> {
-    let media = match MediaId::parse(&id) {
-        Some(id) => state.media.readable(&caller.user, id).await?,
-        None => None,
-    }
-    .ok_or_else(media_not_found)?;
+    let media = state
+        .media
+        .readable(&caller.user, media_id(&id)?)
+        .await?
+        .ok_or_else(media_not_found)?;
     let url = match query.variant {
         None => state.downloads.presign_media(&media).await?,
         Some(name) => {

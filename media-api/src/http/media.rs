@@ -48,11 +48,7 @@ async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let deleted = match MediaId::parse(&id) {
-        Some(id) => state.media.delete(&caller.user, id).await?,
-        None => false,
-    };
-    if deleted {
+    if state.media.delete(&caller.user, media_id(&id)?).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(media_not_found())
@@ -106,12 +102,18 @@ async fn metadata(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let view = match MediaId::parse(&id) {
-        Some(id) => state.media.view(&caller.user, id).await?,
-        None => None,
-    }
-    .ok_or_else(media_not_found)?;
+    let view = state
+        .media
+        .view(&caller.user, media_id(&id)?)
+        .await?
+        .ok_or_else(media_not_found)?;
     Ok(Json(view).into_response())
+}
+
+/// A media id from the path; one that cannot be a media id is not found,
+/// like one that names no media.
+pub(super) fn media_id(id: &str) -> Result<MediaId, ApiError> {
+    MediaId::parse(id).ok_or_else(media_not_found)
 }
 
 /// The one answer for media that does not exist and media the caller may

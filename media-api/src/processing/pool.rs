@@ -21,11 +21,6 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     if workers == 0 {
-        tracing::warn!(
-            "this process runs no processing workers (MEDIA_JOBS__SERVE_WORKERS=0): uploads \
-             stay `processing` until a `media-api worker` process runs against the same \
-             database; /readyz shows the queue"
-        );
         return;
     }
     match render_program(&settings) {
