@@ -6,8 +6,16 @@
 //! that need them fail with a message saying how to start them: they never
 //! skip silently.
 
+mod fixtures;
+mod process;
+
+pub use fixtures::{ffmpeg_fixture, ffprobe, random_bytes, shuffle, test_image};
+pub use process::{
+    ServiceProcess, free_port, metric_in, render_binary, service_binary, service_command,
+    wait_ready,
+};
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use media_api::Settings;
@@ -197,55 +205,6 @@ pub async fn problem_of(response: reqwest::Response, status: u16, code: &str) ->
     body
 }
 
-/// The `media-api` binary cargo built next to this test.
-pub fn service_binary() -> PathBuf {
-    built_binary("media-api")
-}
-
-/// The `media-render` binary the workers run for each job.
-pub fn render_binary() -> PathBuf {
-    built_binary("media-render")
-}
-
-fn built_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let bin = dir.join(name);
-    assert!(
-        bin.is_file(),
-        "{} is missing: build it first (`cargo build --workspace`, which infra/test.sh does)",
-        bin.display()
-    );
-    bin
-}
-
-/// A free loopback port (bound and released; good enough for tests).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// Waits up to 30 s for `{base}/readyz` to answer 200.
-pub async fn wait_ready(base: &str) -> bool {
-    let client = reqwest::Client::new();
-    eventually(Duration::from_secs(30), || {
-        let (client, url) = (client.clone(), format!("{base}/readyz"));
-        async move {
-            client
-                .get(url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-        }
-    })
-    .await
-}
-
 /// Polls `check` every 100 ms until it is true or `limit` passes.
 pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
 where
@@ -262,21 +221,6 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Deterministic pseudo-random bytes (splitmix64): incompressible test content.
-pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// A user of the API: a token and the app it talks to.
@@ -427,113 +371,6 @@ impl User<'_> {
     }
 }
 
-/// Fisher–Yates with a fixed seed: a shuffled but repeatable order.
-pub fn shuffle<T>(items: &mut [T], seed: u64) {
-    let noise = random_bytes(items.len() * 8, seed ^ 0x5eed);
-    for i in (1..items.len()).rev() {
-        let r = u64::from_le_bytes(noise[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-        items.swap(i, (r % (i as u64 + 1)) as usize);
-    }
-}
-
-/// The service as a separate process: it can be killed, and its `/metrics`
-/// are its own (an in-process [`TestApp`] shares the process-wide metrics
-/// recorder with every other test in the binary, so its counters prove
-/// nothing about one test).
-#[derive(Debug)]
-pub struct ServiceProcess {
-    child: tokio::process::Child,
-    /// `http://127.0.0.1:PORT`.
-    pub base: String,
-    tokens: media_api::auth::TokenAuthority,
-}
-
-impl ServiceProcess {
-    /// Starts `media-api serve` on `settings`' backends on `port`, with the
-    /// given extra `MEDIA_*` variables, and waits until it is ready.
-    pub async fn start_with(
-        settings: &Settings,
-        port: u16,
-        secret: &str,
-        env: &[(&str, &str)],
-    ) -> Self {
-        let mut cmd = service_command(settings, secret);
-        cmd.arg("serve")
-            .env("MEDIA_LISTEN", format!("127.0.0.1:{port}"))
-            .env("MEDIA_JOBS__RENDER_PROGRAM", render_binary());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("start media-api");
-        let base = format!("http://127.0.0.1:{port}");
-        let ready = wait_ready(&base).await;
-        assert!(ready, "the service process did not become ready");
-        let tokens = media_api::auth::TokenAuthority::new(&SecretString::from(secret.to_owned()));
-        Self {
-            child,
-            base,
-            tokens,
-        }
-    }
-
-    /// [`ServiceProcess::start_with`] with no extra variables.
-    pub async fn start(settings: &Settings, port: u16, secret: &str) -> Self {
-        Self::start_with(settings, port, secret, &[]).await
-    }
-
-    /// A valid bearer token for `user`.
-    pub fn token(&self, user: &str) -> String {
-        self.tokens
-            .mint(
-                &UserId::parse(user).expect("valid user"),
-                false,
-                Duration::from_secs(3600),
-            )
-            .expect("mint")
-    }
-
-    /// The sum of this process's samples of a metric whose labels include
-    /// every `key="value"` in `labels`.
-    pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.base))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        metric_in(&text, name, labels)
-    }
-
-    /// Its process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id().expect("running")
-    }
-
-    /// Waits for it to exit by itself, failing the test after `limit`.
-    pub async fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
-        tokio::time::timeout(limit, self.child.wait())
-            .await
-            .expect("the service exits in time")
-            .expect("wait")
-    }
-
-    /// SIGKILL: no shutdown, no cleanup.
-    pub async fn kill(mut self) {
-        self.child.kill().await.expect("kill");
-    }
-}
-
-/// The sum of a metric's samples in a Prometheus text exposition, over the
-/// label sets that include every `key="value"` in `labels`.
-pub fn metric_in(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
-        .filter(|l| labels.iter().all(|label| l.contains(label)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// The bytes of a media item read straight from the blob store, bypassing the API.
 pub async fn stored_bytes(app: &TestApp, media_id: &str) -> Vec<u8> {
     let id = media_api::ids::MediaId::parse(media_id).expect("media id");
@@ -555,86 +392,6 @@ pub async fn stored_bytes(app: &TestApp, media_id: &str) -> Vec<u8> {
         .collect()
         .await
         .expect("read")
-}
-
-/// `media-api` as a separate process (so a test can kill it) on the same
-/// backends as `settings`, configured through `MEDIA_*` variables as an
-/// operator would.
-pub fn service_command(settings: &Settings, secret: &str) -> tokio::process::Command {
-    use secrecy::ExposeSecret;
-    let mut cmd = tokio::process::Command::new(service_binary());
-    cmd.env("MEDIA_DATA_DIR", &settings.data_dir)
-        .env("MEDIA_JWT_SECRET", secret)
-        .env("MEDIA_REDIS_NAMESPACE", &settings.redis_namespace)
-        .env_remove("MEDIA_DATABASE_URL")
-        .env_remove("MEDIA_REDIS_URL")
-        .env_remove("MEDIA_BLOB_STORE")
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true);
-    if let Some(url) = &settings.database_url {
-        cmd.env("MEDIA_DATABASE_URL", url.expose_secret());
-    }
-    if let Some(url) = &settings.redis_url {
-        cmd.env("MEDIA_REDIS_URL", url.expose_secret());
-    }
-    if let Some(store) = &settings.blob_store {
-        cmd.env("MEDIA_BLOB_STORE", store);
-    }
-    cmd
-}
-
-/// A media file made by the `ffmpeg` command line from its `lavfi` test
-/// sources, cached across tests (and runs) under the system temp dir.
-/// `args` are everything between `ffmpeg -y` and the output file.
-pub fn ffmpeg_fixture(name: &str, args: &[&str]) -> PathBuf {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    args.hash(&mut hasher);
-    let dir = std::env::temp_dir().join("media-e2e-fixtures");
-    std::fs::create_dir_all(&dir).expect("fixture dir");
-    let path = dir.join(format!("{:016x}-{name}", hasher.finish()));
-    if path.is_file() {
-        return path;
-    }
-    // Written aside and renamed, so a concurrent test never reads half a file.
-    // (The name keeps its extension: ffmpeg picks the container by it.)
-    let partial = dir.join(format!("partial-{}-{name}", uuid::Uuid::new_v4().simple()));
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-y"])
-        .args(args)
-        .arg(&partial)
-        .output()
-        .expect("run ffmpeg (infra/test.sh installs it)");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::rename(&partial, &path).expect("fixture in place");
-    path
-}
-
-/// What `ffprobe` says about a file, as JSON (format and streams).
-pub fn ffprobe(path: &std::path::Path) -> serde_json::Value {
-    let out = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-print_format",
-            "json",
-            "-show_format",
-            "-show_streams",
-        ])
-        .arg(path)
-        .output()
-        .expect("run ffprobe");
-    assert!(
-        out.status.success(),
-        "ffprobe {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
 }
 
 /// Declares `async fn $name(set: BackendSet)` as two tests, one per backend

@@ -6,17 +6,10 @@
 use std::time::Duration;
 
 use media_e2e::both_sets;
-use media_e2e::{BackendSet, ServiceProcess, eventually, free_port, json_of, test_settings};
+use media_e2e::{
+    BackendSet, ServiceProcess, eventually, free_port, json_of, test_image, test_settings,
+};
 use serde_json::{Value, json};
-
-fn png(seed: u8) -> Vec<u8> {
-    let img =
-        image::RgbImage::from_fn(320, 240, |x, y| image::Rgb([x as u8 ^ seed, y as u8, seed]));
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("png");
-    out.into_inner()
-}
 
 both_sets!(each_process_counts_its_own_events);
 async fn each_process_counts_its_own_events(set: BackendSet) {
@@ -71,7 +64,7 @@ async fn each_process_counts_its_own_events(set: BackendSet) {
     );
 
     // One processed image: one job done, timed once.
-    let image = png(1);
+    let image = test_image(image::ImageFormat::Png, 320, 240, 1);
     let good = post("a.png", image.clone()).await;
     let good_id = good["media_id"].as_str().expect("id").to_owned();
     assert!(

@@ -222,14 +222,6 @@ async fn pages_default_to_50_and_limits_are_bounded() {
     app.stop().await;
 }
 
-fn png() -> Vec<u8> {
-    let img = image::RgbImage::from_fn(400, 300, |x, y| image::Rgb([x as u8, y as u8, 40]));
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("png");
-    out.into_inner()
-}
-
 both_sets!(preset_versions_come_from_the_configuration_and_variants_go_with_their_content);
 async fn preset_versions_come_from_the_configuration_and_variants_go_with_their_content(
     set: BackendSet,
@@ -244,7 +236,12 @@ async fn preset_versions_come_from_the_configuration_and_variants_go_with_their_
     settings.gc_interval = Duration::from_millis(200);
     let app = TestApp::spawn_with(set, settings, dir).await;
     let alice = app.user("alice");
-    let media = alice.post_media("p.png", &png()).await;
+    let media = alice
+        .post_media(
+            "p.png",
+            &media_e2e::test_image(image::ImageFormat::Png, 400, 300, 40),
+        )
+        .await;
     let id = media["media_id"].as_str().expect("id").to_owned();
     let ready = eventually(Duration::from_secs(60), || async {
         json_of(alice.get(&format!("/v1/media/{id}")).await, 200).await["status"] == "ready"
@@ -291,24 +288,18 @@ async fn settings_and_logs_never_show_secrets() {
     }
     // The service, logging at debug level, over requests that use both secrets.
     let (settings, _dir) = test_settings(BackendSet::Embedded).await;
-    let port = free_port();
-    let mut cmd = media_e2e::service_command(&settings, secrets[0]);
-    cmd.arg("serve")
-        .env("MEDIA_LISTEN", format!("127.0.0.1:{port}"))
-        .env("MEDIA_URL_SIGNING_SECRET", secrets[1])
-        .env("MEDIA_JOBS__SERVE_WORKERS", "0")
-        .env("RUST_LOG", "debug")
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("serve");
-    let base = format!("http://127.0.0.1:{port}");
-    assert!(media_e2e::wait_ready(&base).await);
-    let token = media_api::auth::TokenAuthority::new(&secrecy::SecretString::from(secrets[0]))
-        .mint(
-            &media_api::ids::UserId::parse("alice").expect("user"),
-            false,
-            Duration::from_secs(60),
-        )
-        .expect("token");
+    let service = ServiceProcess::start_with(
+        &settings,
+        free_port(),
+        secrets[0],
+        &[
+            ("MEDIA_URL_SIGNING_SECRET", secrets[1]),
+            ("MEDIA_JOBS__SERVE_WORKERS", "0"),
+            ("RUST_LOG", "debug"),
+        ],
+    )
+    .await;
+    let (base, token) = (service.base.clone(), service.token("alice"));
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -331,15 +322,7 @@ async fn settings_and_logs_never_show_secrets() {
         .await
         .expect("content");
     assert_eq!(r.status(), 302);
-    child.kill().await.expect("kill");
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut log)
-        .await
-        .expect("log");
+    let log = service.kill_and_log().await;
     assert!(
         log.contains("DEBUG") || log.contains("debug"),
         "no debug log: {log}"
@@ -448,7 +431,12 @@ async fn a_failing_job_is_retried_after_its_backoff_then_dead_after_its_attempts
     let app = TestApp::spawn_with(BackendSet::Embedded, settings, dir).await;
     let alice = app.user("alice");
     let started = std::time::Instant::now();
-    let media = alice.post_media("p.png", &png()).await;
+    let media = alice
+        .post_media(
+            "p.png",
+            &media_e2e::test_image(image::ImageFormat::Png, 400, 300, 40),
+        )
+        .await;
     let id = media["media_id"].as_str().expect("id").to_owned();
     let failed = eventually(Duration::from_secs(30), || async {
         json_of(alice.get(&format!("/v1/media/{id}")).await, 200).await["status"] == "failed"

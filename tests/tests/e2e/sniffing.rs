@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use media_e2e::{BackendSet, TestApp, ffmpeg_fixture, json_of, test_settings};
+use media_e2e::{BackendSet, TestApp, ffmpeg_fixture, json_of, test_image, test_settings};
 
 /// The allowlist, as the transcoder states it.
 fn allowlisted() -> BTreeSet<&'static str> {
@@ -16,15 +16,6 @@ fn allowlisted() -> BTreeSet<&'static str> {
         .chain(PROCESSED_AUDIO)
         .copied()
         .collect()
-}
-
-fn image_bytes(format: image::ImageFormat) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(48, 32, |x, y| image::Rgb([x as u8 * 5, y as u8 * 7, 90]));
-    let mut out = std::io::Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgb8(img)
-        .write_to(&mut out, format)
-        .expect("encode");
-    out.into_inner()
 }
 
 /// An AMR-NB file: the magic line, then 12.2 kb/s frames of silence (no
@@ -73,10 +64,26 @@ fn h264(name: &str, muxer: &str) -> Vec<u8> {
 /// (expected sniffed type, file name sent, bytes)
 fn fixtures() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     vec![
-        ("image/jpeg", "a.bin", image_bytes(image::ImageFormat::Jpeg)),
-        ("image/png", "a.bin", image_bytes(image::ImageFormat::Png)),
-        ("image/gif", "a.bin", image_bytes(image::ImageFormat::Gif)),
-        ("image/webp", "a.bin", image_bytes(image::ImageFormat::WebP)),
+        (
+            "image/jpeg",
+            "a.bin",
+            test_image(image::ImageFormat::Jpeg, 48, 32, 90),
+        ),
+        (
+            "image/png",
+            "a.bin",
+            test_image(image::ImageFormat::Png, 48, 32, 90),
+        ),
+        (
+            "image/gif",
+            "a.bin",
+            test_image(image::ImageFormat::Gif, 48, 32, 90),
+        ),
+        (
+            "image/webp",
+            "a.bin",
+            test_image(image::ImageFormat::WebP, 48, 32, 90),
+        ),
         ("video/mp4", "v.mp4", h264("v.mp4", "mp4")),
         ("video/x-m4v", "v.m4v", h264("v.m4v", "ipod")),
         ("video/quicktime", "v.mov", h264("v.mov", "mov")),

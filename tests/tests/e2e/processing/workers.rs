@@ -268,42 +268,18 @@ async fn idle_workers_wake_when_work_arrives_rather_than_polling(set: BackendSet
 /// start that it runs none, and `/readyz` shows the queue nobody drains.
 #[tokio::test]
 async fn serve_on_the_real_backends_processes_uploads_or_says_why_not() {
-    use tokio::io::AsyncBufReadExt;
     let (settings, _dir) = test_settings(BackendSet::Real).await;
     let secret = "by-hand-test-secret-long-enough-0123456789";
-    let token = media_api::auth::TokenAuthority::new(&secrecy::SecretString::from(secret))
-        .mint(
-            &media_api::ids::UserId::parse("newcomer").expect("user"),
-            false,
-            Duration::from_secs(600),
-        )
-        .expect("token");
     let client = reqwest::Client::new();
     for serve_workers in [None, Some("0")] {
-        let port = media_e2e::free_port();
-        let base = format!("http://127.0.0.1:{port}");
-        let mut cmd = media_e2e::service_command(&settings, secret);
-        cmd.arg("serve")
-            .env("MEDIA_LISTEN", format!("127.0.0.1:{port}"))
-            .env("MEDIA_JOBS__RENDER_PROGRAM", media_e2e::render_binary())
-            .env_remove("MEDIA_JOBS__SERVE_WORKERS")
-            .stderr(std::process::Stdio::piped());
-        if let Some(n) = serve_workers {
-            cmd.env("MEDIA_JOBS__SERVE_WORKERS", n);
-        }
-        let mut child = cmd.spawn().expect("serve");
-        // The log, collected as it comes (it also keeps the pipe drained).
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let collected = log.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                let mut log = collected.lock().expect("log");
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        assert!(media_e2e::wait_ready(&base).await, "not ready");
+        let env: Vec<(&str, &str)> = serve_workers
+            .map(|n| ("MEDIA_JOBS__SERVE_WORKERS", n))
+            .into_iter()
+            .collect();
+        let service =
+            media_e2e::ServiceProcess::start_with(&settings, media_e2e::free_port(), secret, &env)
+                .await;
+        let (base, token) = (service.base.clone(), service.token("newcomer"));
         let r = client
             .post(format!("{base}/v1/media?file_name=by-hand.png"))
             .bearer_auth(&token)
@@ -329,15 +305,11 @@ async fn serve_on_the_real_backends_processes_uploads_or_says_why_not() {
                 .unwrap_or("")
                 .to_owned()
         };
-        let ready = json_of(
-            client
-                .get(format!("{base}/readyz"))
-                .send()
-                .await
-                .expect("readyz"),
-            200,
-        )
-        .await;
+        let readyz = || async {
+            let r = client.get(format!("{base}/readyz")).send().await;
+            json_of(r.expect("readyz"), 200).await
+        };
+        let ready = readyz().await;
         match serve_workers {
             None => {
                 assert!(
@@ -356,31 +328,21 @@ async fn serve_on_the_real_backends_processes_uploads_or_says_why_not() {
                 assert_eq!(ready["processing"]["workers_in_process"], 0, "{ready}");
                 assert!(
                     eventually(Duration::from_secs(10), || async {
-                        log.lock()
-                            .expect("log")
-                            .contains("runs no processing workers")
+                        service.log().contains("runs no processing workers")
                     })
                     .await,
                     "serve did not say it runs no workers: {}",
-                    log.lock().expect("log")
+                    service.log()
                 );
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 assert_eq!(status().await, "processing");
-                let ready = json_of(
-                    client
-                        .get(format!("{base}/readyz"))
-                        .send()
-                        .await
-                        .expect("readyz"),
-                    200,
-                )
-                .await;
+                let ready = readyz().await;
                 assert_eq!(
                     ready["processing"]["queued"], 1,
                     "the waiting job is shown: {ready}"
                 );
             }
         }
-        child.kill().await.expect("kill");
+        service.kill().await;
     }
 }
