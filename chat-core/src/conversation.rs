@@ -1,8 +1,6 @@
 //! Conversations and their members: the kinds, the roles, and what each
 //! role may do to whom.
 
-use std::fmt;
-
 /// A conversation's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConversationKind {
@@ -22,29 +20,6 @@ pub enum Role {
     Admin,
     /// The group's creator: an admin who also changes roles.
     Owner,
-}
-
-/// Names shared by the kinds and roles: the stored and API spelling.
-macro_rules! named {
-    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
-        impl $ty {
-            /// The stored and API name.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $name),+ }
-            }
-
-            /// Reads a name; `None` for anything else.
-            pub fn parse(value: &str) -> Option<Self> {
-                match value { $($name => Some(Self::$variant),)+ _ => None }
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
 }
 
 named!(ConversationKind { Direct => "direct", Group => "group" });
@@ -68,9 +43,6 @@ pub enum MembershipError {
     /// The owner leaves only after handing the group over.
     #[error("the owner must make someone else owner before leaving")]
     OwnerMustHandOver,
-    /// Making someone owner goes through a hand-over, not a role change.
-    #[error("the owner role is handed over, not assigned")]
-    OwnerNotAssignable,
 }
 
 /// What one member does to another (or to themselves).
@@ -127,11 +99,16 @@ pub fn may_change(
             target: Role::Owner,
             ..
         } => Err(MembershipError::NotOwner),
-        Change::SetRole {
-            to: Role::Owner, ..
-        } => Err(MembershipError::OwnerNotAssignable),
+        // The owner making someone else owner is the hand-over: they become
+        // an admin (see [`handed_over`]).
         Change::SetRole { .. } => Ok(()),
     }
+}
+
+/// The role the actor keeps after giving someone the role `to`: the owner
+/// who makes someone else owner becomes an admin (a group has one owner).
+pub fn handed_over(to: Role) -> Option<Role> {
+    (to == Role::Owner).then_some(Role::Admin)
 }
 
 #[cfg(test)]
@@ -207,8 +184,11 @@ mod tests {
         assert_eq!(may_change(Group, Owner, set(Admin, Member)), Ok(()));
         assert_eq!(
             may_change(Group, Owner, set(Member, Owner)),
-            Err(MembershipError::OwnerNotAssignable)
+            Ok(()),
+            "the hand-over"
         );
+        assert_eq!(handed_over(Owner), Some(Admin));
+        assert_eq!(handed_over(Admin), None);
     }
 
     #[test]

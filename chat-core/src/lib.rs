@@ -10,6 +10,29 @@
 
 #![forbid(unsafe_code)]
 
+/// The stored and API spelling of an enum's variants, both ways.
+macro_rules! named {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The stored and API name.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $name),+ }
+            }
+
+            /// Reads a name; `None` for anything else.
+            pub fn parse(value: &str) -> Option<Self> {
+                match value { $($name => Some(Self::$variant),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 pub mod access;
 pub mod conversation;
 pub mod message;

@@ -2,6 +2,30 @@
 
 use std::time::Duration;
 
+/// What a message is: text from a member, or a system message recording a
+/// membership change in the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// Text and/or attachments from a member.
+    Text,
+    /// Someone was added (`member`); the actor is its sender.
+    MemberAdded,
+    /// Someone was removed by an admin.
+    MemberRemoved,
+    /// Someone left.
+    MemberLeft,
+    /// Someone's role changed (to `role`).
+    RoleChanged,
+}
+
+named!(MessageKind {
+    Text => "text",
+    MemberAdded => "member_added",
+    MemberRemoved => "member_removed",
+    MemberLeft => "member_left",
+    RoleChanged => "role_changed",
+});
+
 /// The limits on conversations and messages (all configurable).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatLimits {

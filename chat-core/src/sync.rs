@@ -19,6 +19,38 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+/// What an event in the sync log records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// A conversation was made; its founding members get it.
+    ConversationCreated,
+    /// Someone joined (the joiner gets it first of all the conversation's events).
+    MemberAdded,
+    /// Someone was removed or left (the last event they get of it).
+    MemberRemoved,
+    /// Someone's role changed.
+    RoleChanged,
+    /// A message (or a system message) was posted.
+    MessageCreated,
+    /// A message's text changed.
+    MessageEdited,
+    /// A message was deleted for everyone.
+    MessageDeleted,
+    /// A member's receipt marks moved forward.
+    Receipt,
+}
+
+named!(EventKind {
+    ConversationCreated => "conversation_created",
+    MemberAdded => "member_added",
+    MemberRemoved => "member_removed",
+    RoleChanged => "role_changed",
+    MessageCreated => "message_created",
+    MessageEdited => "message_edited",
+    MessageDeleted => "message_deleted",
+    Receipt => "receipt",
+});
+
 /// A position in the sync log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct SyncCursor {

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenAuthority;
 use crate::backends::Backends;
+use crate::chat::Chat;
 use crate::config::Settings;
 use crate::downloads::Downloads;
 use crate::http::{self, AppState};
@@ -50,6 +51,7 @@ impl Application {
             .with_context(|| format!("while binding MEDIA_LISTEN={}", settings.listen))?;
         let uploads = UploadService::new(backends.clone(), settings.limits.clone());
         let media = MediaCatalog::new(backends.clone(), settings.limits.max_page_size);
+        let chat = Chat::new(backends.clone(), media.clone(), settings.chat.clone());
         let downloads = Downloads::new(
             backends.blobs.clone(),
             backends.url_signer.clone(),
@@ -60,6 +62,7 @@ impl Application {
             backends,
             uploads,
             media,
+            chat,
             downloads,
             tokens: TokenAuthority::new(&secret),
             metrics: telemetry::metrics_handle(),
@@ -105,6 +108,11 @@ impl Application {
         tokio::spawn(media::gc::run_gc(
             state.backends.clone(),
             state.settings.gc_grace,
+            state.settings.gc_interval,
+            stopping.clone(),
+        ));
+        tokio::spawn(crate::chat::run_retention(
+            state.chat.clone(),
             state.settings.gc_interval,
             stopping.clone(),
         ));

@@ -9,7 +9,9 @@ use std::time::Duration;
 use crate::blob_store::{self, BlobStore};
 use crate::config::Settings;
 use crate::metadata_store::jobs::JobState;
-use crate::metadata_store::{self, GcStore, JobQueue, MediaStore, MetadataStore, UploadStore};
+use crate::metadata_store::{
+    self, ChatStore, GcStore, JobQueue, MediaStore, MetadataStore, UploadStore,
+};
 use crate::progress_bus::{self, ProgressBus};
 
 /// The three seams.
@@ -25,6 +27,8 @@ pub struct Backends {
     pub gc: Arc<dyn GcStore>,
     /// The processing queue (the same database).
     pub jobs: Arc<dyn JobQueue>,
+    /// Conversations, messages and the sync log (the same database).
+    pub chat: Arc<dyn ChatStore>,
     /// Live progress and events.
     pub progress: Arc<dyn ProgressBus>,
     /// Content bytes.
@@ -84,6 +88,7 @@ impl Backends {
             media: stores.media,
             gc: stores.gc,
             jobs: stores.jobs,
+            chat: stores.chat,
             progress,
             blobs,
             url_signer,

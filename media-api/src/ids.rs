@@ -43,6 +43,18 @@ uuid_id!(
     /// A media item: one user's reference to a content.
     MediaId
 );
+uuid_id!(
+    /// A conversation.
+    ConversationId
+);
+uuid_id!(
+    /// A message, unique across conversations.
+    MessageId
+);
+uuid_id!(
+    /// The id a client gives a message it sends, so that a retry finds it.
+    ClientMessageId
+);
 
 /// A BLAKE3-256 digest, shown as 64 lowercase hex digits (what `b3sum` prints).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

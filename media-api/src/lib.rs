@@ -11,7 +11,8 @@
 //! - the seams, each a trait with two implementations: `metadata_store`,
 //!   `progress_bus`, `blob_store`; `backends` connects them;
 //! - the domains, each owning its types, errors and rules: `uploads`,
-//!   `media`, `downloads`, `processing`;
+//!   `media`, `downloads`, `processing`, and `chat` (the messaging core over
+//!   `chat-core`'s rules);
 //! - the HTTP layer (`http`), the composition root (`app`) and the command
 //!   line (`cli`).
 
@@ -19,6 +20,7 @@ pub mod app;
 pub mod auth;
 pub mod backends;
 pub mod blob_store;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod downloads;

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 mod sections;
 mod units;
 
-pub use sections::{JobSettings, Limits, LogFormat, Presets};
+pub use sections::{ChatSettings, JobSettings, Limits, LogFormat, Presets};
 use units::KIB;
 pub use units::{ByteSize, S3Location};
 
@@ -96,6 +96,8 @@ pub struct Settings {
     pub jobs: JobSettings,
     /// What derivatives are made.
     pub presets: Presets,
+    /// The messaging core's limits.
+    pub chat: ChatSettings,
 }
 
 impl Default for Settings {
@@ -125,6 +127,7 @@ impl Default for Settings {
             limits: Limits::default(),
             jobs: JobSettings::default(),
             presets: Presets::default(),
+            chat: ChatSettings::default(),
         }
     }
 }

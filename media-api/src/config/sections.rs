@@ -144,3 +144,68 @@ impl Default for Limits {
         }
     }
 }
+
+/// The messaging core's limits (`chat.*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatSettings {
+    /// Most members in a group, its creator included.
+    pub max_group_members: usize,
+    /// Most bytes of text in one message.
+    pub max_text_bytes: usize,
+    /// Most attachments in one message.
+    pub max_attachments: usize,
+    /// Most characters in a group's title.
+    pub max_title_chars: usize,
+    /// Most bytes of one attachment's caption.
+    pub max_caption_bytes: usize,
+    /// How long a sender may edit a message.
+    #[serde(with = "humantime_serde")]
+    pub edit_window: Duration,
+    /// How long a sender may delete a message for everyone.
+    #[serde(with = "humantime_serde")]
+    pub delete_window: Duration,
+    /// Most conversations one forward posts into.
+    pub max_forward_targets: usize,
+    /// How long the sync log keeps events; an older cursor is expired.
+    #[serde(with = "humantime_serde")]
+    pub sync_retention: Duration,
+    /// Most messages in one history page (a page is 50 unless asked).
+    pub max_history_page: u32,
+    /// Most events in one sync page (a page is 100 unless asked).
+    pub max_sync_page: u32,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        let core = chat_core::message::ChatLimits::default();
+        Self {
+            max_group_members: core.max_group_members,
+            max_text_bytes: core.max_text_bytes,
+            max_attachments: core.max_attachments,
+            max_title_chars: core.max_title_chars,
+            max_caption_bytes: 1024,
+            edit_window: core.edit_window,
+            delete_window: core.delete_window,
+            max_forward_targets: core.max_forward_targets,
+            sync_retention: Duration::from_secs(30 * 24 * 3600),
+            max_history_page: 200,
+            max_sync_page: 1000,
+        }
+    }
+}
+
+impl ChatSettings {
+    /// The limits `chat-core` checks.
+    pub fn limits(&self) -> chat_core::message::ChatLimits {
+        chat_core::message::ChatLimits {
+            max_group_members: self.max_group_members,
+            max_text_bytes: self.max_text_bytes,
+            max_attachments: self.max_attachments,
+            max_title_chars: self.max_title_chars,
+            edit_window: self.edit_window,
+            delete_window: self.delete_window,
+            max_forward_targets: self.max_forward_targets,
+        }
+    }
+}

@@ -9,6 +9,7 @@ use super::problem::ApiError;
 use crate::auth::AuthError;
 use crate::blob_store::BlobStoreError;
 use crate::blob_store::signed_url::UrlError;
+use crate::chat::ChatError;
 use crate::downloads::DownloadError;
 use crate::media::ListError;
 use crate::metadata_store::MetadataError;
@@ -129,6 +130,71 @@ impl From<UploadError> for ApiError {
             U::Metadata(_) | U::Blobs(_) | U::Progress(_) | U::Backend(_) => {
                 backend_unavailable(&e)
             }
+        }
+    }
+}
+
+impl From<ChatError> for ApiError {
+    fn from(e: ChatError) -> Self {
+        use ChatError as C;
+        use chat_core::conversation::MembershipError as M;
+        use chat_core::message::MessageError as E;
+        use chat_core::receipts::ReceiptError as R;
+        let detail = e.to_string();
+        let forbidden = |code| ApiError::new(StatusCode::FORBIDDEN, code, detail.clone());
+        match &e {
+            C::InvalidKind => ApiError::bad_request("invalid-conversation-kind", detail),
+            C::InvalidMembers(_) => ApiError::bad_request("invalid-members", detail),
+            C::InvalidUser(_) => ApiError::bad_request("invalid-user-id", detail),
+            C::InvalidRole => ApiError::bad_request("invalid-role", detail),
+            C::GroupFull(limit) => ApiError::conflict("group-full", detail).with("limit", limit),
+            C::ConversationNotFound => ApiError::not_found("conversation-not-found", detail),
+            C::MessageNotFound => ApiError::not_found("message-not-found", detail),
+            C::MemberNotFound => ApiError::not_found("member-not-found", detail),
+            C::AlreadyMember => ApiError::conflict("already-a-member", detail),
+            C::Membership(m) => match m {
+                M::NotAGroup => ApiError::conflict("not-a-group", detail),
+                M::NotAdmin => forbidden("not-conversation-admin"),
+                M::NotOwner => forbidden("not-conversation-owner"),
+                M::Outranked => forbidden("outranked"),
+                M::OwnerMustHandOver => ApiError::conflict("owner-must-hand-over", detail),
+            },
+            C::Message(m) => match m {
+                E::Empty => ApiError::bad_request("empty-message", detail),
+                E::TextTooLong { limit, .. } => {
+                    ApiError::bad_request("text-too-long", detail).with("limit", limit)
+                }
+                E::TooManyAttachments { limit, .. } => {
+                    ApiError::bad_request("too-many-attachments", detail).with("limit", limit)
+                }
+                E::InvalidTitle { .. } => ApiError::bad_request("invalid-title", detail),
+                E::NotSender => forbidden("not-message-sender"),
+                E::EditWindowPassed(_) => ApiError::conflict("edit-window-passed", detail),
+                E::DeleteWindowPassed(_) => ApiError::conflict("delete-window-passed", detail),
+                E::Deleted => ApiError::conflict("message-deleted", detail),
+            },
+            C::Receipt(r) => match r {
+                R::Empty => ApiError::bad_request("empty-receipt", detail),
+                R::PastLast { last_seq, .. } => {
+                    ApiError::bad_request("receipt-past-last-seq", detail)
+                        .with("last_seq", last_seq)
+                }
+            },
+            C::SystemMessage => ApiError::conflict("system-message", detail),
+            C::InvalidClientMessageId => ApiError::bad_request("invalid-client-message-id", detail),
+            C::ReplyNotFound => ApiError::bad_request("reply-not-found", detail),
+            C::MediaNotFound => ApiError::not_found("media-not-found", detail),
+            C::InvalidCaption(_) => ApiError::bad_request("invalid-caption", detail),
+            C::InvalidForwardTargets(limit) => {
+                ApiError::bad_request("invalid-forward-targets", detail).with("limit", limit)
+            }
+            C::InvalidLimit(_) => ApiError::bad_request("invalid-limit", detail),
+            C::InvalidRange => ApiError::bad_request("invalid-range", detail),
+            C::InvalidCursor => ApiError::bad_request("invalid-cursor", detail),
+            C::SyncCursorExpired => ApiError::new(StatusCode::GONE, "sync-cursor-expired", detail),
+            C::Contended => ApiError::conflict("conversation-changed", detail)
+                .with_header(header::RETRY_AFTER, header::HeaderValue::from_static("1")),
+            C::Backend(inner) => backend_unavailable(inner),
         }
     }
 }

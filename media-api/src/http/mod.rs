@@ -5,6 +5,7 @@
 
 mod account;
 mod auth;
+mod chat;
 mod downloads;
 mod errors;
 mod health;
@@ -47,6 +48,9 @@ pub fn router(state: AppState) -> Router {
         .merge(uploads::router(json_limit))
         .merge(media::router())
         .merge(downloads::router())
+        .merge(chat::router(json_limit.saturating_add(
+            settings.chat.max_text_bytes.saturating_mul(6),
+        )))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             settings.request_timeout,
@@ -100,6 +104,7 @@ fn cors(origins: &[String]) -> CorsLayer {
             Method::HEAD,
             Method::POST,
             Method::PUT,
+            Method::PATCH,
             Method::DELETE,
             Method::OPTIONS,
         ])

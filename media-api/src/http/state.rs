@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenAuthority;
 use crate::backends::Backends;
+use crate::chat::Chat;
 use crate::config::Settings;
 use crate::downloads::Downloads;
 use crate::media::MediaCatalog;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub uploads: UploadService,
     /// Media items and who may read them.
     pub media: MediaCatalog,
+    /// Conversations, messages, receipts and sync.
+    pub chat: Chat,
     /// Download URLs.
     pub downloads: Downloads,
     /// Renders `/metrics`.

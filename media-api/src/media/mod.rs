@@ -1,5 +1,5 @@
-//! The media catalog: a user's media items, the access rule that decides who
-//! may read one (from `chat-core`), listing, deletion (dropping a reference)
+//! The media catalog: a user's media items and the attachments made of them,
+//! the access rule that decides who may read one (from `chat-core`), listing, deletion (dropping a reference)
 //! and the views the API shows. The garbage collector that deletes what
 //! nobody references is in `gc`.
 
@@ -108,18 +108,33 @@ impl MediaCatalog {
     }
 
     /// A media item the caller may read; `None` when it does not exist or
-    /// the caller may not know it does (the same answer).
+    /// the caller may not know it does (the same answer). A media item is
+    /// its owner's; an attachment is for the members of its conversation
+    /// who joined before it was sent (`chat-core`'s rule); either way the
+    /// record names the content, and its `owner` is whose upload it was.
     pub async fn readable(
         &self,
         caller: &UserId,
         id: MediaId,
     ) -> Result<Option<MediaRecord>, MetadataError> {
-        Ok(self
+        if let Some(media) = self.backends.media.media(id).await? {
+            return Ok(chat_core::may_read(media.owner.as_str(), caller.as_str()).then_some(media));
+        }
+        let Some(attachment) = self.backends.chat.attachment(id).await? else {
+            return Ok(None);
+        };
+        let member = self
             .backends
-            .media
-            .media(id)
-            .await?
-            .filter(|m| chat_core::may_read(m.owner.as_str(), caller.as_str())))
+            .chat
+            .member(attachment.conversation_id, caller)
+            .await?;
+        let view = chat_core::access::AttachmentView {
+            message_seq: attachment.message_seq,
+            // Deleting a message for everyone deletes its attachments.
+            message_deleted: false,
+            caller_joined_seq: member.filter(|m| m.active).map(|m| m.joined_seq),
+        };
+        Ok(chat_core::access::may_read_attachment(view).then_some(attachment.media))
     }
 
     /// A media item as the caller sees it, with its variants; `None` when

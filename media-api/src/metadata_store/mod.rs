@@ -1,12 +1,13 @@
 //! The metadata store seam: the source of truth for uploads, chunks, blobs,
-//! media and jobs, split into narrow traits (`UploadStore`, `MediaStore`,
-//! `GcStore`, `JobQueue`) so each domain depends on the piece it uses.
+//! media, jobs and chat, split into narrow traits (`UploadStore`, `MediaStore`,
+//! `GcStore`, `JobQueue`, `ChatStore`) so each domain depends on the piece it uses.
 //!
 //! One implementation, [`sql::SqlMetadataStore`], serves PostgreSQL and SQLite
 //! through sqlx's `Any` driver: the SQL is written once in the dialect both
 //! share (`$n` parameters, `on conflict`, `returning`, bigint milliseconds for
 //! time), and the few statements that must differ are picked by [`Dialect`].
 
+pub mod chat;
 pub mod gc;
 pub mod jobs;
 pub mod media;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use chat::ChatStore;
 pub use gc::GcStore;
 pub use jobs::JobQueue;
 pub use media::MediaStore;
@@ -87,6 +89,8 @@ pub struct Stores {
     pub gc: Arc<dyn GcStore>,
     /// The processing queue.
     pub jobs: Arc<dyn JobQueue>,
+    /// Conversations, messages, receipts and the sync log.
+    pub chat: Arc<dyn ChatStore>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -106,6 +110,7 @@ pub async fn from_settings(settings: &Settings) -> anyhow::Result<Stores> {
         uploads: store.clone(),
         media: store.clone(),
         gc: store.clone(),
-        jobs: store,
+        jobs: store.clone(),
+        chat: store,
     })
 }

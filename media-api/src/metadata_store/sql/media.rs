@@ -125,15 +125,7 @@ impl MediaStore for SqlMetadataStore {
             tx.rollback().await?;
             return Ok(false);
         };
-        sqlx::query(
-            "update blobs set unreferenced_since = $2 where blake3 = $1 \
-             and unreferenced_since is null \
-             and not exists (select 1 from media where media.blake3 = blobs.blake3)",
-        )
-        .bind(&blake3)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
+        super::chat_log::mark_if_unreferenced(&mut tx, &blake3).await?;
         tx.commit().await?;
         Ok(true)
     }

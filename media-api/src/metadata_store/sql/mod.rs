@@ -14,6 +14,8 @@ use sqlx::any::AnyRow;
 use sqlx::migrate::Migrator;
 use sqlx::{Any, Row, Transaction};
 
+mod chat;
+mod chat_log;
 mod content;
 mod gc;
 mod jobs;

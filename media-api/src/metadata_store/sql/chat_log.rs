@@ -1,0 +1,340 @@
+//! The sync log (events, reading a user's events in order, retention),
+//! receipt marks and their history, and the one statement that starts a
+//! content's grace period once nothing references it.
+
+use chat_core::receipts::Marks;
+use chat_core::sync::{EventKind, SyncCursor};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::chat::conversation_id_in;
+use super::{SqlMetadataStore, get_u64, to_i64};
+use crate::ids::{ConversationId, UserId, now_ms};
+use crate::metadata_store::chat::{
+    ChatStoreError, EventRecord, ReceiptRecord, Refusal, SyncRecords,
+};
+use crate::metadata_store::{Dialect, MetadataError};
+
+type Tx = Transaction<'static, Any>;
+
+/// The oldest transaction still running: every event below it is
+/// committed or never will be (PostgreSQL's visibility bound).
+const XMIN: &str = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+
+/// A position as the database compares it; past the range is past everything.
+fn bigint(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Appends an event to the sync log; answers its id.
+pub(super) async fn insert_event(
+    tx: &mut Tx,
+    id: ConversationId,
+    kind: EventKind,
+    actor: Option<&UserId>,
+    seq: Option<u64>,
+    member: Option<&UserId>,
+    marks: Option<Marks>,
+) -> Result<i64, ChatStoreError> {
+    Ok(sqlx::query_scalar(
+        "insert into chat_events (conversation_id, kind, at, actor, seq, member, \
+         delivered_seq, read_seq) values ($1, $2, $3, $4, $5, $6, $7, $8) returning event_id",
+    )
+    .bind(id.to_string())
+    .bind(kind.as_str())
+    .bind(now_ms())
+    .bind(actor.map(UserId::as_str))
+    .bind(seq.map(to_i64).transpose()?)
+    .bind(member.map(UserId::as_str))
+    .bind(marks.map(|m| to_i64(m.delivered_seq)).transpose()?)
+    .bind(marks.map(|m| to_i64(m.read_seq)).transpose()?)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+/// Starts the content's grace period when no media item and no attachment
+/// references it any more.
+pub(super) async fn mark_if_unreferenced(tx: &mut Tx, blake3: &str) -> Result<(), MetadataError> {
+    sqlx::query(
+        "update blobs set unreferenced_since = $2 where blake3 = $1 \
+         and unreferenced_since is null \
+         and not exists (select 1 from media where media.blake3 = blobs.blake3) \
+         and not exists (select 1 from attachments a where a.blake3 = blobs.blake3)",
+    )
+    .bind(blake3)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Records marks in the receipts' history (the times `receipts` reads).
+pub(super) async fn record_marks(
+    tx: &mut Tx,
+    id: ConversationId,
+    user: &UserId,
+    marks: Marks,
+) -> Result<(), ChatStoreError> {
+    sqlx::query(
+        "insert into chat_receipts (conversation_id, user_id, delivered_seq, read_seq, at) \
+         values ($1, $2, $3, $4, $5)",
+    )
+    .bind(id.to_string())
+    .bind(user.as_str())
+    .bind(to_i64(marks.delivered_seq)?)
+    .bind(to_i64(marks.read_seq)?)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn raise_marks(
+    store: &SqlMetadataStore,
+    id: ConversationId,
+    user: &UserId,
+    to: Marks,
+) -> Result<Marks, ChatStoreError> {
+    let mut tx = store.pool.begin().await?;
+    // Only ever up: two devices' receipts crossing leave the higher marks.
+    let raised = sqlx::query(
+        "update chat_members set \
+         delivered_seq = case when $3 > delivered_seq then $3 else delivered_seq end, \
+         read_seq = case when $4 > read_seq then $4 else read_seq end \
+         where conversation_id = $1 and user_id = $2 and left_event is null \
+         and ($3 > delivered_seq or $4 > read_seq) returning delivered_seq, read_seq",
+    )
+    .bind(id.to_string())
+    .bind(user.as_str())
+    .bind(to_i64(to.delivered_seq)?)
+    .bind(to_i64(to.read_seq)?)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = raised else {
+        tx.rollback().await?;
+        return match store.member_marks(id, user).await? {
+            Some(marks) => Ok(marks),
+            None => Err(Refusal::NotMember.into()),
+        };
+    };
+    let marks = Marks {
+        delivered_seq: get_u64(&row, "delivered_seq")?,
+        read_seq: get_u64(&row, "read_seq")?,
+    };
+    record_marks(&mut tx, id, user, marks).await?;
+    insert_event(
+        &mut tx,
+        id,
+        EventKind::Receipt,
+        Some(user),
+        None,
+        Some(user),
+        Some(marks),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(marks)
+}
+
+impl SqlMetadataStore {
+    async fn member_marks(
+        &self,
+        id: ConversationId,
+        user: &UserId,
+    ) -> Result<Option<Marks>, MetadataError> {
+        sqlx::query(
+            "select delivered_seq, read_seq from chat_members \
+             where conversation_id = $1 and user_id = $2 and left_event is null",
+        )
+        .bind(id.to_string())
+        .bind(user.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| {
+            Ok(Marks {
+                delivered_seq: get_u64(&row, "delivered_seq")?,
+                read_seq: get_u64(&row, "read_seq")?,
+            })
+        })
+        .transpose()
+    }
+}
+
+pub(super) async fn receipts(
+    store: &SqlMetadataStore,
+    id: ConversationId,
+    seq: u64,
+    except: &UserId,
+) -> Result<Vec<ReceiptRecord>, MetadataError> {
+    // Marks only rise, so a member's first history row at or past `seq` is
+    // when the message reached them. Members who joined after it are not asked.
+    let rows = sqlx::query(
+        "select m.user_id, \
+         (select min(r.at) from chat_receipts r where r.conversation_id = m.conversation_id \
+          and r.user_id = m.user_id and r.delivered_seq >= $2) as delivered_at, \
+         (select min(r.at) from chat_receipts r where r.conversation_id = m.conversation_id \
+          and r.user_id = m.user_id and r.read_seq >= $2) as read_at \
+         from chat_members m where m.conversation_id = $1 and m.left_event is null \
+         and m.joined_seq < $2 and m.user_id <> $3 order by m.user_id",
+    )
+    .bind(id.to_string())
+    .bind(to_i64(seq)?)
+    .bind(except.as_str())
+    .fetch_all(&store.pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ReceiptRecord {
+                user: UserId::parse(&row.try_get::<String, _>("user_id")?)
+                    .map_err(MetadataError::Query)?,
+                delivered_at: row.try_get("delivered_at")?,
+                read_at: row.try_get("read_at")?,
+            })
+        })
+        .collect()
+}
+
+fn event_from_row(row: &AnyRow) -> Result<EventRecord, MetadataError> {
+    let kind: String = row.try_get("kind")?;
+    let user = |column: &str| -> Result<Option<UserId>, MetadataError> {
+        row.try_get::<Option<String>, _>(column)?
+            .map(|u| UserId::parse(&u).map_err(MetadataError::Query))
+            .transpose()
+    };
+    let delivered: Option<i64> = row.try_get("delivered_seq")?;
+    let read: Option<i64> = row.try_get("read_seq")?;
+    let unsigned = |v: i64| u64::try_from(v).map_err(|_| MetadataError::Query("negative".into()));
+    Ok(EventRecord {
+        position: SyncCursor {
+            order: get_u64(row, "tx")?,
+            id: get_u64(row, "event_id")?,
+        },
+        kind: EventKind::parse(&kind)
+            .ok_or_else(|| MetadataError::Query(format!("unknown event kind {kind:?}")))?,
+        conversation_id: conversation_id_in(row, "conversation_id")?,
+        at: row.try_get("at")?,
+        actor: user("actor")?,
+        seq: row
+            .try_get::<Option<i64>, _>("seq")?
+            .map(unsigned)
+            .transpose()?,
+        member: user("member")?,
+        marks: match (delivered, read) {
+            (Some(d), Some(r)) => Some(Marks {
+                delivered_seq: unsigned(d)?,
+                read_seq: unsigned(r)?,
+            }),
+            _ => None,
+        },
+    })
+}
+
+pub(super) async fn sync(
+    store: &SqlMetadataStore,
+    user: &UserId,
+    after: SyncCursor,
+    limit: u32,
+) -> Result<SyncRecords, MetadataError> {
+    // The bound is read first, so every event below it is visible to the
+    // read that follows (see `chat-core`'s `sync` module).
+    let (bound_sql, bound_clause) = match store.dialect {
+        Dialect::Postgres => (format!("select {XMIN}"), "e.tx < $4"),
+        Dialect::Sqlite => (
+            "select coalesce(max(event_id), 0) from chat_events".to_owned(),
+            "e.event_id <= $4",
+        ),
+    };
+    let bound: i64 = sqlx::query_scalar(&bound_sql)
+        .fetch_one(&store.pool)
+        .await?;
+    // A member gets a conversation's events from the one that made them a
+    // member to the one that ended it, and none about a message from
+    // before they joined (its edit or deletion).
+    let rows = sqlx::query(&format!(
+        "select e.event_id, e.tx, e.conversation_id, e.kind, e.at, e.actor, e.seq, e.member, \
+         e.delivered_seq, e.read_seq from chat_events e \
+         join chat_members m on m.conversation_id = e.conversation_id and m.user_id = $1 \
+         where (e.tx, e.event_id) > ($2, $3) and {bound_clause} \
+         and e.event_id >= m.joined_event \
+         and (m.left_event is null or e.event_id <= m.left_event) \
+         and (e.seq is null or e.seq > m.joined_seq) \
+         order by e.tx, e.event_id limit $5"
+    ))
+    .bind(user.as_str())
+    .bind(bigint(after.order))
+    .bind(bigint(after.id))
+    .bind(bound)
+    .bind(i64::from(limit))
+    .fetch_all(&store.pool)
+    .await?;
+    let events = rows
+        .iter()
+        .map(event_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let bound = u64::try_from(bound).unwrap_or(0);
+    let reached = if events.len() >= limit as usize {
+        events.last().map_or(after, |e| e.position)
+    } else {
+        // Nothing else of the user's is below the bound.
+        let everything_below = match store.dialect {
+            Dialect::Postgres => SyncCursor {
+                order: bound.saturating_sub(1),
+                id: i64::MAX as u64,
+            },
+            Dialect::Sqlite => SyncCursor {
+                order: 0,
+                id: bound,
+            },
+        };
+        after.max(everything_below)
+    };
+    Ok(SyncRecords { events, reached })
+}
+
+pub(super) async fn horizon(store: &SqlMetadataStore) -> Result<SyncCursor, MetadataError> {
+    let row = sqlx::query("select tx, event_id from chat_sync_horizon where singleton = 1")
+        .fetch_one(&store.pool)
+        .await?;
+    Ok(SyncCursor {
+        order: get_u64(&row, "tx")?,
+        id: get_u64(&row, "event_id")?,
+    })
+}
+
+pub(super) async fn purge(store: &SqlMetadataStore, before: i64) -> Result<u64, MetadataError> {
+    let mut tx = store.pool.begin().await?;
+    // Only below the visibility bound: an event still to commit must not
+    // land behind the new horizon.
+    let visible = match store.dialect {
+        Dialect::Postgres => format!(" and tx < {XMIN}"),
+        Dialect::Sqlite => String::new(),
+    };
+    let last = sqlx::query(&format!(
+        "select tx, event_id from chat_events where at < $1{visible} \
+         order by tx desc, event_id desc limit 1"
+    ))
+    .bind(before)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(last) = last else {
+        tx.rollback().await?;
+        return Ok(0);
+    };
+    let (order, id): (i64, i64) = (last.try_get("tx")?, last.try_get("event_id")?);
+    let deleted = sqlx::query("delete from chat_events where (tx, event_id) <= ($1, $2)")
+        .bind(order)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    sqlx::query(
+        "update chat_sync_horizon set tx = $1, event_id = $2 \
+         where singleton = 1 and (tx, event_id) < ($1, $2)",
+    )
+    .bind(order)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(deleted)
+}
