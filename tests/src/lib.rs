@@ -302,6 +302,23 @@ impl User<'_> {
             .expect("post")
     }
 
+    /// A request with a JSON body.
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.app
+            .client
+            .request(method, self.app.url(path))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// `DELETE`.
     pub async fn delete(&self, path: &str) -> reqwest::Response {
         self.app
