@@ -1,7 +1,8 @@
 //! Who may read a media item. A media item is readable by its owner; an
 //! attachment by the members of its conversation who joined before it was
 //! sent, while they are members and the message is not deleted. Everyone
-//! else gets the answer given for something that does not exist.
+//! else gets the answer given for something that does not exist. An image's
+//! exact bytes are for its uploader; other readers get it without metadata.
 
 /// Who may read a media item (not an attachment), given its owner and the
 /// caller.
@@ -29,9 +30,46 @@ pub fn may_read_attachment(view: AttachmentView) -> bool {
             .is_some_and(|joined| joined < view.message_seq)
 }
 
+/// Which original bytes a reader is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Original {
+    /// The bytes as uploaded.
+    Exact,
+    /// The image without its metadata (EXIF, XMP, GPS, comments): a photo
+    /// sent into a conversation does not tell where it was taken.
+    Stripped,
+}
+
+impl Original {
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Exact => "exact",
+            Self::Stripped => "metadata_stripped",
+        }
+    }
+}
+
+/// The original a caller gets: its uploader the exact bytes; anyone else,
+/// for an image, the metadata-free rendition.
+pub fn original_for(uploader: &str, caller: &str, is_image: bool) -> Original {
+    if uploader == caller || !is_image {
+        Original::Exact
+    } else {
+        Original::Stripped
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_uploader_gets_an_images_exact_bytes() {
+        assert_eq!(original_for("alice", "alice", true), Original::Exact);
+        assert_eq!(original_for("alice", "bob", true), Original::Stripped);
+        assert_eq!(original_for("alice", "bob", false), Original::Exact);
+    }
 
     #[test]
     fn media_items_are_their_owners() {

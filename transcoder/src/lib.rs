@@ -10,6 +10,7 @@
 pub mod preset;
 pub mod render;
 pub mod sniff;
+pub mod strip;
 
 #[cfg(feature = "decoders")]
 pub mod av;

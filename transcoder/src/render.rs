@@ -34,6 +34,10 @@ pub enum RenderJob {
         presets: Vec<ImagePreset>,
         /// Decode limits.
         limits: DecodeLimits,
+        /// The original's type, to make its metadata-free rendition
+        /// ([`STRIPPED`]) too.
+        #[serde(default)]
+        strip: Option<String>,
     },
     /// Video and audio, through FFmpeg.
     Av {
@@ -53,6 +57,10 @@ pub struct RenderResult {
     /// Derivatives written.
     pub rendered: Vec<Rendered>,
 }
+
+/// The variant that is the original without its metadata (`crate::strip`):
+/// what anyone but its uploader is served as an image attachment's original.
+pub const STRIPPED: &str = "stripped";
 
 /// The exit status of a `render` child refusing the media itself (it is
 /// undecodable or over a limit): the job is not retried.
@@ -81,16 +89,23 @@ pub fn run(spec_path: &std::path::Path) -> Result<RenderResult, RenderError> {
     let spec: RenderSpec =
         serde_json::from_slice(&bytes).map_err(|e| internal("parsing the spec", &e))?;
     match &spec.job {
-        RenderJob::Image { presets, limits } => {
-            match image_render::render(&spec.input, &spec.out_dir, presets, *limits) {
-                Ok((info, rendered)) => Ok(RenderResult {
+        RenderJob::Image {
+            presets,
+            limits,
+            strip,
+        } => match image_render::render(&spec.input, &spec.out_dir, presets, *limits) {
+            Ok((info, mut rendered)) => {
+                if let Some(content_type) = strip {
+                    rendered.extend(stripped(&spec, content_type, info)?);
+                }
+                Ok(RenderResult {
                     probe: serde_json::json!({ "width": info.width, "height": info.height }),
                     rendered,
-                }),
-                Err(e @ ImageError::Io(..)) => Err(RenderError::Internal(e.to_string())),
-                Err(e) => Err(RenderError::Media(e.to_string())),
+                })
             }
-        }
+            Err(e @ ImageError::Io(..)) => Err(RenderError::Internal(e.to_string())),
+            Err(e) => Err(RenderError::Media(e.to_string())),
+        },
         RenderJob::Av { presets, limits } => {
             match av::render(&spec.input, &spec.out_dir, presets, *limits) {
                 Ok((probe, rendered)) => Ok(RenderResult {
@@ -105,4 +120,37 @@ pub fn run(spec_path: &std::path::Path) -> Result<RenderResult, RenderError> {
             }
         }
     }
+}
+
+/// The original without its metadata, beside the derivatives. An image that
+/// decodes but cannot be taken apart gets none (its other derivatives stand):
+/// its original is then served to its uploader only.
+#[cfg(feature = "decoders")]
+fn stripped(
+    spec: &RenderSpec,
+    content_type: &str,
+    info: crate::image_render::ImageInfo,
+) -> Result<Option<Rendered>, RenderError> {
+    let bytes = std::fs::read(&spec.input)
+        .map_err(|e| RenderError::Internal(format!("reading the original: {e}")))?;
+    let clean = match crate::strip::strip(&bytes, content_type) {
+        Ok(clean) => clean,
+        Err(e) => {
+            eprintln!("media-render: no metadata-free original: {e}");
+            return Ok(None);
+        }
+    };
+    let path = spec.out_dir.join(STRIPPED);
+    std::fs::write(&path, &clean)
+        .map_err(|e| RenderError::Internal(format!("writing {}: {e}", path.display())))?;
+    Ok(Some(Rendered {
+        preset: STRIPPED.into(),
+        version: 1,
+        path,
+        content_type: content_type.into(),
+        size: clean.len() as u64,
+        width: info.width,
+        height: info.height,
+        duration_ms: None,
+    }))
 }

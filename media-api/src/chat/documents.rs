@@ -1,6 +1,7 @@
 //! Conversations, messages, receipts and sync events as the API shows them,
 //! each rendered for one viewer (their marks, their messages' status).
 
+use chat_core::access::original_for;
 use chat_core::receipts::{Marks, Status};
 use serde::Serialize;
 
@@ -63,6 +64,9 @@ pub struct AttachmentDoc {
     /// The sender's caption.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub caption: Option<String>,
+    /// What `/content` gives this viewer: `exact` (the bytes as uploaded:
+    /// the uploader, or not an image) or `metadata_stripped`.
+    pub original: &'static str,
 }
 
 /// A message as one member sees it.
@@ -178,11 +182,18 @@ pub(super) fn membership<'a>(
     conversation.members.iter().find(|m| &m.user == viewer)
 }
 
-/// An attachment with its content's variants.
-pub(super) fn attachment_doc(a: &AttachmentRecord, variants: &[VariantRecord]) -> AttachmentDoc {
+/// An attachment with its content's variants, as `viewer` gets it.
+pub(super) fn attachment_doc(
+    a: &AttachmentRecord,
+    variants: &[VariantRecord],
+    viewer: &UserId,
+) -> AttachmentDoc {
+    let is_image =
+        transcoder::sniff::kind_of(&a.media.content_type) == transcoder::sniff::MediaKind::Image;
     AttachmentDoc {
         media: MediaView::from(&a.media).with_variants(variants),
         caption: a.caption.clone(),
+        original: original_for(a.media.owner.as_str(), viewer.as_str(), is_image).as_str(),
     }
 }
 
@@ -210,7 +221,7 @@ pub(super) fn message_doc(
         attachments: m
             .attachments
             .iter()
-            .map(|a| attachment_doc(a, &variants(a)))
+            .map(|a| attachment_doc(a, &variants(a), viewer))
             .collect(),
         reply_to_seq: m.reply_to_seq,
         forwarded: m.forwarded,

@@ -16,6 +16,7 @@ use super::state::AppState;
 use crate::auth::Caller;
 use crate::downloads::{SignedObject, SignedQuery};
 use crate::ids::rfc3339;
+use crate::media::OriginalObject;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -42,7 +43,26 @@ async fn content(
         .await?
         .ok_or_else(media_not_found)?;
     let url = match query.variant {
-        None => state.downloads.presign_media(&media).await?,
+        None => match state.media.original(&caller.user, &media).await? {
+            OriginalObject::Exact => state.downloads.presign_media(&media).await?,
+            OriginalObject::Stripped(variant) => {
+                state.downloads.presign_variant(&media, &variant).await?
+            }
+            OriginalObject::NotYet => {
+                return Err(ApiError::conflict(
+                    "media-processing",
+                    "the original without its metadata is still being made; retry shortly",
+                )
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("2")));
+            }
+            OriginalObject::Withheld => {
+                return Err(ApiError::conflict(
+                    "original-withheld",
+                    "this image could not be processed, so its original stays with its \
+                     uploader (it could carry where it was taken)",
+                ));
+            }
+        },
         Some(name) => {
             let variants = state.media.variants(&media).await?;
             // The newest version of the preset.

@@ -15,7 +15,8 @@ pub use view::{MediaView, VariantView};
 use crate::backends::Backends;
 use crate::ids::{MediaId, UserId};
 use crate::metadata_store::jobs::VariantRecord;
-use crate::metadata_store::{MediaRecord, MetadataError};
+use crate::metadata_store::{MediaRecord, MediaStatus, MetadataError};
+use chat_core::access::Original;
 
 /// Media items over the backends.
 #[derive(Debug, Clone)]
@@ -33,6 +34,20 @@ impl MediaCatalog {
             max_page_size,
         }
     }
+}
+
+/// The object served as a media item's original to one caller.
+#[derive(Debug, Clone)]
+pub enum OriginalObject {
+    /// The bytes as uploaded.
+    Exact,
+    /// The image without its metadata.
+    Stripped(VariantRecord),
+    /// Not made yet: processing is still running.
+    NotYet,
+    /// None can be made (the image could not be processed): the original
+    /// stays with its uploader.
+    Withheld,
 }
 
 /// One page of a listing.
@@ -149,6 +164,34 @@ impl MediaCatalog {
         };
         let variants = self.backends.jobs.variants(&media.blake3).await?;
         Ok(Some(MediaView::from(&media).with_variants(&variants)))
+    }
+
+    /// Which object is the original for `caller`: the uploader's exact
+    /// bytes, or for anyone else an image's metadata-free rendition (made by
+    /// the worker pool once per content).
+    pub async fn original(
+        &self,
+        caller: &UserId,
+        media: &MediaRecord,
+    ) -> Result<OriginalObject, MetadataError> {
+        let is_image =
+            transcoder::sniff::kind_of(&media.content_type) == transcoder::sniff::MediaKind::Image;
+        match chat_core::access::original_for(media.owner.as_str(), caller.as_str(), is_image) {
+            Original::Exact => Ok(OriginalObject::Exact),
+            Original::Stripped => {
+                let stripped = self
+                    .variants(media)
+                    .await?
+                    .into_iter()
+                    .filter(|v| v.preset == transcoder::render::STRIPPED)
+                    .max_by_key(|v| v.version);
+                Ok(match (stripped, media.status) {
+                    (Some(v), _) => OriginalObject::Stripped(v),
+                    (None, MediaStatus::Processing) => OriginalObject::NotYet,
+                    (None, _) => OriginalObject::Withheld,
+                })
+            }
+        }
     }
 
     /// A content's variants.

@@ -192,6 +192,7 @@ impl Worker {
                     max_pixels: presets.max_image_pixels,
                     max_alloc: self.settings.jobs.memory.0 / 2,
                 },
+                strip: Some(target.content_type.clone()),
             },
             _ => RenderJob::Av {
                 presets: presets.av.clone(),

@@ -257,8 +257,8 @@ async fn preset_versions_come_from_the_configuration_and_variants_go_with_their_
     assert!(!keys.iter().any(|k| k.ends_with("/thumb-v1")), "{keys:?}");
     assert_eq!(
         keys.len(),
-        3,
-        "{set:?}: the original, thumb and preview: {keys:?}"
+        4,
+        "{set:?}: the original, thumb, preview and the metadata-free original: {keys:?}"
     );
     // The last reference goes: the original and every variant follow.
     assert_eq!(alice.delete(&format!("/v1/media/{id}")).await.status(), 204);

@@ -3,7 +3,7 @@
 //! when nothing references them.
 
 use super::*;
-use media_e2e::{both_sets, eventually, ffmpeg_fixture, header, problem_of, test_image};
+use media_e2e::{both_sets, eventually, ffmpeg_fixture, header, problem_of};
 
 /// A 2 s 720p H.264 + AAC clip, as a phone would send.
 fn clip() -> Vec<u8> {
@@ -98,7 +98,8 @@ async fn attachments_are_read_by_the_members_who_joined_before_them(set: Backend
         app.user("dave"),
         app.user("erin"),
     );
-    let photo = test_image(image::ImageFormat::Jpeg, 640, 480, 3);
+    // A phone's photo: EXIF with GPS, shown turned a quarter.
+    let photo = crate::processing::rotated_jpeg();
     let video = clip();
     let photo_item = alice.post_media("beach.jpg", &photo).await;
     let video_item = alice.post_media("waves.mp4", &video).await;

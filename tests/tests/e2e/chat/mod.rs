@@ -4,6 +4,7 @@
 
 mod access;
 mod concurrency;
+mod contract;
 mod rules;
 
 use std::time::Duration;

@@ -115,7 +115,7 @@ fn exif_segment(orientation: u16) -> Vec<u8> {
 
 /// A 400×200 JPEG as stored (red top band, blue below), tagged to be shown
 /// rotated 90° clockwise, with GPS tags.
-fn rotated_jpeg() -> Vec<u8> {
+pub(crate) fn rotated_jpeg() -> Vec<u8> {
     let img = image::RgbImage::from_fn(400, 200, |_, y| {
         if y < 30 {
             image::Rgb([230, 20, 20])
@@ -326,7 +326,12 @@ async fn hostile_files_fail_with_a_reason_and_the_next_good_file_is_processed(se
         media["status"], "ready",
         "{set:?}: the worker did not survive: {media}"
     );
-    assert_eq!(media["variants"].as_array().map(Vec::len), Some(2));
+    // Thumb, preview, and the original without its metadata.
+    assert_eq!(
+        media["variants"].as_array().map(Vec::len),
+        Some(3),
+        "{media}"
+    );
     // Failures counted by reason: metrics::each_process_counts_its_own_events.
     app.stop().await;
 }
