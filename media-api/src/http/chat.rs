@@ -263,7 +263,8 @@ async fn message_receipts(
         .chat
         .receipts(&caller.user, conversation_id(&id)?, seq(&n)?)
         .await?;
-    Ok(Json(Items { items }).into_response())
+    // The contract's shape: a bare array of the members' receipts.
+    Ok(Json(items).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,7 +7,7 @@ use chat_core::sync::{EventKind, SyncCursor};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::chat::conversation_id_in;
+use super::chat_rows::conversation_id_in;
 use super::{SqlMetadataStore, get_u64, to_i64};
 use crate::ids::{ConversationId, UserId, now_ms};
 use crate::metadata_store::chat::{
@@ -26,16 +26,33 @@ fn bigint(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Appends an event to the sync log; answers its id.
+/// What an event is about, beside its conversation.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum About<'a> {
+    /// The conversation itself (its creation).
+    Conversation,
+    /// A member (added, removed, given a role).
+    Member(&'a UserId),
+    /// A message (posted, edited, deleted), by `seq`.
+    Message(u64),
+    /// The actor's receipt marks.
+    Receipt(Marks),
+}
+
+/// Appends an event by `actor` to the sync log; answers its id.
 pub(super) async fn insert_event(
     tx: &mut Tx,
     id: ConversationId,
     kind: EventKind,
-    actor: Option<&UserId>,
-    seq: Option<u64>,
-    member: Option<&UserId>,
-    marks: Option<Marks>,
+    actor: &UserId,
+    about: About<'_>,
 ) -> Result<i64, ChatStoreError> {
+    let (seq, member, marks) = match about {
+        About::Conversation => (None, None, None),
+        About::Member(user) => (None, Some(user), None),
+        About::Message(seq) => (Some(seq), None, None),
+        About::Receipt(marks) => (None, Some(actor), Some(marks)),
+    };
     Ok(sqlx::query_scalar(
         "insert into chat_events (conversation_id, kind, at, actor, seq, member, \
          delivered_seq, read_seq) values ($1, $2, $3, $4, $5, $6, $7, $8) returning event_id",
@@ -43,7 +60,7 @@ pub(super) async fn insert_event(
     .bind(id.to_string())
     .bind(kind.as_str())
     .bind(now_ms())
-    .bind(actor.map(UserId::as_str))
+    .bind(actor.as_str())
     .bind(seq.map(to_i64).transpose()?)
     .bind(member.map(UserId::as_str))
     .bind(marks.map(|m| to_i64(m.delivered_seq)).transpose()?)
@@ -122,16 +139,7 @@ pub(super) async fn raise_marks(
         read_seq: get_u64(&row, "read_seq")?,
     };
     record_marks(&mut tx, id, user, marks).await?;
-    insert_event(
-        &mut tx,
-        id,
-        EventKind::Receipt,
-        Some(user),
-        None,
-        Some(user),
-        Some(marks),
-    )
-    .await?;
+    insert_event(&mut tx, id, EventKind::Receipt, user, About::Receipt(marks)).await?;
     tx.commit().await?;
     Ok(marks)
 }

@@ -16,6 +16,9 @@ use sqlx::{Any, Row, Transaction};
 
 mod chat;
 mod chat_log;
+mod chat_members;
+mod chat_messages;
+mod chat_rows;
 mod content;
 mod gc;
 mod jobs;

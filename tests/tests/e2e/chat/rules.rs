@@ -83,7 +83,7 @@ async fn receipts_only_advance_and_drive_the_senders_status(set: BackendSet) {
         200,
     )
     .await;
-    let items = who["items"].as_array().expect("items");
+    let items = who.as_array().expect("an array");
     assert_eq!(items.len(), 2, "{who}");
     assert!(
         items

@@ -1,0 +1,127 @@
+//! The sync log as a device reads it: its events after a cursor, each with
+//! the document it is about as the reader sees it now, and retention.
+
+use std::collections::HashMap;
+
+use chat_core::sync::{EventKind, SyncCursor};
+
+use super::documents::{self, conversation_doc};
+use super::{Chat, ChatError, EventDoc, MessageDoc, SyncPage};
+use crate::ids::{ConversationId, UserId, now_ms};
+use crate::metadata_store::chat::{EventRecord, MessageRecord};
+
+impl Chat {
+    /// The events concerning the caller after `since`.
+    pub async fn sync(
+        &self,
+        caller: &UserId,
+        since: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<SyncPage, ChatError> {
+        let max = self.settings.max_sync_page;
+        let limit = limit.unwrap_or(max.min(100));
+        if limit == 0 || limit > max {
+            return Err(ChatError::InvalidLimit(max));
+        }
+        let horizon = self.backends.chat.sync_horizon().await?;
+        let after = match since {
+            None => horizon,
+            Some(text) => {
+                let cursor = SyncCursor::decode(text).ok_or(ChatError::InvalidCursor)?;
+                if cursor < horizon {
+                    return Err(ChatError::SyncCursorExpired);
+                }
+                cursor
+            }
+        };
+        let mut page = self.backends.chat.sync(caller, after, limit + 1).await?;
+        let has_more = page.events.len() > limit as usize;
+        page.events.truncate(limit as usize);
+        let next = if has_more {
+            page.events.last().map_or(after, |e| e.position)
+        } else {
+            page.reached
+        };
+        let events = self.render_events(caller, &page.events).await?;
+        Ok(SyncPage {
+            events,
+            next_cursor: next.encode(),
+            has_more,
+        })
+    }
+
+    /// Each event with the document it is about, as the caller sees it now.
+    pub(super) async fn render_events(
+        &self,
+        caller: &UserId,
+        events: &[EventRecord],
+    ) -> Result<Vec<EventDoc>, ChatError> {
+        let mut ids: Vec<ConversationId> = events.iter().map(|e| e.conversation_id).collect();
+        ids.sort();
+        ids.dedup();
+        let conversations = self.backends.chat.conversations(&ids).await?;
+        let mut docs = HashMap::new();
+        let mut messages: HashMap<(ConversationId, u64), MessageDoc> = HashMap::new();
+        for c in &conversations {
+            let seqs: Vec<u64> = events
+                .iter()
+                .filter(|e| e.conversation_id == c.conversation_id)
+                .filter_map(|e| e.seq)
+                .collect();
+            if let (Some(&low), Some(&high)) = (seqs.iter().min(), seqs.iter().max()) {
+                let found = self
+                    .backends
+                    .chat
+                    .messages_between(c.conversation_id, low, high)
+                    .await?;
+                let wanted: Vec<MessageRecord> = found
+                    .into_iter()
+                    .filter(|m| seqs.contains(&m.seq))
+                    .collect();
+                for doc in self.render(caller, c, &wanted).await? {
+                    messages.insert((c.conversation_id, doc.seq), doc);
+                }
+            }
+            if events.iter().any(|e| {
+                e.conversation_id == c.conversation_id
+                    && matches!(
+                        e.kind,
+                        EventKind::ConversationCreated
+                            | EventKind::MemberAdded
+                            | EventKind::MemberRemoved
+                            | EventKind::RoleChanged
+                    )
+            }) {
+                docs.insert(c.conversation_id, conversation_doc(c, caller, None));
+            }
+        }
+        Ok(events
+            .iter()
+            .map(|e| {
+                let mut doc = documents::event_doc(e);
+                match e.kind {
+                    EventKind::MessageCreated
+                    | EventKind::MessageEdited
+                    | EventKind::MessageDeleted => {
+                        doc.message = e
+                            .seq
+                            .and_then(|seq| messages.get(&(e.conversation_id, seq)).cloned());
+                    }
+                    EventKind::Receipt => {}
+                    _ => doc.conversation = docs.get(&e.conversation_id).cloned(),
+                }
+                doc
+            })
+            .collect())
+    }
+
+    /// Deletes the sync log's events older than the retention.
+    pub async fn purge_old_events(&self) -> Result<u64, ChatError> {
+        let retention = i64::try_from(self.settings.sync_retention.as_millis()).unwrap_or(i64::MAX);
+        Ok(self
+            .backends
+            .chat
+            .purge_events(now_ms().saturating_sub(retention))
+            .await?)
+    }
+}
