@@ -233,9 +233,27 @@ impl Settings {
                 "max_attempts, lease and timeout must be more than zero".into(),
             );
         }
+        let chat = &self.chat;
+        if chat.max_group_members < 2
+            || chat.max_text_bytes == 0
+            || chat.max_title_chars == 0
+            || chat.max_forward_targets == 0
+            || chat.max_history_page == 0
+            || chat.max_sync_page == 0
+            || chat.sync_retention.is_zero()
+        {
+            return bad(
+                "MEDIA_CHAT__* (chat)",
+                "max_group_members must be at least 2; max_text_bytes, max_title_chars, \
+                 max_forward_targets, max_history_page, max_sync_page and sync_retention \
+                 more than zero"
+                    .into(),
+            );
+        }
         let av = &self.presets.av;
         for p in self.presets.image.iter().chain([&av.poster, &av.thumb]) {
             if !valid_preset_name(&p.name)
+                || p.name == transcoder::render::STRIPPED
                 || p.max_width == 0
                 || p.max_height == 0
                 || !(0.0..=100.0).contains(&p.quality)
@@ -243,7 +261,8 @@ impl Settings {
                 return bad(
                     "presets.image",
                     format!(
-                        "preset {:?}: a name of letters, digits and _, a box over 0, quality 0-100",
+                        "preset {:?}: a name of letters, digits and _ (not \"stripped\", the \
+                         metadata-free original's), a box over 0, quality 0-100",
                         p.name
                     ),
                 );
@@ -410,6 +429,32 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from("./data"));
         assert!(s.is_embedded());
         assert_eq!(s.limits.default_chunk_size.0, 8 * MIB);
+    }
+
+    #[test]
+    fn chat_limits_are_configurable_and_checked() {
+        let s = load(
+            &[
+                ("MEDIA_CHAT__MAX_GROUP_MEMBERS", "64"),
+                ("MEDIA_CHAT__EDIT_WINDOW", "5m"),
+            ],
+            None,
+        )
+        .expect("loads");
+        assert_eq!(s.chat.max_group_members, 64);
+        assert_eq!(s.chat.limits().edit_window, Duration::from_secs(300));
+        assert_eq!(s.chat.max_text_bytes, 64 * 1024, "the default");
+        for (name, value) in [
+            ("MEDIA_CHAT__MAX_GROUP_MEMBERS", "1"),
+            ("MEDIA_CHAT__MAX_SYNC_PAGE", "0"),
+            ("MEDIA_CHAT__SYNC_RETENTION", "0s"),
+        ] {
+            let e = load(&[(name, value)], None).expect_err(name).to_string();
+            assert!(e.contains("MEDIA_CHAT__"), "{name}: {e}");
+        }
+        let toml = "[[presets.image]]\nname = \"stripped\"\nversion = 1\nmax_width = 10\nmax_height = 10\nquality = 80.0\n";
+        let e = load(&[], Some(toml)).expect_err("taken name").to_string();
+        assert!(e.contains("metadata-free original"), "{e}");
     }
 
     #[test]
