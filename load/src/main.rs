@@ -1,6 +1,6 @@
 //! `load`: the service measured against baselines in the same run.
 //!
-//! - `load ingest | small | dedup | download` drive a running service over
+//! - `load ingest | small | dedup | download | chat` drive a running service over
 //!   HTTP with many concurrent simulated clients (see load/README.md);
 //!   `ingest` also writes the same bytes straight to the store as its
 //!   baseline.
@@ -38,6 +38,8 @@ enum Command {
     Dedup(scenarios::DedupOptions),
     /// Presigned-URL redirects, then fetching through them.
     Download(scenarios::DownloadOptions),
+    /// Messages from concurrent senders: direct, a big group, one shared group; history and sync.
+    Chat(scenarios::ChatOptions),
     /// The chunk hashing pipeline against b3sum and sha256sum.
     Hash(hashing::HashOptions),
     /// Thumbnail and transcode against vipsthumbnail and ffmpeg.
@@ -71,6 +73,9 @@ fn main() -> anyhow::Result<()> {
             r.table()
         }),
         Command::Download(o) => print(cli.json, &runtime.block_on(scenarios::download(o))?, |r| {
+            r.table()
+        }),
+        Command::Chat(o) => print(cli.json, &runtime.block_on(scenarios::chat(o))?, |r| {
             r.table()
         }),
         Command::Hash(o) => print(cli.json, &hashing::run(o)?, |r| r.table()),

@@ -1,13 +1,15 @@
-//! The HTTP scenarios: ingest, small attachments, dedup, downloads.
+//! The HTTP scenarios: ingest, small attachments, dedup, downloads, chat.
 //!
 //! Each scenario in a file of its own (`ingest`, `small`, `dedup`,
-//! `download`); what they share (options, the report, timing) is here.
+//! `download`, `chat`); what they share (options, the report, timing) is here.
 
+mod chat;
 mod dedup;
 mod download;
 mod ingest;
 mod small;
 
+pub(crate) use chat::{ChatOptions, chat};
 pub(crate) use dedup::{DedupOptions, dedup};
 pub(crate) use download::{DownloadOptions, download};
 pub(crate) use ingest::{IngestOptions, ingest};
