@@ -77,7 +77,7 @@ impl Chat {
         caller: &UserId,
         id: ConversationId,
     ) -> Result<ConversationDoc, ChatError> {
-        let (c, _, _) = self.joined(caller, id).await?;
+        let (c, _) = self.whole(caller, id).await?;
         self.conversation_for(caller, &c).await
     }
 
@@ -123,7 +123,7 @@ impl Chat {
         decide: impl Fn(&ConversationRecord, Role) -> Result<MemberChange, ChatError>,
     ) -> Result<ConversationDoc, ChatError> {
         for _ in 0..RETRIES {
-            let (c, role, _) = self.joined(caller, id).await?;
+            let (c, role) = self.whole(caller, id).await?;
             let change = decide(&c, role)?;
             let actor = Actor {
                 user: caller.clone(),

@@ -163,15 +163,25 @@ pub struct EventDoc {
     pub conversation: Option<ConversationDoc>,
 }
 
-/// The marks of every current member but `sender`: what a message's status
-/// is computed from.
-pub(super) fn others_marks(conversation: &ConversationRecord, sender: &UserId) -> Vec<Marks> {
-    conversation
-        .members
-        .iter()
-        .filter(|m| &m.user != sender)
-        .map(|m| m.marks)
-        .collect()
+/// The lowest marks of every current member but `sender` (`None`: there is
+/// no other): what a message's status is computed from.
+pub(super) fn lowest_marks(conversation: &ConversationRecord, sender: &UserId) -> Option<Marks> {
+    let others = conversation.members.iter().filter(|m| &m.user != sender);
+    others.fold(None, |low: Option<Marks>, m| {
+        Some(match low {
+            None => m.marks,
+            Some(l) => Marks {
+                delivered_seq: l.delivered_seq.min(m.marks.delivered_seq),
+                read_seq: l.read_seq.min(m.marks.read_seq),
+            },
+        })
+    })
+}
+
+/// Whether `viewer` is shown the message's status: their own text message,
+/// not deleted.
+pub(super) fn shows_status(m: &MessageRecord, viewer: &UserId) -> bool {
+    &m.sender == viewer && m.kind == chat_core::message::MessageKind::Text && !m.deleted
 }
 
 /// The viewer's current membership, if they are a member.
@@ -198,16 +208,15 @@ pub(super) fn attachment_doc(
 }
 
 /// A message for `viewer`; `variants` gives each attachment's content's
-/// variants; `status` is shown when the viewer sent it.
+/// variants; its status, when the viewer sent it, comes from `others` (the
+/// other members' lowest marks).
 pub(super) fn message_doc(
     m: &MessageRecord,
     viewer: &UserId,
-    conversation: &ConversationRecord,
+    others: Option<Marks>,
     variants: &dyn Fn(&AttachmentRecord) -> Vec<VariantRecord>,
 ) -> MessageDoc {
-    let status =
-        (&m.sender == viewer && m.kind == chat_core::message::MessageKind::Text && !m.deleted)
-            .then(|| Status::of(m.seq, &others_marks(conversation, viewer)).as_str());
+    let status = shows_status(m, viewer).then(|| Status::of(m.seq, others.as_slice()).as_str());
     MessageDoc {
         conversation_id: m.conversation_id.to_string(),
         seq: m.seq,

@@ -5,15 +5,12 @@
 use chat_core::conversation::{ConversationKind, Role};
 use chat_core::message::{MessageError, MessageKind};
 
-use super::documents::membership;
 use super::{
     AttachmentRequest, Chat, ChatError, MarksDoc, MessageDoc, MessageReceiptDoc, MessageRequest,
     age,
 };
 use crate::ids::{ClientMessageId, ConversationId, MediaId, UserId, rfc3339};
-use crate::metadata_store::chat::{
-    ConversationRecord, MessageRecord, NewAttachment, NewMessage, Page, Posted,
-};
+use crate::metadata_store::chat::{MessageRecord, NewAttachment, NewMessage, Page, Posted, Seat};
 
 impl Chat {
     /// The content an attachment request names, if the sender may read it.
@@ -58,9 +55,9 @@ impl Chat {
         self.settings
             .limits()
             .check_message(text.as_deref(), request.attachments.len())?;
-        let (_, _, joined) = self.joined(caller, id).await?;
+        let seat = self.joined(caller, id).await?;
         if let Some(reply) = request.reply_to_seq
-            && reply <= joined
+            && reply <= seat.joined_seq
         {
             return Err(ChatError::ReplyNotFound);
         }
@@ -95,8 +92,7 @@ impl Chat {
             Posted::Created(m) => (m, true),
             Posted::Existing(m) => (m, false),
         };
-        let (c, _, _) = self.joined(caller, message.conversation_id).await?;
-        Ok((self.render_one(caller, &c, &record).await?, created))
+        Ok((self.render_one(caller, &record).await?, created))
     }
 
     /// A page of history: after `after_seq` ascending, or before
@@ -120,20 +116,24 @@ impl Chat {
             (None, Some(n)) => Page::Before(n),
             (None, None) => Page::Before(u64::MAX),
         };
-        let (c, _, joined) = self.joined(caller, id).await?;
-        let messages = self.backends.chat.history(id, page, joined, limit).await?;
-        self.render(caller, &c, &messages).await
+        let seat = self.joined(caller, id).await?;
+        let messages = self
+            .backends
+            .chat
+            .history(id, page, seat.joined_seq, limit)
+            .await?;
+        self.render(caller, id, &messages, None).await
     }
 
-    /// A message the caller may see, with its conversation.
+    /// A message the caller may see, with their seat.
     pub(super) async fn visible(
         &self,
         caller: &UserId,
         id: ConversationId,
         seq: u64,
-    ) -> Result<(ConversationRecord, Role, MessageRecord), ChatError> {
-        let (c, role, joined) = self.joined(caller, id).await?;
-        if seq <= joined {
+    ) -> Result<(Seat, MessageRecord), ChatError> {
+        let seat = self.joined(caller, id).await?;
+        if seq <= seat.joined_seq {
             return Err(ChatError::MessageNotFound);
         }
         let m = self
@@ -142,7 +142,7 @@ impl Chat {
             .message(id, seq)
             .await?
             .ok_or(ChatError::MessageNotFound)?;
-        Ok((c, role, m))
+        Ok((seat, m))
     }
 
     /// Edits the caller's message within the edit window.
@@ -153,7 +153,7 @@ impl Chat {
         seq: u64,
         text: &str,
     ) -> Result<MessageDoc, ChatError> {
-        let (_, _, m) = self.visible(caller, id, seq).await?;
+        let (_, m) = self.visible(caller, id, seq).await?;
         if m.kind != MessageKind::Text {
             return Err(ChatError::SystemMessage);
         }
@@ -175,8 +175,7 @@ impl Chat {
                 ChatError::Contended => MessageError::Deleted.into(),
                 other => other,
             })?;
-        let (c, _, _) = self.joined(caller, id).await?;
-        self.render_one(caller, &c, &edited).await
+        self.render_one(caller, &edited).await
     }
 
     /// Deletes a message for everyone.
@@ -186,14 +185,14 @@ impl Chat {
         id: ConversationId,
         seq: u64,
     ) -> Result<MessageDoc, ChatError> {
-        let (c, role, m) = self.visible(caller, id, seq).await?;
+        let (seat, m) = self.visible(caller, id, seq).await?;
         if m.kind != MessageKind::Text {
             return Err(ChatError::SystemMessage);
         }
         if m.deleted {
             return Err(MessageError::Deleted.into());
         }
-        let group_admin = c.kind == ConversationKind::Group && role >= Role::Admin;
+        let group_admin = seat.kind == ConversationKind::Group && seat.role >= Role::Admin;
         self.settings.limits().may_delete(
             caller.as_str(),
             m.sender.as_str(),
@@ -209,7 +208,7 @@ impl Chat {
                 ChatError::Contended => MessageError::Deleted.into(),
                 other => other,
             })?;
-        self.render_one(caller, &c, &deleted).await
+        self.render_one(caller, &deleted).await
     }
 
     /// Moves the caller's receipt marks forward.
@@ -220,9 +219,8 @@ impl Chat {
         delivered: Option<u64>,
         read: Option<u64>,
     ) -> Result<MarksDoc, ChatError> {
-        let (c, _, _) = self.joined(caller, id).await?;
-        let held = membership(&c, caller).map(|m| m.marks).unwrap_or_default();
-        let wanted = held.advance(delivered, read, c.last_seq)?;
+        let seat = self.joined(caller, id).await?;
+        let wanted = seat.marks.advance(delivered, read, seat.last_seq)?;
         let marks = self
             .backends
             .chat
@@ -242,8 +240,8 @@ impl Chat {
         id: ConversationId,
         seq: u64,
     ) -> Result<Vec<MessageReceiptDoc>, ChatError> {
-        let (c, role, m) = self.visible(caller, id, seq).await?;
-        let group_admin = c.kind == ConversationKind::Group && role >= Role::Admin;
+        let (seat, m) = self.visible(caller, id, seq).await?;
+        let group_admin = seat.kind == ConversationKind::Group && seat.role >= Role::Admin;
         if &m.sender != caller && !group_admin {
             return Err(MessageError::NotSender.into());
         }
@@ -279,7 +277,7 @@ impl Chat {
         if targets.is_empty() || targets.len() > max || distinct.len() != targets.len() {
             return Err(ChatError::InvalidForwardTargets(max));
         }
-        let (_, _, source) = self.visible(caller, from.0, from.1).await?;
+        let (_, source) = self.visible(caller, from.0, from.1).await?;
         if source.deleted || source.kind != MessageKind::Text {
             return Err(ChatError::MessageNotFound);
         }

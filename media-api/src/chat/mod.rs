@@ -29,7 +29,9 @@ use crate::backends::Backends;
 use crate::config::ChatSettings;
 use crate::ids::{Blake3, ConversationId, UserId, now_ms};
 use crate::media::MediaCatalog;
-use crate::metadata_store::chat::{AttachmentRecord, ConversationRecord, MessageRecord, Refusal};
+use crate::metadata_store::chat::{
+    AttachmentRecord, ConversationRecord, MessageRecord, Refusal, Seat,
+};
 use crate::metadata_store::jobs::VariantRecord;
 use documents::{conversation_doc, membership, message_doc};
 
@@ -147,22 +149,32 @@ impl Chat {
         }
     }
 
-    /// The conversation, when the caller is a current member of it.
-    async fn joined(
+    /// The caller's seat in a conversation, when they are a current member
+    /// (one row, whatever the conversation's size).
+    async fn joined(&self, caller: &UserId, id: ConversationId) -> Result<Seat, ChatError> {
+        self.backends
+            .chat
+            .seat(id, caller)
+            .await?
+            .ok_or(ChatError::ConversationNotFound)
+    }
+
+    /// The whole conversation with its members, when the caller is one.
+    async fn whole(
         &self,
         caller: &UserId,
         id: ConversationId,
-    ) -> Result<(ConversationRecord, Role, u64), ChatError> {
+    ) -> Result<(ConversationRecord, Role), ChatError> {
         let c = self
             .backends
             .chat
             .conversation(id)
             .await?
             .ok_or(ChatError::ConversationNotFound)?;
-        let (role, joined) = membership(&c, caller)
-            .map(|m| (m.role, m.joined_seq))
+        let role = membership(&c, caller)
+            .map(|m| m.role)
             .ok_or(ChatError::ConversationNotFound)?;
-        Ok((c, role, joined))
+        Ok((c, role))
     }
 
     /// Each content's variants, for the attachments of `messages`.
@@ -180,31 +192,41 @@ impl Chat {
         Ok(variants)
     }
 
-    /// Messages of one conversation as `viewer` sees them.
+    /// Messages of one conversation as `viewer` sees them. The status of
+    /// the viewer's own messages comes from the other members' lowest
+    /// marks: taken from `known` when the members are loaded already, else
+    /// read once for the page (an aggregate, not the member list).
     async fn render(
         &self,
         viewer: &UserId,
-        c: &ConversationRecord,
+        id: ConversationId,
         messages: &[MessageRecord],
+        known: Option<&ConversationRecord>,
     ) -> Result<Vec<MessageDoc>, ChatError> {
         let refs: Vec<&MessageRecord> = messages.iter().collect();
         let variants = self.variants_of(&refs).await?;
         let lookup =
             |a: &AttachmentRecord| variants.get(&a.media.blake3).cloned().unwrap_or_default();
+        let others = if !messages.iter().any(|m| documents::shows_status(m, viewer)) {
+            None
+        } else if let Some(c) = known {
+            documents::lowest_marks(c, viewer)
+        } else {
+            self.backends.chat.others_marks(id, viewer).await?
+        };
         Ok(messages
             .iter()
-            .map(|m| message_doc(m, viewer, c, &lookup))
+            .map(|m| message_doc(m, viewer, others, &lookup))
             .collect())
     }
 
     async fn render_one(
         &self,
         viewer: &UserId,
-        c: &ConversationRecord,
         m: &MessageRecord,
     ) -> Result<MessageDoc, ChatError> {
         Ok(self
-            .render(viewer, c, std::slice::from_ref(m))
+            .render(viewer, m.conversation_id, std::slice::from_ref(m), None)
             .await?
             .remove(0))
     }
@@ -223,7 +245,11 @@ impl Chat {
                 .message(c.conversation_id, c.last_seq)
                 .await?
             {
-                Some(m) => Some(self.render_one(viewer, c, &m).await?),
+                Some(m) => Some(
+                    self.render(viewer, c.conversation_id, std::slice::from_ref(&m), Some(c))
+                        .await?
+                        .remove(0),
+                ),
                 None => None,
             }
         } else {

@@ -56,43 +56,53 @@ impl Chat {
         caller: &UserId,
         events: &[EventRecord],
     ) -> Result<Vec<EventDoc>, ChatError> {
-        let mut ids: Vec<ConversationId> = events.iter().map(|e| e.conversation_id).collect();
-        ids.sort();
-        ids.dedup();
-        let conversations = self.backends.chat.conversations(&ids).await?;
-        let mut docs = HashMap::new();
+        let distinct = |wanted: &dyn Fn(&EventRecord) -> bool| {
+            let mut ids: Vec<ConversationId> = events
+                .iter()
+                .filter(|e| wanted(e))
+                .map(|e| e.conversation_id)
+                .collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        };
+        // The whole conversation (its members) only for the events about it.
+        let about_conversation = distinct(&|e| {
+            matches!(
+                e.kind,
+                EventKind::ConversationCreated
+                    | EventKind::MemberAdded
+                    | EventKind::MemberRemoved
+                    | EventKind::RoleChanged
+            )
+        });
+        let conversations = self
+            .backends
+            .chat
+            .conversations(&about_conversation)
+            .await?;
+        let docs: HashMap<ConversationId, _> = conversations
+            .iter()
+            .map(|c| (c.conversation_id, conversation_doc(c, caller, None)))
+            .collect();
         let mut messages: HashMap<(ConversationId, u64), MessageDoc> = HashMap::new();
-        for c in &conversations {
+        for id in distinct(&|e| e.seq.is_some()) {
             let seqs: Vec<u64> = events
                 .iter()
-                .filter(|e| e.conversation_id == c.conversation_id)
+                .filter(|e| e.conversation_id == id)
                 .filter_map(|e| e.seq)
                 .collect();
-            if let (Some(&low), Some(&high)) = (seqs.iter().min(), seqs.iter().max()) {
-                let found = self
-                    .backends
-                    .chat
-                    .messages_between(c.conversation_id, low, high)
-                    .await?;
-                let wanted: Vec<MessageRecord> = found
-                    .into_iter()
-                    .filter(|m| seqs.contains(&m.seq))
-                    .collect();
-                for doc in self.render(caller, c, &wanted).await? {
-                    messages.insert((c.conversation_id, doc.seq), doc);
-                }
-            }
-            if events.iter().any(|e| {
-                e.conversation_id == c.conversation_id
-                    && matches!(
-                        e.kind,
-                        EventKind::ConversationCreated
-                            | EventKind::MemberAdded
-                            | EventKind::MemberRemoved
-                            | EventKind::RoleChanged
-                    )
-            }) {
-                docs.insert(c.conversation_id, conversation_doc(c, caller, None));
+            let (Some(&low), Some(&high)) = (seqs.iter().min(), seqs.iter().max()) else {
+                continue;
+            };
+            let found = self.backends.chat.messages_between(id, low, high).await?;
+            let wanted: Vec<MessageRecord> = found
+                .into_iter()
+                .filter(|m| seqs.contains(&m.seq))
+                .collect();
+            let known = conversations.iter().find(|c| c.conversation_id == id);
+            for doc in self.render(caller, id, &wanted, known).await? {
+                messages.insert((id, doc.seq), doc);
             }
         }
         Ok(events

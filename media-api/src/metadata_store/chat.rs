@@ -38,6 +38,22 @@ pub struct ConversationRecord {
     pub members: Vec<MemberRecord>,
 }
 
+/// A current member's place in a conversation: what most requests need to
+/// know, read in one row whatever the conversation's size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seat {
+    /// Direct or group.
+    pub kind: ConversationKind,
+    /// The conversation's last `seq`.
+    pub last_seq: u64,
+    /// The member's role.
+    pub role: Role,
+    /// They read messages after this `seq`.
+    pub joined_seq: u64,
+    /// Their receipt marks.
+    pub marks: Marks,
+}
+
 /// One person's membership, current or ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberRecord {
@@ -331,6 +347,17 @@ pub trait ChatStore: Send + Sync + 'static {
         id: ConversationId,
         user: &UserId,
     ) -> Result<Option<MemberRecord>, MetadataError>;
+
+    /// `user`'s seat in a conversation, while they are a member.
+    async fn seat(&self, id: ConversationId, user: &UserId) -> Result<Option<Seat>, MetadataError>;
+
+    /// The lowest marks among the current members other than `except`
+    /// (`None` when there is no other): a message's status for its sender.
+    async fn others_marks(
+        &self,
+        id: ConversationId,
+        except: &UserId,
+    ) -> Result<Option<Marks>, MetadataError>;
 
     /// Changes a group's membership as `actor`, recording the system
     /// message; answers the conversation after it and the message.

@@ -15,14 +15,17 @@ use async_trait::async_trait;
 use chat_core::receipts::Marks;
 use chat_core::sync::SyncCursor;
 
-use super::chat_rows::{ATTACHMENT_SELECT, MEMBER_COLUMNS, attachment_from_row, member_from_row};
+use super::chat_rows::{
+    ATTACHMENT_SELECT, MEMBER_COLUMNS, attachment_from_row, member_from_row, seat_from_row,
+};
 use super::{SqlMetadataStore, chat_log, chat_members, chat_messages};
 use crate::ids::{ConversationId, MediaId, UserId};
 use crate::metadata_store::MetadataError;
 use crate::metadata_store::chat::{
     Actor, AttachmentRecord, ChatStore, ChatStoreError, ConversationRecord, MemberChange,
-    MemberRecord, MessageRecord, NewMessage, Page, Posted, ReceiptRecord, SyncRecords,
+    MemberRecord, MessageRecord, NewMessage, Page, Posted, ReceiptRecord, Seat, SyncRecords,
 };
+use sqlx::Row;
 
 #[async_trait]
 impl ChatStore for SqlMetadataStore {
@@ -83,6 +86,46 @@ impl ChatStore for SqlMetadataStore {
         .as_ref()
         .map(member_from_row)
         .transpose()
+    }
+
+    async fn seat(&self, id: ConversationId, user: &UserId) -> Result<Option<Seat>, MetadataError> {
+        sqlx::query(
+            "select c.kind, c.last_seq, m.role, m.joined_seq, m.delivered_seq, m.read_seq \
+             from chat_members m join conversations c on c.conversation_id = m.conversation_id \
+             where m.conversation_id = $1 and m.user_id = $2 and m.left_event is null",
+        )
+        .bind(id.to_string())
+        .bind(user.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(seat_from_row)
+        .transpose()
+    }
+
+    async fn others_marks(
+        &self,
+        id: ConversationId,
+        except: &UserId,
+    ) -> Result<Option<Marks>, MetadataError> {
+        let row = sqlx::query(
+            "select min(delivered_seq) as delivered_seq, min(read_seq) as read_seq \
+             from chat_members where conversation_id = $1 and left_event is null \
+             and user_id <> $2",
+        )
+        .bind(id.to_string())
+        .bind(except.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        let delivered: Option<i64> = row.try_get("delivered_seq")?;
+        let read: Option<i64> = row.try_get("read_seq")?;
+        Ok(match (delivered, read) {
+            (Some(d), Some(r)) => Some(Marks {
+                delivered_seq: u64::try_from(d).unwrap_or(0),
+                read_seq: u64::try_from(r).unwrap_or(0),
+            }),
+            _ => None,
+        })
     }
 
     async fn change_member(

@@ -23,18 +23,30 @@ use sqlx::Row;
 
 impl SqlMetadataStore {
     /// Takes the conversation's write lock for the rest of the transaction
-    /// (see the module docs) and reads its kind and last `seq`.
-    pub(super) async fn lock_conversation(
+    /// (see `chat`'s module docs): on PostgreSQL an advisory lock, taken
+    /// before the transaction writes anything; SQLite's one writer
+    /// connection is the lock already.
+    pub(super) async fn lock_writes(
         &self,
         tx: &mut Tx,
         id: ConversationId,
-    ) -> Result<(ConversationKind, u64), ChatStoreError> {
+    ) -> Result<(), ChatStoreError> {
         if self.dialect == Dialect::Postgres {
             sqlx::query("select pg_advisory_xact_lock(7411, hashtext($1))")
                 .bind(id.to_string())
                 .execute(&mut **tx)
                 .await?;
         }
+        Ok(())
+    }
+
+    /// Takes the conversation's write lock and reads its kind and last `seq`.
+    pub(super) async fn lock_conversation(
+        &self,
+        tx: &mut Tx,
+        id: ConversationId,
+    ) -> Result<(ConversationKind, u64), ChatStoreError> {
+        self.lock_writes(tx, id).await?;
         let row =
             sqlx::query("select kind, last_seq from conversations where conversation_id = $1")
                 .bind(id.to_string())

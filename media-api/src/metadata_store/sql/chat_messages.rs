@@ -8,12 +8,14 @@ use super::chat_log::{About, insert_event, mark_if_unreferenced};
 use super::chat_rows::{
     ATTACHMENT_SELECT, MESSAGE_COLUMNS, Tx, attachment_from_row, message_from_row,
 };
-use super::to_i64;
+use super::{BLOB_COLUMNS, media_with_blob, to_i64};
 use crate::ids::{ConversationId, MessageId, UserId, now_ms};
 use crate::metadata_store::MetadataError;
 use crate::metadata_store::chat::{
-    ChatStore, ChatStoreError, MessageRecord, NewMessage, Page, Posted, Refusal,
+    AttachmentRecord, ChatStore, ChatStoreError, MessageRecord, NewMessage, Page, Posted, Refusal,
 };
+use chat_core::message::MessageKind;
+use sqlx::Row;
 
 impl SqlMetadataStore {
     /// Records a change to message `seq` in the sync log, commits, and
@@ -76,28 +78,6 @@ impl SqlMetadataStore {
         Ok(messages)
     }
 
-    pub(super) async fn message_in_tx(
-        &self,
-        tx: &mut Tx,
-        id: ConversationId,
-        clause: &str,
-        binds: &[&str],
-    ) -> Result<Option<MessageRecord>, ChatStoreError> {
-        let sql = format!(
-            "select {MESSAGE_COLUMNS} from messages where conversation_id = $1 and {clause}"
-        );
-        let mut query = sqlx::query(&sql).bind(id.to_string());
-        for b in binds {
-            query = query.bind(*b);
-        }
-        Ok(query
-            .fetch_optional(&mut **tx)
-            .await?
-            .as_ref()
-            .map(message_from_row)
-            .transpose()?)
-    }
-
     pub(super) async fn message_after_write(
         &self,
         id: ConversationId,
@@ -114,44 +94,45 @@ pub(super) async fn post_message(
     message: &NewMessage,
 ) -> Result<Posted, ChatStoreError> {
     let id = message.conversation_id;
+    let client_id = message.client_message_id.to_string();
     let mut tx = store.pool.begin().await?;
-    let (_, last_seq) = store.lock_conversation(&mut tx, id).await?;
-    if !store
-        .member_in(&mut tx, id, &message.sender)
-        .await?
-        .is_some_and(|m| m.active)
-    {
+    store.lock_writes(&mut tx, id).await?;
+    // The sender's membership and an earlier try, in one round trip.
+    let row = sqlx::query(
+        "select (select count(*) from chat_members where conversation_id = $1 \
+         and user_id = $2 and left_event is null) as member, \
+         (select seq from messages where conversation_id = $1 and sender = $2 \
+         and client_message_id = $3) as existing",
+    )
+    .bind(id.to_string())
+    .bind(message.sender.as_str())
+    .bind(&client_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if row.try_get::<i64, _>("member")? == 0 {
         return Err(Refusal::NotMember.into());
     }
-    let client_id = message.client_message_id.to_string();
-    if let Some(existing) = store
-        .message_in_tx(
-            &mut tx,
-            id,
-            "sender = $2 and client_message_id = $3",
-            &[message.sender.as_str(), &client_id],
-        )
-        .await?
-    {
+    if let Some(existing) = row.try_get::<Option<i64>, _>("existing")? {
         tx.rollback().await?;
-        return Ok(Posted::Existing(
-            store.message_after_write(id, existing.seq).await?,
-        ));
-    }
-    if let Some(reply) = message.reply_to_seq
-        && (reply == 0 || reply > last_seq)
-    {
-        return Err(Refusal::NoReplyTarget.into());
+        let seq = u64::try_from(existing).unwrap_or(0);
+        return Ok(Posted::Existing(store.message_after_write(id, seq).await?));
     }
     let seq = store.next_seq(&mut tx, id).await?;
+    if let Some(reply) = message.reply_to_seq
+        && (reply == 0 || reply >= seq)
+    {
+        // Dropping the transaction takes the seq back: no gap.
+        return Err(Refusal::NoReplyTarget.into());
+    }
     let now = now_ms();
+    let message_id = MessageId::generate();
     sqlx::query(&format!(
         "insert into messages ({MESSAGE_COLUMNS}) values \
          ($1, $2, $3, $4, $5, 'text', $6, null, null, $7, $8, $9, null, null)"
     ))
     .bind(id.to_string())
     .bind(to_i64(seq)?)
-    .bind(MessageId::generate().to_string())
+    .bind(message_id.to_string())
     .bind(&client_id)
     .bind(message.sender.as_str())
     .bind(message.text.as_deref())
@@ -160,17 +141,19 @@ pub(super) async fn post_message(
     .bind(now)
     .execute(&mut *tx)
     .await?;
+    let mut attachments = Vec::with_capacity(message.attachments.len());
     for (position, a) in message.attachments.iter().enumerate() {
         // Touching the blob row locks it against a GC decision and ends
-        // any grace period; a content already collected is gone.
-        let revived = sqlx::query("update blobs set unreferenced_since = null where blake3 = $1")
-            .bind(a.blake3.to_hex())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if revived != 1 {
-            return Err(Refusal::ContentGone.into());
-        }
+        // any grace period; a content already collected is gone. Its
+        // columns make the attachment's document without another read.
+        let blob = sqlx::query(&format!(
+            "update blobs set unreferenced_since = null where blake3 = $1 \
+             returning {BLOB_COLUMNS}"
+        ))
+        .bind(a.blake3.to_hex())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Refusal::ContentGone)?;
         sqlx::query(
             "insert into attachments (media_id, conversation_id, message_seq, position, \
              blake3, file_name, caption, uploader, created_at) \
@@ -187,6 +170,19 @@ pub(super) async fn post_message(
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        attachments.push(AttachmentRecord {
+            media: media_with_blob(
+                &blob,
+                a.media_id,
+                a.uploader.clone(),
+                a.blake3,
+                a.file_name.clone(),
+                now,
+            )?,
+            conversation_id: id,
+            message_seq: seq,
+            caption: a.caption.clone(),
+        });
     }
     store
         .advance_own_marks(&mut tx, id, &message.sender, seq)
@@ -200,7 +196,23 @@ pub(super) async fn post_message(
     )
     .await?;
     tx.commit().await?;
-    Ok(Posted::Created(store.message_after_write(id, seq).await?))
+    Ok(Posted::Created(MessageRecord {
+        conversation_id: id,
+        seq,
+        message_id,
+        client_message_id: message.client_message_id,
+        sender: message.sender.clone(),
+        kind: MessageKind::Text,
+        text: message.text.clone(),
+        member: None,
+        role: None,
+        reply_to_seq: message.reply_to_seq,
+        forwarded: message.forwarded,
+        created_at: now,
+        edited_at: None,
+        deleted: false,
+        attachments,
+    }))
 }
 
 pub(super) async fn history(

@@ -11,7 +11,7 @@ use super::{bad_id, get_hash, get_u64, media_with_blob};
 use crate::ids::{ClientMessageId, ConversationId, FileName, MediaId, MessageId, UserId};
 use crate::metadata_store::MetadataError;
 use crate::metadata_store::chat::{
-    AttachmentRecord, ConversationRecord, MemberRecord, MessageRecord,
+    AttachmentRecord, ConversationRecord, MemberRecord, MessageRecord, Seat,
 };
 
 pub(super) const CONVERSATION_COLUMNS: &str =
@@ -78,6 +78,21 @@ pub(super) fn member_from_row(row: &AnyRow) -> Result<MemberRecord, MetadataErro
             read_seq: get_u64(row, "read_seq")?,
         },
         active: row.try_get::<Option<i64>, _>("left_event")?.is_none(),
+    })
+}
+
+pub(super) fn seat_from_row(row: &AnyRow) -> Result<Seat, MetadataError> {
+    let kind: String = row.try_get("kind")?;
+    let role: String = row.try_get("role")?;
+    Ok(Seat {
+        kind: ConversationKind::parse(&kind).ok_or_else(|| stored("kind", &kind))?,
+        last_seq: get_u64(row, "last_seq")?,
+        role: Role::parse(&role).ok_or_else(|| stored("role", &role))?,
+        joined_seq: get_u64(row, "joined_seq")?,
+        marks: Marks {
+            delivered_seq: get_u64(row, "delivered_seq")?,
+            read_seq: get_u64(row, "read_seq")?,
+        },
     })
 }
 
