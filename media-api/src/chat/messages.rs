@@ -7,7 +7,7 @@ use chat_core::message::{MessageError, MessageKind};
 
 use super::{
     AttachmentRequest, Chat, ChatError, MarksDoc, MessageDoc, MessageReceiptDoc, MessageRequest,
-    age,
+    Others, age,
 };
 use crate::ids::{ClientMessageId, ConversationId, MediaId, UserId, rfc3339};
 use crate::metadata_store::chat::{MessageRecord, NewAttachment, NewMessage, Page, Posted, Seat};
@@ -55,12 +55,8 @@ impl Chat {
         self.settings
             .limits()
             .check_message(text.as_deref(), request.attachments.len())?;
-        let seat = self.joined(caller, id).await?;
-        if let Some(reply) = request.reply_to_seq
-            && reply <= seat.joined_seq
-        {
-            return Err(ChatError::ReplyNotFound);
-        }
+        // Membership, and whether `reply_to_seq` is a message the sender
+        // sees, are checked by the store as it posts.
         let mut attachments = Vec::with_capacity(request.attachments.len());
         for a in &request.attachments {
             attachments.push(self.attachment_source(caller, a).await?);
@@ -92,7 +88,8 @@ impl Chat {
             Posted::Created(m) => (m, true),
             Posted::Existing(m) => (m, false),
         };
-        Ok((self.render_one(caller, &record).await?, created))
+        let others = if created { Others::Posted } else { Others::Ask };
+        Ok((self.render_one(caller, &record, others).await?, created))
     }
 
     /// A page of history: after `after_seq` ascending, or before
@@ -122,7 +119,7 @@ impl Chat {
             .chat
             .history(id, page, seat.joined_seq, limit)
             .await?;
-        self.render(caller, id, &messages, None).await
+        self.render(caller, id, &messages, Others::Ask).await
     }
 
     /// A message the caller may see, with their seat.
@@ -175,7 +172,7 @@ impl Chat {
                 ChatError::Contended => MessageError::Deleted.into(),
                 other => other,
             })?;
-        self.render_one(caller, &edited).await
+        self.render_one(caller, &edited, Others::Ask).await
     }
 
     /// Deletes a message for everyone.
@@ -208,7 +205,7 @@ impl Chat {
                 ChatError::Contended => MessageError::Deleted.into(),
                 other => other,
             })?;
-        self.render_one(caller, &deleted).await
+        self.render_one(caller, &deleted, Others::Ask).await
     }
 
     /// Moves the caller's receipt marks forward.

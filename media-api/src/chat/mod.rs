@@ -35,6 +35,18 @@ use crate::metadata_store::chat::{
 use crate::metadata_store::jobs::VariantRecord;
 use documents::{conversation_doc, membership, message_doc};
 
+/// Where a rendered message's status comes from: the other members' lowest
+/// marks.
+#[derive(Debug, Clone, Copy)]
+enum Others<'a> {
+    /// Read them (one aggregate for the page).
+    Ask,
+    /// From the conversation's members, loaded already.
+    Of(&'a ConversationRecord),
+    /// The message was just posted: no one else can have it yet (`sent`).
+    Posted,
+}
+
 /// How often a decision whose premise changed under it is made again.
 const RETRIES: usize = 3;
 
@@ -193,26 +205,24 @@ impl Chat {
     }
 
     /// Messages of one conversation as `viewer` sees them. The status of
-    /// the viewer's own messages comes from the other members' lowest
-    /// marks: taken from `known` when the members are loaded already, else
-    /// read once for the page (an aggregate, not the member list).
+    /// the viewer's own messages comes from the other members' lowest marks
+    /// (`others`).
     async fn render(
         &self,
         viewer: &UserId,
         id: ConversationId,
         messages: &[MessageRecord],
-        known: Option<&ConversationRecord>,
+        others: Others<'_>,
     ) -> Result<Vec<MessageDoc>, ChatError> {
         let refs: Vec<&MessageRecord> = messages.iter().collect();
         let variants = self.variants_of(&refs).await?;
         let lookup =
             |a: &AttachmentRecord| variants.get(&a.media.blake3).cloned().unwrap_or_default();
-        let others = if !messages.iter().any(|m| documents::shows_status(m, viewer)) {
-            None
-        } else if let Some(c) = known {
-            documents::lowest_marks(c, viewer)
-        } else {
-            self.backends.chat.others_marks(id, viewer).await?
+        let others = match others {
+            _ if !messages.iter().any(|m| documents::shows_status(m, viewer)) => None,
+            Others::Posted => None,
+            Others::Of(c) => documents::lowest_marks(c, viewer),
+            Others::Ask => self.backends.chat.others_marks(id, viewer).await?,
         };
         Ok(messages
             .iter()
@@ -224,9 +234,10 @@ impl Chat {
         &self,
         viewer: &UserId,
         m: &MessageRecord,
+        others: Others<'_>,
     ) -> Result<MessageDoc, ChatError> {
         Ok(self
-            .render(viewer, m.conversation_id, std::slice::from_ref(m), None)
+            .render(viewer, m.conversation_id, std::slice::from_ref(m), others)
             .await?
             .remove(0))
     }
@@ -245,11 +256,7 @@ impl Chat {
                 .message(c.conversation_id, c.last_seq)
                 .await?
             {
-                Some(m) => Some(
-                    self.render(viewer, c.conversation_id, std::slice::from_ref(&m), Some(c))
-                        .await?
-                        .remove(0),
-                ),
+                Some(m) => Some(self.render_one(viewer, &m, Others::Of(c)).await?),
                 None => None,
             }
         } else {

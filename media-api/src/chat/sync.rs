@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chat_core::sync::{EventKind, SyncCursor};
 
 use super::documents::{self, conversation_doc};
-use super::{Chat, ChatError, EventDoc, MessageDoc, SyncPage};
+use super::{Chat, ChatError, EventDoc, MessageDoc, Others, SyncPage};
 use crate::ids::{ConversationId, UserId, now_ms};
 use crate::metadata_store::chat::{EventRecord, MessageRecord};
 
@@ -100,8 +100,11 @@ impl Chat {
                 .into_iter()
                 .filter(|m| seqs.contains(&m.seq))
                 .collect();
-            let known = conversations.iter().find(|c| c.conversation_id == id);
-            for doc in self.render(caller, id, &wanted, known).await? {
+            let others = conversations
+                .iter()
+                .find(|c| c.conversation_id == id)
+                .map_or(Others::Ask, Others::Of);
+            for doc in self.render(caller, id, &wanted, others).await? {
                 messages.insert((id, doc.seq), doc);
             }
         }

@@ -146,7 +146,7 @@ pub struct NewMessage {
     pub text: Option<String>,
     /// The attachments, in order.
     pub attachments: Vec<NewAttachment>,
-    /// The message it answers (must exist when it commits).
+    /// The message it answers (one the sender sees when it commits).
     pub reply_to_seq: Option<u64>,
     /// Posted by a forward.
     pub forwarded: bool,

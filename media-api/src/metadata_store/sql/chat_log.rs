@@ -86,7 +86,7 @@ pub(super) async fn mark_if_unreferenced(tx: &mut Tx, blake3: &str) -> Result<()
 }
 
 /// Records marks in the receipts' history (the times `receipts` reads).
-pub(super) async fn record_marks(
+async fn record_marks(
     tx: &mut Tx,
     id: ConversationId,
     user: &UserId,
@@ -175,16 +175,25 @@ pub(super) async fn receipts(
     except: &UserId,
 ) -> Result<Vec<ReceiptRecord>, MetadataError> {
     // Marks only rise, so a member's first history row at or past `seq` is
-    // when the message reached them. Members who joined after it are not asked.
-    let rows = sqlx::query(
-        "select m.user_id, \
-         (select min(r.at) from chat_receipts r where r.conversation_id = m.conversation_id \
-          and r.user_id = m.user_id and r.delivered_seq >= $2) as delivered_at, \
-         (select min(r.at) from chat_receipts r where r.conversation_id = m.conversation_id \
-          and r.user_id = m.user_id and r.read_seq >= $2) as read_at \
+    // when the message reached them; sending a message later is reading
+    // everything before it, so their first message at or past `seq` counts
+    // too. Members who joined after it are not asked.
+    let first = |mark: &str| {
+        format!(
+            "(select min(t.at) from (select r.at from chat_receipts r \
+             where r.conversation_id = m.conversation_id and r.user_id = m.user_id \
+             and r.{mark} >= $2 union all select o.created_at from messages o \
+             where o.conversation_id = m.conversation_id and o.sender = m.user_id \
+             and o.seq >= $2) t)"
+        )
+    };
+    let rows = sqlx::query(&format!(
+        "select m.user_id, {} as delivered_at, {} as read_at \
          from chat_members m where m.conversation_id = $1 and m.left_event is null \
          and m.joined_seq < $2 and m.user_id <> $3 order by m.user_id",
-    )
+        first("delivered_seq"),
+        first("read_seq")
+    ))
     .bind(id.to_string())
     .bind(to_i64(seq)?)
     .bind(except.as_str())

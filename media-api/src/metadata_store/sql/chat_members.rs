@@ -3,11 +3,10 @@
 
 use chat_core::conversation::{ConversationKind, Role};
 use chat_core::message::MessageKind;
-use chat_core::receipts::Marks;
 use chat_core::sync::EventKind;
 
 use super::SqlMetadataStore;
-use super::chat_log::{About, insert_event, record_marks};
+use super::chat_log::{About, insert_event};
 use super::chat_rows::{
     CONVERSATION_COLUMNS, MEMBER_COLUMNS, MESSAGE_COLUMNS, Tx, conversation_from_row,
     conversation_id_in, direct_key, member_from_row, placeholders, stored,
@@ -200,7 +199,8 @@ impl SqlMetadataStore {
         Ok(())
     }
 
-    /// A sender has read everything up to what they sent.
+    /// A sender has read everything up to what they sent. No history row:
+    /// the message itself records when (the receipts read it from there).
     pub(super) async fn advance_own_marks(
         &self,
         tx: &mut Tx,
@@ -217,11 +217,7 @@ impl SqlMetadataStore {
         .bind(to_i64(seq)?)
         .execute(&mut **tx)
         .await?;
-        let marks = Marks {
-            delivered_seq: seq,
-            read_seq: seq,
-        };
-        record_marks(tx, id, user, marks).await
+        Ok(())
     }
 
     pub(super) async fn members_of(

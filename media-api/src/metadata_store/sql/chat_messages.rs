@@ -97,10 +97,10 @@ pub(super) async fn post_message(
     let client_id = message.client_message_id.to_string();
     let mut tx = store.pool.begin().await?;
     store.lock_writes(&mut tx, id).await?;
-    // The sender's membership and an earlier try, in one round trip.
+    // The sender's seat and an earlier try, in one round trip.
     let row = sqlx::query(
-        "select (select count(*) from chat_members where conversation_id = $1 \
-         and user_id = $2 and left_event is null) as member, \
+        "select (select joined_seq from chat_members where conversation_id = $1 \
+         and user_id = $2 and left_event is null) as joined, \
          (select seq from messages where conversation_id = $1 and sender = $2 \
          and client_message_id = $3) as existing",
     )
@@ -109,17 +109,19 @@ pub(super) async fn post_message(
     .bind(&client_id)
     .fetch_one(&mut *tx)
     .await?;
-    if row.try_get::<i64, _>("member")? == 0 {
+    let Some(joined) = row.try_get::<Option<i64>, _>("joined")? else {
         return Err(Refusal::NotMember.into());
-    }
+    };
+    let joined = u64::try_from(joined).unwrap_or(0);
     if let Some(existing) = row.try_get::<Option<i64>, _>("existing")? {
         tx.rollback().await?;
         let seq = u64::try_from(existing).unwrap_or(0);
         return Ok(Posted::Existing(store.message_after_write(id, seq).await?));
     }
     let seq = store.next_seq(&mut tx, id).await?;
+    // A reply answers a message the sender sees: after they joined, before this one.
     if let Some(reply) = message.reply_to_seq
-        && (reply == 0 || reply >= seq)
+        && (reply <= joined || reply >= seq)
     {
         // Dropping the transaction takes the seq back: no gap.
         return Err(Refusal::NoReplyTarget.into());

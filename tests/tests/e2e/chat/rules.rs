@@ -99,6 +99,22 @@ async fn receipts_only_advance_and_drive_the_senders_status(set: BackendSet) {
     )
     .await;
 
+    // Answering is reading: Bob replies to message 4 without a receipt.
+    say(&alice, &room, "four").await;
+    say(&bob, &room, "ok").await;
+    let who = json_of(
+        alice
+            .get(&format!("/v1/conversations/{room}/messages/4/receipts"))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(who[0]["user"], "bob");
+    assert!(who[0]["read_at"].is_string(), "{who}");
+    assert_eq!(who[1]["user"], "carol");
+    assert!(who[1].get("read_at").is_none(), "{who}");
+    assert_eq!(status_of(&alice, &room, 4).await, "sent");
+
     // Every device catches up with the receipts too.
     let (events, _) = sync_all(&alice, None).await;
     let last = events
