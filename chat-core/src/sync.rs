@@ -7,8 +7,8 @@
 //! key in which events become visible. On SQLite (one writer) it is the
 //! `id` itself. On PostgreSQL it is the writing transaction's id
 //! (`pg_current_xact_id()`), and a read returns only events whose
-//! transaction is older than every transaction still running
-//! (`order < pg_snapshot_xmin(pg_current_snapshot())`), in (`order`, `id`)
+//! transaction is older than every transaction still running in the
+//! database (or than the next to start, when none runs), in (`order`, `id`)
 //! order, after the cursor. An event not yet visible then has an `order`
 //! at or above that bound, so it sorts after every event returned: the
 //! cursor never passes over it, and it is returned once, when it commits.

@@ -108,6 +108,17 @@ create index chat_events_by_conversation on chat_events (conversation_id, tx, ev
 -- The retention sweep finds old events by time.
 create index chat_events_by_time on chat_events (at);
 
+-- Every message (a text, a forward or a system message) is an event of the
+-- sync log, and its sender has read everything up to it: both written by the
+-- insert itself, so no message can exist without its event.
+create trigger messages_posted after insert on messages
+begin
+    update chat_members set delivered_seq = new.seq, read_seq = new.seq
+     where conversation_id = new.conversation_id and user_id = new.sender;
+    insert into chat_events (conversation_id, kind, at, actor, seq)
+    values (new.conversation_id, 'message_created', new.created_at, new.sender, new.seq);
+end;
+
 -- Where the retention sweep has deleted up to: an older cursor is expired.
 create table chat_sync_horizon (
     singleton  bigint primary key,

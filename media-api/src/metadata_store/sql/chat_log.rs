@@ -17,9 +17,31 @@ use crate::metadata_store::{Dialect, MetadataError};
 
 type Tx = Transaction<'static, Any>;
 
-/// The oldest transaction still running: every event below it is
-/// committed or never will be (PostgreSQL's visibility bound).
-const XMIN: &str = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+/// PostgreSQL's visibility bound: a transaction id below which every
+/// transaction that may write this database's events has ended (committed,
+/// or never will). It is the oldest transaction still running in this
+/// database, or the next id to be given when none runs. Transactions of
+/// other databases on the same server cannot write our events, so they are
+/// not waited for (the cluster-wide `pg_snapshot_xmin` would hold every
+/// reader back behind any long transaction anywhere).
+///
+/// Two statements, in this order: the next id first, then the running
+/// transactions. A transaction given an id before the first is seen by the
+/// second unless it has ended; one given an id after it gets one at or above
+/// the bound.
+async fn visibility_bound(store: &SqlMetadataStore) -> Result<i64, MetadataError> {
+    let next: i64 =
+        sqlx::query_scalar("select pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+            .fetch_one(&store.pool)
+            .await?;
+    let oldest: Option<i64> = sqlx::query_scalar(
+        "select min(backend_xid::text::bigint) from pg_stat_activity \
+         where datname = current_database() and backend_xid is not null",
+    )
+    .fetch_one(&store.pool)
+    .await?;
+    Ok(oldest.map_or(next, |o| o.min(next)))
+}
 
 /// A position as the database compares it; past the range is past everything.
 fn bigint(n: u64) -> i64 {
@@ -254,16 +276,15 @@ pub(super) async fn sync(
 ) -> Result<SyncRecords, MetadataError> {
     // The bound is read first, so every event below it is visible to the
     // read that follows (see `chat-core`'s `sync` module).
-    let (bound_sql, bound_clause) = match store.dialect {
-        Dialect::Postgres => (format!("select {XMIN}"), "e.tx < $4"),
+    let (bound, bound_clause) = match store.dialect {
+        Dialect::Postgres => (visibility_bound(store).await?, "e.tx < $4"),
         Dialect::Sqlite => (
-            "select coalesce(max(event_id), 0) from chat_events".to_owned(),
+            sqlx::query_scalar("select coalesce(max(event_id), 0) from chat_events")
+                .fetch_one(&store.pool)
+                .await?,
             "e.event_id <= $4",
         ),
     };
-    let bound: i64 = sqlx::query_scalar(&bound_sql)
-        .fetch_one(&store.pool)
-        .await?;
     // A member gets a conversation's events from the one that made them a
     // member to the one that ended it, and none about a message from
     // before they joined (its edit or deletion).
@@ -319,13 +340,13 @@ pub(super) async fn horizon(store: &SqlMetadataStore) -> Result<SyncCursor, Meta
 }
 
 pub(super) async fn purge(store: &SqlMetadataStore, before: i64) -> Result<u64, MetadataError> {
-    let mut tx = store.pool.begin().await?;
     // Only below the visibility bound: an event still to commit must not
     // land behind the new horizon.
     let visible = match store.dialect {
-        Dialect::Postgres => format!(" and tx < {XMIN}"),
+        Dialect::Postgres => format!(" and tx < {}", visibility_bound(store).await?),
         Dialect::Sqlite => String::new(),
     };
+    let mut tx = store.pool.begin().await?;
     let last = sqlx::query(&format!(
         "select tx, event_id from chat_events where at < $1{visible} \
          order by tx desc, event_id desc limit 1"

@@ -143,7 +143,7 @@ impl SqlMetadataStore {
         Ok(made.is_some())
     }
 
-    /// A system message recording a membership change, and its event.
+    /// A system message recording a membership change.
     pub(super) async fn system_message(
         &self,
         tx: &mut Tx,
@@ -169,15 +169,7 @@ impl SqlMetadataStore {
         .bind(now_ms())
         .execute(&mut **tx)
         .await?;
-        self.advance_own_marks(tx, id, actor, seq).await?;
-        insert_event(
-            tx,
-            id,
-            EventKind::MessageCreated,
-            actor,
-            About::Message(seq),
-        )
-        .await?;
+        // The insert's trigger (the migration) logs it and moves the actor's marks.
         Ok(seq)
     }
 
@@ -194,27 +186,6 @@ impl SqlMetadataStore {
         .bind(id.to_string())
         .bind(user.as_str())
         .bind(role.as_str())
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
-    }
-
-    /// A sender has read everything up to what they sent. No history row:
-    /// the message itself records when (the receipts read it from there).
-    pub(super) async fn advance_own_marks(
-        &self,
-        tx: &mut Tx,
-        id: ConversationId,
-        user: &UserId,
-        seq: u64,
-    ) -> Result<(), ChatStoreError> {
-        sqlx::query(
-            "update chat_members set delivered_seq = $3, read_seq = $3 \
-             where conversation_id = $1 and user_id = $2",
-        )
-        .bind(id.to_string())
-        .bind(user.as_str())
-        .bind(to_i64(seq)?)
         .execute(&mut **tx)
         .await?;
         Ok(())
