@@ -8,9 +8,13 @@
 #   load/bench-chat.sh [extra `load chat` options]
 #
 # Each report is printed, and kept in $OUT (default /tmp/bench-chat).
+# SERVICE=path measures another build of the service (a before/after runs
+# this script alternately with each).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN="${CARGO_TARGET_DIR:-target}/release"
+# The service binary to measure (an older build, for a before/after).
+SERVICE="${SERVICE:-$BIN/media-api}"
 OUT="${OUT:-/tmp/bench-chat}"
 PORT="${PORT:-18090}"
 mkdir -p "$OUT"
@@ -22,7 +26,7 @@ run() {
     shift
     local data
     data=$(mktemp -d)
-    env MEDIA_DATA_DIR="$data" "$@" "$BIN/media-api" serve >"$OUT/$name.log" 2>&1 &
+    env MEDIA_DATA_DIR="$data" "$@" "$SERVICE" serve >"$OUT/$name.log" 2>&1 &
     local pid=$!
     for _ in $(seq 100); do
         curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null && break

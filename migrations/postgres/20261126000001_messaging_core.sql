@@ -109,11 +109,14 @@ create index chat_events_by_conversation on chat_events (conversation_id, tx, ev
 -- The retention sweep finds old events by time.
 create index chat_events_by_time on chat_events (at);
 
--- Every message (a text, a forward or a system message) is an event of the
--- sync log, and its sender has read everything up to it: both written by the
--- insert itself, so no message can exist without its event.
+-- Every message (a text, a forward or a system message) is its
+-- conversation's last, an event of the sync log, and read by its sender up
+-- to it: all written by the insert itself, so no message can exist without
+-- its event, and a post is one statement.
 create function messages_posted() returns trigger language plpgsql as $$
 begin
+    update conversations set last_seq = new.seq, last_activity = new.created_at
+     where conversation_id = new.conversation_id and last_seq < new.seq;
     update chat_members set delivered_seq = new.seq, read_seq = new.seq
      where conversation_id = new.conversation_id and user_id = new.sender;
     insert into chat_events (conversation_id, kind, at, actor, seq)

@@ -97,43 +97,25 @@ pub(super) async fn post_message(
     let client_id = message.client_message_id.to_string();
     let mut tx = store.pool.begin().await?;
     store.lock_writes(&mut tx, id).await?;
-    // The sender's seat and an earlier try, in one round trip.
-    let row = sqlx::query(
-        "select (select joined_seq from chat_members where conversation_id = $1 \
-         and user_id = $2 and left_event is null) as joined, \
-         (select seq from messages where conversation_id = $1 and sender = $2 \
-         and client_message_id = $3) as existing",
-    )
-    .bind(id.to_string())
-    .bind(message.sender.as_str())
-    .bind(&client_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let Some(joined) = row.try_get::<Option<i64>, _>("joined")? else {
-        return Err(Refusal::NotMember.into());
-    };
-    let joined = u64::try_from(joined).unwrap_or(0);
-    if let Some(existing) = row.try_get::<Option<i64>, _>("existing")? {
-        tx.rollback().await?;
-        let seq = u64::try_from(existing).unwrap_or(0);
-        return Ok(Posted::Existing(store.message_after_write(id, seq).await?));
-    }
-    let seq = store.next_seq(&mut tx, id).await?;
-    // A reply answers a message the sender sees: after they joined, before this one.
-    if let Some(reply) = message.reply_to_seq
-        && (reply <= joined || reply >= seq)
-    {
-        // Dropping the transaction takes the seq back: no gap.
-        return Err(Refusal::NoReplyTarget.into());
-    }
     let now = now_ms();
     let message_id = MessageId::generate();
-    sqlx::query(&format!(
-        "insert into messages ({MESSAGE_COLUMNS}) values \
-         ($1, $2, $3, $4, $5, 'text', $6, null, null, $7, $8, $9, null, null)"
+    // One statement: the next seq, if the sender is a member, has not
+    // posted this client id before, and replies to a message they see
+    // (after they joined, before this one). Its trigger moves the
+    // conversation's last seq, logs the message in the sync log and moves
+    // the sender's marks (they read what they answer).
+    let posted: Option<i64> = sqlx::query_scalar(&format!(
+        "insert into messages ({MESSAGE_COLUMNS}) \
+         select c.conversation_id, c.last_seq + 1, $2, $3, $4, 'text', $5, null, null, $6, \
+         $7, $8, null, null from conversations c join chat_members m \
+         on m.conversation_id = c.conversation_id and m.user_id = $4 and m.left_event is null \
+         where c.conversation_id = $1 \
+         and not exists (select 1 from messages p where p.conversation_id = $1 \
+         and p.sender = $4 and p.client_message_id = $3) \
+         and ($6 is null or ($6 > m.joined_seq and $6 <= c.last_seq)) \
+         returning seq"
     ))
     .bind(id.to_string())
-    .bind(to_i64(seq)?)
     .bind(message_id.to_string())
     .bind(&client_id)
     .bind(message.sender.as_str())
@@ -141,8 +123,35 @@ pub(super) async fn post_message(
     .bind(message.reply_to_seq.map(to_i64).transpose()?)
     .bind(i64::from(message.forwarded))
     .bind(now)
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
+    let Some(seq) = posted else {
+        // Why not: rare, so asked only now.
+        let row = sqlx::query(
+            "select (select count(*) from chat_members where conversation_id = $1 \
+             and user_id = $2 and left_event is null) as member, \
+             (select seq from messages where conversation_id = $1 and sender = $2 \
+             and client_message_id = $3) as existing",
+        )
+        .bind(id.to_string())
+        .bind(message.sender.as_str())
+        .bind(&client_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.rollback().await?;
+        if row.try_get::<i64, _>("member")? == 0 {
+            return Err(Refusal::NotMember.into());
+        }
+        return match row.try_get::<Option<i64>, _>("existing")? {
+            Some(seq) => Ok(Posted::Existing(
+                store
+                    .message_after_write(id, u64::try_from(seq).unwrap_or(0))
+                    .await?,
+            )),
+            None => Err(Refusal::NoReplyTarget.into()),
+        };
+    };
+    let seq = u64::try_from(seq).map_err(|_| MetadataError::Query("negative seq".into()))?;
     let mut attachments = Vec::with_capacity(message.attachments.len());
     for (position, a) in message.attachments.iter().enumerate() {
         // Touching the blob row locks it against a GC decision and ends
@@ -186,8 +195,6 @@ pub(super) async fn post_message(
             caption: a.caption.clone(),
         });
     }
-    // The insert's trigger (the migration) logged the message in the sync
-    // log and moved the sender's marks to it: they read what they answer.
     tx.commit().await?;
     Ok(Posted::Created(MessageRecord {
         conversation_id: id,

@@ -122,10 +122,19 @@ async fn a_retried_send_is_one_message(set: BackendSet) {
     assert_eq!(ids.len(), 1, "one message");
     let seen = history(&alice, &chat, 0).await;
     assert_eq!(seen.len(), 2, "{seen:?}");
+    // A reply names a message the sender sees.
+    let reply = json!({"client_message_id": client_id(), "text": "re", "reply_to_seq": 1});
+    let answered = json_of(post_message(&alice, &chat, &reply).await, 201).await;
+    assert_eq!(answered["reply_to_seq"], 1);
+    assert_eq!(answered["seq"], 3);
     // The same client id in another conversation, or from another sender, is another message.
     let other = group(&alice, &["bob"]).await;
     json_of(post_message(&alice, &other, &body).await, 201).await;
     let bob = app.user("bob");
-    json_of(post_message(&bob, &chat, &body).await, 201).await;
+    let from_bob = json_of(post_message(&bob, &chat, &body).await, 201).await;
+    assert_eq!(
+        from_bob["seq"], 4,
+        "the retries and the refusals left no gap"
+    );
     app.stop().await;
 }
