@@ -10,12 +10,13 @@ use super::chat_rows::{
 };
 use super::{BLOB_COLUMNS, media_with_blob, to_i64};
 use crate::ids::{ConversationId, MessageId, UserId, now_ms};
-use crate::metadata_store::MetadataError;
 use crate::metadata_store::chat::{
     AttachmentRecord, ChatStore, ChatStoreError, MessageRecord, NewMessage, Page, Posted, Refusal,
 };
+use crate::metadata_store::{Dialect, MetadataError};
 use chat_core::message::MessageKind;
-use sqlx::Row;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, Row};
 
 impl SqlMetadataStore {
     /// Records a change to message `seq` in the sync log, commits, and
@@ -89,14 +90,58 @@ impl SqlMetadataStore {
     }
 }
 
+/// Where a post writes. On SQLite a text message is one statement (its
+/// trigger's writes included), atomic without a transaction, on the one
+/// writer connection, which also serialises posts: no round trips for
+/// `begin` and `commit`. Otherwise a transaction, holding the conversation's
+/// lock on PostgreSQL.
+enum Writer {
+    Alone(PoolConnection<Any>),
+    Transaction(Tx),
+}
+
+impl Writer {
+    async fn for_post(
+        store: &SqlMetadataStore,
+        message: &NewMessage,
+    ) -> Result<Self, ChatStoreError> {
+        if store.dialect == Dialect::Sqlite && message.attachments.is_empty() {
+            return Ok(Self::Alone(store.pool.acquire().await?));
+        }
+        let mut tx = store.pool.begin().await?;
+        store.lock_writes(&mut tx, message.conversation_id).await?;
+        Ok(Self::Transaction(tx))
+    }
+
+    fn connection(&mut self) -> &mut AnyConnection {
+        match self {
+            Self::Alone(connection) => connection,
+            Self::Transaction(tx) => tx,
+        }
+    }
+
+    async fn commit(self) -> Result<(), ChatStoreError> {
+        if let Self::Transaction(tx) = self {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    async fn rollback(self) -> Result<(), ChatStoreError> {
+        if let Self::Transaction(tx) = self {
+            tx.rollback().await?;
+        }
+        Ok(())
+    }
+}
+
 pub(super) async fn post_message(
     store: &SqlMetadataStore,
     message: &NewMessage,
 ) -> Result<Posted, ChatStoreError> {
     let id = message.conversation_id;
     let client_id = message.client_message_id.to_string();
-    let mut tx = store.pool.begin().await?;
-    store.lock_writes(&mut tx, id).await?;
+    let mut writer = Writer::for_post(store, message).await?;
     let now = now_ms();
     let message_id = MessageId::generate();
     // One statement: the next seq, if the sender is a member, has not
@@ -123,7 +168,7 @@ pub(super) async fn post_message(
     .bind(message.reply_to_seq.map(to_i64).transpose()?)
     .bind(i64::from(message.forwarded))
     .bind(now)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(writer.connection())
     .await?;
     let Some(seq) = posted else {
         // Why not: rare, so asked only now.
@@ -136,9 +181,9 @@ pub(super) async fn post_message(
         .bind(id.to_string())
         .bind(message.sender.as_str())
         .bind(&client_id)
-        .fetch_one(&mut *tx)
+        .fetch_one(writer.connection())
         .await?;
-        tx.rollback().await?;
+        writer.rollback().await?;
         if row.try_get::<i64, _>("member")? == 0 {
             return Err(Refusal::NotMember.into());
         }
@@ -162,7 +207,7 @@ pub(super) async fn post_message(
              returning {BLOB_COLUMNS}"
         ))
         .bind(a.blake3.to_hex())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(writer.connection())
         .await?
         .ok_or(Refusal::ContentGone)?;
         sqlx::query(
@@ -179,7 +224,7 @@ pub(super) async fn post_message(
         .bind(a.caption.as_deref())
         .bind(a.uploader.as_str())
         .bind(now)
-        .execute(&mut *tx)
+        .execute(writer.connection())
         .await?;
         attachments.push(AttachmentRecord {
             media: media_with_blob(
@@ -195,7 +240,7 @@ pub(super) async fn post_message(
             caption: a.caption.clone(),
         });
     }
-    tx.commit().await?;
+    writer.commit().await?;
     Ok(Posted::Created(MessageRecord {
         conversation_id: id,
         seq,
