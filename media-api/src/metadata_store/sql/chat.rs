@@ -81,7 +81,7 @@ impl ChatStore for SqlMetadataStore {
         ))
         .bind(id.to_string())
         .bind(user.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?
         .as_ref()
         .map(member_from_row)
@@ -96,7 +96,7 @@ impl ChatStore for SqlMetadataStore {
         )
         .bind(id.to_string())
         .bind(user.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?
         .as_ref()
         .map(seat_from_row)
@@ -115,7 +115,7 @@ impl ChatStore for SqlMetadataStore {
         )
         .bind(id.to_string())
         .bind(except.as_str())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?;
         let delivered: Option<i64> = row.try_get("delivered_seq")?;
         let read: Option<i64> = row.try_get("read_seq")?;
@@ -208,7 +208,7 @@ impl ChatStore for SqlMetadataStore {
     async fn attachment(&self, id: MediaId) -> Result<Option<AttachmentRecord>, MetadataError> {
         sqlx::query(&format!("{ATTACHMENT_SELECT} where a.media_id = $1"))
             .bind(id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?
             .as_ref()
             .map(attachment_from_row)

@@ -178,7 +178,7 @@ impl SqlMetadataStore {
         )
         .bind(id.to_string())
         .bind(user.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?
         .map(|row| {
             Ok(Marks {
@@ -219,7 +219,7 @@ pub(super) async fn receipts(
     .bind(id.to_string())
     .bind(to_i64(seq)?)
     .bind(except.as_str())
-    .fetch_all(&store.pool)
+    .fetch_all(&store.reads)
     .await?;
     rows.iter()
         .map(|row| {
@@ -280,7 +280,7 @@ pub(super) async fn sync(
         Dialect::Postgres => (visibility_bound(store).await?, "e.tx < $4"),
         Dialect::Sqlite => (
             sqlx::query_scalar("select coalesce(max(event_id), 0) from chat_events")
-                .fetch_one(&store.pool)
+                .fetch_one(&store.reads)
                 .await?,
             "e.event_id <= $4",
         ),
@@ -303,7 +303,7 @@ pub(super) async fn sync(
     .bind(bigint(after.id))
     .bind(bound)
     .bind(i64::from(limit))
-    .fetch_all(&store.pool)
+    .fetch_all(&store.reads)
     .await?;
     let events = rows
         .iter()
@@ -331,7 +331,7 @@ pub(super) async fn sync(
 
 pub(super) async fn horizon(store: &SqlMetadataStore) -> Result<SyncCursor, MetadataError> {
     let row = sqlx::query("select tx, event_id from chat_sync_horizon where singleton = 1")
-        .fetch_one(&store.pool)
+        .fetch_one(&store.reads)
         .await?;
     Ok(SyncCursor {
         order: get_u64(&row, "tx")?,

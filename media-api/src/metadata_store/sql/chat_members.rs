@@ -208,7 +208,7 @@ impl SqlMetadataStore {
             query = query.bind(id.to_string());
         }
         query
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?
             .iter()
             .map(|row| {
@@ -475,7 +475,7 @@ pub(super) async fn conversations(
         query = query.bind(id.to_string());
     }
     let rows = query
-        .fetch_all(&store.pool)
+        .fetch_all(&store.reads)
         .await?
         .iter()
         .map(conversation_from_row)
@@ -506,7 +506,7 @@ pub(super) async fn conversations_of(
         query = query.bind(at).bind(id.to_string());
     }
     let rows = query
-        .fetch_all(&store.pool)
+        .fetch_all(&store.reads)
         .await?
         .iter()
         .map(conversation_from_row)

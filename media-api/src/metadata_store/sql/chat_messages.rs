@@ -50,7 +50,7 @@ impl SqlMetadataStore {
             query = query.bind(*b);
         }
         let mut messages = query
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?
             .iter()
             .map(message_from_row)
@@ -68,7 +68,7 @@ impl SqlMetadataStore {
         .bind(id.to_string())
         .bind(to_i64(low)?)
         .bind(to_i64(high)?)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         for row in &attachments {
             let a = attachment_from_row(row)?;

@@ -45,10 +45,22 @@ const SQLITE_PRAGMAS: &[&str] = &[
     "pragma busy_timeout = 5000",
 ];
 
+/// Connections SQLite reads take besides the one writer.
+const SQLITE_READERS: u32 = 4;
+
+/// Set on every SQLite reader connection: it only reads, and waits on a lock
+/// instead of failing.
+const SQLITE_READER_PRAGMAS: &[&str] = &["pragma query_only = on", "pragma busy_timeout = 5000"];
+
 /// The metadata store over a sqlx pool.
 #[derive(Debug, Clone)]
 pub struct SqlMetadataStore {
     pub(super) pool: AnyPool,
+    /// Where reads that need no transaction go: the same pool on
+    /// PostgreSQL; on SQLite, reader connections beside the one writer
+    /// (chat reads use it; a read that must see a transaction's writes
+    /// stays on `pool`).
+    pub(super) reads: AnyPool,
     pub(super) dialect: Dialect,
     /// Wakes waiting workers: on enqueue (SQLite) or on a PostgreSQL notification.
     pub(super) work: std::sync::Arc<tokio::sync::Notify>,
@@ -105,8 +117,34 @@ impl SqlMetadataStore {
             .run(&pool)
             .await
             .context("while migrating the metadata store")?;
+        let reads = match dialect {
+            Dialect::Postgres => pool.clone(),
+            // In WAL mode readers never wait for the writer nor it for them:
+            // reads get connections of their own, so a page of history is
+            // not queued behind every post.
+            Dialect::Sqlite => AnyPoolOptions::new()
+                .acquire_timeout(Duration::from_secs(5))
+                .max_connections(SQLITE_READERS)
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        for pragma in SQLITE_READER_PRAGMAS {
+                            sqlx::Executor::execute(&mut *conn, *pragma).await?;
+                        }
+                        Ok(())
+                    })
+                })
+                .connect(&url)
+                .await
+                .with_context(|| {
+                    format!(
+                        "while opening SQLite readers in {}",
+                        settings.data_dir.display()
+                    )
+                })?,
+        };
         Ok(Self {
             pool,
+            reads,
             dialect,
             work: std::sync::Arc::default(),
             listening: std::sync::Arc::default(),
