@@ -18,6 +18,11 @@ macro_rules! uuid_id {
                 Self(uuid::Uuid::now_v7())
             }
 
+            /// The id as a number.
+            pub fn as_u128(&self) -> u128 {
+                self.0.as_u128()
+            }
+
             /// Parses the hyphenated form; anything else is `None`.
             pub fn parse(value: &str) -> Option<Self> {
                 (value.len() == 36)

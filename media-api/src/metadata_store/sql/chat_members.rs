@@ -20,6 +20,13 @@ use crate::metadata_store::chat::{
 use crate::metadata_store::{Dialect, MetadataError};
 use sqlx::Row;
 
+/// A conversation's advisory lock key: its id folded to 64 bits. Two
+/// conversations sharing a key only wait for each other.
+pub(super) fn lock_key(id: ConversationId) -> i64 {
+    let v = id.as_u128();
+    ((v as u64) ^ ((v >> 64) as u64)) as i64
+}
+
 impl SqlMetadataStore {
     /// Takes the conversation's write lock for the rest of the transaction
     /// (see `chat`'s module docs): on PostgreSQL an advisory lock, taken
@@ -31,8 +38,8 @@ impl SqlMetadataStore {
         id: ConversationId,
     ) -> Result<(), ChatStoreError> {
         if self.dialect == Dialect::Postgres {
-            sqlx::query("select pg_advisory_xact_lock(7411, hashtext($1))")
-                .bind(id.to_string())
+            sqlx::query("select pg_advisory_xact_lock($1)")
+                .bind(lock_key(id))
                 .execute(&mut **tx)
                 .await?;
         }

@@ -108,8 +108,17 @@ impl Writer {
         if store.dialect == Dialect::Sqlite && message.attachments.is_empty() {
             return Ok(Self::Alone(store.pool.acquire().await?));
         }
-        let mut tx = store.pool.begin().await?;
-        store.lock_writes(&mut tx, message.conversation_id).await?;
+        let tx = match store.dialect {
+            // `begin` and the conversation's lock in one round trip.
+            Dialect::Postgres => {
+                let key = super::chat_members::lock_key(message.conversation_id);
+                store
+                    .pool
+                    .begin_with(format!("begin; select pg_advisory_xact_lock({key})"))
+                    .await?
+            }
+            Dialect::Sqlite => store.pool.begin().await?,
+        };
         Ok(Self::Transaction(tx))
     }
 
