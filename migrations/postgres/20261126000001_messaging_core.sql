@@ -39,7 +39,9 @@ create index chat_members_by_user on chat_members (user_id, conversation_id);
 create table messages (
     conversation_id    text not null references conversations (conversation_id),
     seq                bigint not null,
-    message_id         text not null unique,
+    -- a v7 UUID: unique by construction, never looked up (a message is
+    -- addressed by its conversation and seq), so not indexed
+    message_id         text not null,
     client_message_id  text not null,
     sender             text not null,
     -- text | member_added | member_removed | member_left | role_changed

@@ -39,7 +39,9 @@ create index chat_members_by_user on chat_members (user_id, conversation_id);
 create table messages (
     conversation_id    text not null references conversations (conversation_id),
     seq                bigint not null,
-    message_id         text not null unique,
+    -- a v7 UUID: unique by construction, never looked up (a message is
+    -- addressed by its conversation and seq), so not indexed
+    message_id         text not null,
     client_message_id  text not null,
     sender             text not null,
     -- text | member_added | member_removed | member_left | role_changed
@@ -103,7 +105,7 @@ create table chat_events (
     read_seq         bigint
 );
 
-create index chat_events_in_order on chat_events (tx, event_id);
+-- (No index on (tx, event_id): tx is always 0 here, so the key's order is the log's.)
 create index chat_events_by_conversation on chat_events (conversation_id, tx, event_id);
 -- The retention sweep finds old events by time.
 create index chat_events_by_time on chat_events (at);
