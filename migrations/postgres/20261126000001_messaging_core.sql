@@ -130,6 +130,47 @@ $$;
 create trigger messages_posted after insert on messages
     for each row execute function messages_posted();
 
+-- A text message inserted with seq 0 is numbered by the insert itself, so a
+-- post is one statement in a transaction of its own. The trigger first takes
+-- the conversation's lock (the key every writer of it uses: its id folded to
+-- 64 bits), before the transaction writes anything, so the transaction's id
+-- follows the lock (the sync log's order, chat-core's `sync`); then, seeing
+-- what is committed by then, checks that the sender is a member, has not
+-- posted this client id, and replies to a message they see; then takes the
+-- next seq.
+create function messages_numbered() returns trigger language plpgsql as $$
+declare
+    hex text := replace(new.conversation_id, '-', '');
+    joined bigint;
+begin
+    if new.seq <> 0 then
+        return new;
+    end if;
+    perform pg_advisory_xact_lock(('x' || substr(hex, 1, 16))::bit(64)::bigint
+                                  # ('x' || substr(hex, 17, 16))::bit(64)::bigint);
+    select joined_seq into joined from chat_members
+     where conversation_id = new.conversation_id and user_id = new.sender
+       and left_event is null;
+    if not found then
+        raise exception 'not a member' using errcode = 'MC001';
+    end if;
+    if exists (select 1 from messages where conversation_id = new.conversation_id
+               and sender = new.sender and client_message_id = new.client_message_id) then
+        raise exception 'posted before' using errcode = 'MC002';
+    end if;
+    update conversations set last_seq = last_seq + 1, last_activity = new.created_at
+     where conversation_id = new.conversation_id returning last_seq into new.seq;
+    if new.reply_to_seq is not null
+       and (new.reply_to_seq <= joined or new.reply_to_seq >= new.seq) then
+        raise exception 'no such message to reply to' using errcode = 'MC003';
+    end if;
+    return new;
+end
+$$;
+
+create trigger messages_numbered before insert on messages
+    for each row execute function messages_numbered();
+
 -- Where the retention sweep has deleted up to: an older cursor is expired.
 create table chat_sync_horizon (
     singleton  bigint primary key,

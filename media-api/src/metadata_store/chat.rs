@@ -19,6 +19,16 @@ use chat_core::sync::{EventKind, SyncCursor};
 use super::{MediaRecord, MetadataError};
 use crate::ids::{Blake3, ClientMessageId, ConversationId, FileName, MediaId, MessageId, UserId};
 
+/// A conversation's lock key on PostgreSQL (`pg_advisory_xact_lock`): its
+/// id folded to 64 bits, the high half XOR the low. Every writer of a
+/// conversation takes it, in Rust and in the `messages_numbered` trigger,
+/// which computes the same from the id's text. Two conversations sharing a
+/// key only wait for each other.
+pub fn lock_key(id: ConversationId) -> i64 {
+    let v = id.as_u128();
+    ((v as u64) ^ ((v >> 64) as u64)) as i64
+}
+
 /// A conversation with its current members.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConversationRecord {

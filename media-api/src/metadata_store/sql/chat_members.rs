@@ -20,12 +20,7 @@ use crate::metadata_store::chat::{
 use crate::metadata_store::{Dialect, MetadataError};
 use sqlx::Row;
 
-/// A conversation's advisory lock key: its id folded to 64 bits. Two
-/// conversations sharing a key only wait for each other.
-pub(super) fn lock_key(id: ConversationId) -> i64 {
-    let v = id.as_u128();
-    ((v as u64) ^ ((v >> 64) as u64)) as i64
-}
+pub(super) use crate::metadata_store::chat::lock_key;
 
 impl SqlMetadataStore {
     /// Takes the conversation's write lock for the rest of the transaction

@@ -93,8 +93,9 @@ impl SqlMetadataStore {
 /// Where a post writes. On SQLite a text message is one statement (its
 /// trigger's writes included), atomic without a transaction, on the one
 /// writer connection, which also serialises posts: no round trips for
-/// `begin` and `commit`. Otherwise a transaction, holding the conversation's
-/// lock on PostgreSQL.
+/// `begin` and `commit`. Otherwise (a message with attachments) a
+/// transaction, holding the conversation's lock on PostgreSQL. (A text
+/// message on PostgreSQL is `post_text_postgres`.)
 enum Writer {
     Alone(PoolConnection<Any>),
     Transaction(Tx),
@@ -148,6 +149,9 @@ pub(super) async fn post_message(
     store: &SqlMetadataStore,
     message: &NewMessage,
 ) -> Result<Posted, ChatStoreError> {
+    if store.dialect == Dialect::Postgres && message.attachments.is_empty() {
+        return post_text_postgres(store, message).await;
+    }
     let id = message.conversation_id;
     let client_id = message.client_message_id.to_string();
     let mut writer = Writer::for_post(store, message).await?;
@@ -250,8 +254,25 @@ pub(super) async fn post_message(
         });
     }
     writer.commit().await?;
-    Ok(Posted::Created(MessageRecord {
-        conversation_id: id,
+    Ok(Posted::Created(posted_record(
+        message,
+        seq,
+        message_id,
+        now,
+        attachments,
+    )))
+}
+
+/// The record of a message just posted, from what was written.
+fn posted_record(
+    message: &NewMessage,
+    seq: u64,
+    message_id: MessageId,
+    now: i64,
+    attachments: Vec<AttachmentRecord>,
+) -> MessageRecord {
+    MessageRecord {
+        conversation_id: message.conversation_id,
         seq,
         message_id,
         client_message_id: message.client_message_id,
@@ -266,7 +287,72 @@ pub(super) async fn post_message(
         edited_at: None,
         deleted: false,
         attachments,
-    }))
+    }
+}
+
+/// A text message on PostgreSQL: one statement in a transaction of its own.
+/// Inserted with seq 0, it is numbered by its `messages_numbered` trigger
+/// (the migration), which takes the conversation's lock and refuses, by
+/// SQLSTATE, a sender who is not a member (`MC001`), a client id posted
+/// before (`MC002`) and a reply to no message they see (`MC003`).
+async fn post_text_postgres(
+    store: &SqlMetadataStore,
+    message: &NewMessage,
+) -> Result<Posted, ChatStoreError> {
+    let id = message.conversation_id;
+    let now = now_ms();
+    let message_id = MessageId::generate();
+    let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(&format!(
+        "insert into messages ({MESSAGE_COLUMNS}) values \
+         ($1, 0, $2, $3, $4, 'text', $5, null, null, $6, $7, $8, null, null) returning seq"
+    ))
+    .bind(id.to_string())
+    .bind(message_id.to_string())
+    .bind(message.client_message_id.to_string())
+    .bind(message.sender.as_str())
+    .bind(message.text.as_deref())
+    .bind(message.reply_to_seq.map(to_i64).transpose()?)
+    .bind(i64::from(message.forwarded))
+    .bind(now)
+    .fetch_one(&store.pool)
+    .await;
+    let code = match &inserted {
+        Err(sqlx::Error::Database(e)) => e.code().map(|c| c.into_owned()),
+        _ => None,
+    };
+    match (inserted, code.as_deref()) {
+        (Ok(seq), _) => {
+            let seq =
+                u64::try_from(seq).map_err(|_| MetadataError::Query("negative seq".into()))?;
+            Ok(Posted::Created(posted_record(
+                message,
+                seq,
+                message_id,
+                now,
+                Vec::new(),
+            )))
+        }
+        (_, Some("MC001")) => Err(Refusal::NotMember.into()),
+        (_, Some("MC003")) => Err(Refusal::NoReplyTarget.into()),
+        // Posted before: by an earlier try, or by one racing this one.
+        (_, Some("MC002" | "23505")) => {
+            let seq: i64 = sqlx::query_scalar(
+                "select seq from messages where conversation_id = $1 and sender = $2 \
+                 and client_message_id = $3",
+            )
+            .bind(id.to_string())
+            .bind(message.sender.as_str())
+            .bind(message.client_message_id.to_string())
+            .fetch_one(&store.reads)
+            .await?;
+            Ok(Posted::Existing(
+                store
+                    .message_after_write(id, u64::try_from(seq).unwrap_or(0))
+                    .await?,
+            ))
+        }
+        (Err(e), _) => Err(e.into()),
+    }
 }
 
 pub(super) async fn history(

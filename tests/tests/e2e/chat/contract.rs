@@ -182,6 +182,34 @@ async fn the_chat_store_keeps_its_contract(set: BackendSet) {
     assert!(all_events(chat, &carol).await.is_empty());
 }
 
+/// Every writer of a conversation takes the same lock: the key the service
+/// computes is the one the `messages_numbered` trigger computes.
+#[tokio::test]
+async fn the_trigger_and_the_service_lock_a_conversation_with_one_key() {
+    use secrecy::ExposeSecret;
+    let (_stores, settings, _dir) = stores(BackendSet::Real).await;
+    let url = settings.database_url.expect("url");
+    let pool = sqlx::PgPool::connect(url.expose_secret())
+        .await
+        .expect("pg");
+    for _ in 0..64 {
+        let id = ConversationId::generate();
+        let in_sql: i64 = sqlx::query_scalar(
+            "select ('x' || substr(replace($1, '-', ''), 1, 16))::bit(64)::bigint \
+             # ('x' || substr(replace($1, '-', ''), 17, 16))::bit(64)::bigint",
+        )
+        .bind(id.to_string())
+        .fetch_one(&pool)
+        .await
+        .expect("key");
+        assert_eq!(
+            in_sql,
+            media_api::metadata_store::chat::lock_key(id),
+            "{id}"
+        );
+    }
+}
+
 /// PostgreSQL has many writers: a transaction that wrote an event but has
 /// not committed holds the log back. Without that rule a reader would pass
 /// it (its id is lower than the events committed after it) and never see it.
