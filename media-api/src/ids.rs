@@ -170,6 +170,34 @@ impl fmt::Display for UserId {
     }
 }
 
+/// A page's size as a listing takes it: `asked`, or `default` (never over
+/// `max`) when not asked; `None` when asked for 0 or more than `max`.
+pub fn page_size(asked: Option<u32>, default: u32, max: u32) -> Option<u32> {
+    let size = asked.unwrap_or(default.min(max));
+    (1..=max).contains(&size).then_some(size)
+}
+
+/// A listing's cursor, opaque to clients: the sort time and id of the last
+/// item given, in URL-safe base64.
+pub fn encode_page_cursor(at: i64, id: impl fmt::Display) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{at}.{id}"))
+}
+
+/// Reads a cursor [`encode_page_cursor`] made, with the id's own parser;
+/// `None` for anything else.
+pub fn decode_page_cursor<T>(
+    cursor: &str,
+    parse_id: impl FnOnce(&str) -> Option<T>,
+) -> Option<(i64, T)> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()?;
+    let (at, id) = std::str::from_utf8(&raw).ok()?.split_once('.')?;
+    Some((at.parse().ok()?, parse_id(id)?))
+}
+
 /// A chunk's number as the path gives it: a whole number. Whether it names
 /// a chunk of the session (1 to its last) is the session's to say, by
 /// [`ChunkNumber::within`].
@@ -265,6 +293,19 @@ pub fn rfc3339(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_sizes_are_the_default_or_what_was_asked_within_the_limit() {
+        assert_eq!(page_size(None, 50, 200), Some(50));
+        assert_eq!(
+            page_size(None, 50, 20),
+            Some(20),
+            "a default never over the limit"
+        );
+        assert_eq!(page_size(Some(200), 50, 200), Some(200));
+        assert_eq!(page_size(Some(201), 50, 200), None);
+        assert_eq!(page_size(Some(0), 50, 200), None);
+    }
 
     #[test]
     fn chunk_numbers_at_their_edges() {

@@ -8,7 +8,7 @@ use super::{
     Chat, ChatError, ConversationDoc, ConversationPage, NewConversationRequest, RETRIES,
     decode_list_cursor, encode_list_cursor, user,
 };
-use crate::ids::{ConversationId, UserId};
+use crate::ids::{ConversationId, UserId, page_size};
 use crate::metadata_store::chat::{
     Actor, ChatStoreError, ConversationRecord, MemberChange, Refusal,
 };
@@ -89,10 +89,7 @@ impl Chat {
         cursor: Option<&str>,
     ) -> Result<ConversationPage, ChatError> {
         let max = self.settings.max_history_page;
-        let limit = limit.unwrap_or(max.min(50));
-        if limit == 0 || limit > max {
-            return Err(ChatError::InvalidLimit(max));
-        }
+        let limit = page_size(limit, 50, max).ok_or(ChatError::InvalidLimit(max))?;
         let after = cursor
             .map(|c| decode_list_cursor(c).ok_or(ChatError::InvalidCursor))
             .transpose()?;

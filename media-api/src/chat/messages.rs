@@ -9,7 +9,7 @@ use super::{
     AttachmentRequest, Chat, ChatError, MarksDoc, MessageDoc, MessageReceiptDoc, MessageRequest,
     Others, age,
 };
-use crate::ids::{ClientMessageId, ConversationId, MediaId, UserId, rfc3339};
+use crate::ids::{ClientMessageId, ConversationId, MediaId, UserId, page_size, rfc3339};
 use crate::metadata_store::chat::{MessageRecord, NewAttachment, NewMessage, Page, Posted, Seat};
 
 impl Chat {
@@ -103,10 +103,7 @@ impl Chat {
         limit: Option<u32>,
     ) -> Result<Vec<MessageDoc>, ChatError> {
         let max = self.settings.max_history_page;
-        let limit = limit.unwrap_or(max.min(50));
-        if limit == 0 || limit > max {
-            return Err(ChatError::InvalidLimit(max));
-        }
+        let limit = page_size(limit, 50, max).ok_or(ChatError::InvalidLimit(max))?;
         let page = match (after_seq, before_seq) {
             (Some(_), Some(_)) => return Err(ChatError::InvalidRange),
             (Some(n), None) => Page::After(n),

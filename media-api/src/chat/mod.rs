@@ -17,8 +17,6 @@ mod sync;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chat_core::conversation::Role;
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +25,7 @@ pub use error::ChatError;
 
 use crate::backends::Backends;
 use crate::config::ChatSettings;
-use crate::ids::{Blake3, ConversationId, UserId, now_ms};
+use crate::ids::{Blake3, ConversationId, UserId, decode_page_cursor, encode_page_cursor, now_ms};
 use crate::media::MediaCatalog;
 use crate::metadata_store::chat::{
     AttachmentRecord, ConversationRecord, MessageRecord, Refusal, Seat,
@@ -133,13 +131,11 @@ fn age(created_at: i64) -> Duration {
 
 /// Cursors of the conversation list: `(last_activity, id)` of the last item.
 fn encode_list_cursor(c: &ConversationRecord) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}.{}", c.last_activity, c.conversation_id))
+    encode_page_cursor(c.last_activity, c.conversation_id)
 }
 
 fn decode_list_cursor(cursor: &str) -> Option<(i64, ConversationId)> {
-    let raw = URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    let (at, id) = std::str::from_utf8(&raw).ok()?.split_once('.')?;
-    Some((at.parse().ok()?, ConversationId::parse(id)?))
+    decode_page_cursor(cursor, ConversationId::parse)
 }
 
 impl Chat {

@@ -7,7 +7,7 @@ use chat_core::sync::{EventKind, SyncCursor};
 
 use super::documents::{self, conversation_doc};
 use super::{Chat, ChatError, EventDoc, MessageDoc, Others, SyncPage};
-use crate::ids::{ConversationId, UserId, now_ms};
+use crate::ids::{ConversationId, UserId, now_ms, page_size};
 use crate::metadata_store::chat::{EventRecord, MessageRecord};
 
 impl Chat {
@@ -19,10 +19,7 @@ impl Chat {
         limit: Option<u32>,
     ) -> Result<SyncPage, ChatError> {
         let max = self.settings.max_sync_page;
-        let limit = limit.unwrap_or(max.min(100));
-        if limit == 0 || limit > max {
-            return Err(ChatError::InvalidLimit(max));
-        }
+        let limit = page_size(limit, 100, max).ok_or(ChatError::InvalidLimit(max))?;
         let horizon = self.backends.chat.sync_horizon().await?;
         let after = match since {
             None => horizon,

@@ -6,14 +6,12 @@
 pub mod gc;
 mod view;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 
 pub use view::{MediaView, VariantView};
 
 use crate::backends::Backends;
-use crate::ids::{MediaId, UserId};
+use crate::ids::{MediaId, UserId, decode_page_cursor, encode_page_cursor, page_size};
 use crate::metadata_store::jobs::VariantRecord;
 use crate::metadata_store::{MediaRecord, MediaStatus, MetadataError};
 use chat_core::access::Original;
@@ -76,14 +74,11 @@ pub enum ListError {
 
 /// Cursors are opaque to clients: `(created_at, media_id)` of the last item.
 fn encode_cursor(m: &MediaRecord) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}.{}", m.created_at, m.media_id))
+    encode_page_cursor(m.created_at, m.media_id)
 }
 
 fn decode_cursor(cursor: &str) -> Option<(i64, MediaId)> {
-    let raw = URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    let text = std::str::from_utf8(&raw).ok()?;
-    let (at, id) = text.split_once('.')?;
-    Some((at.parse().ok()?, MediaId::parse(id)?))
+    decode_page_cursor(cursor, MediaId::parse)
 }
 
 impl MediaCatalog {
@@ -96,10 +91,7 @@ impl MediaCatalog {
     ) -> Result<MediaPage, ListError> {
         let max_page = self.max_page_size;
         let backends = &self.backends;
-        let limit = limit.unwrap_or(max_page.min(50));
-        if limit == 0 || limit > max_page {
-            return Err(ListError::InvalidLimit(max_page));
-        }
+        let limit = page_size(limit, 50, max_page).ok_or(ListError::InvalidLimit(max_page))?;
         let after = cursor
             .map(|c| decode_cursor(c).ok_or(ListError::InvalidCursor))
             .transpose()?;
@@ -203,6 +195,8 @@ impl MediaCatalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     #[test]
     fn cursors_round_trip_and_reject_forgeries() {
