@@ -28,7 +28,7 @@ pub enum ChatError {
     /// No such conversation, or the caller is not in it.
     #[error("no such conversation")]
     ConversationNotFound,
-    /// The caller is not a member of a conversation named as a target.
+    /// No such message, or not one the caller sees.
     #[error("no such message")]
     MessageNotFound,
     /// No such member.
@@ -92,7 +92,6 @@ impl From<ChatStoreError> for ChatError {
                 Refusal::NoConversation | Refusal::NotMember => Self::ConversationNotFound,
                 Refusal::AlreadyMember => Self::AlreadyMember,
                 Refusal::NoReplyTarget => Self::ReplyNotFound,
-                Refusal::NoMessage => Self::MessageNotFound,
                 Refusal::ContentGone => Self::MediaNotFound,
                 Refusal::Stale => Self::Contended,
                 // The domain names its limit (`Chat::refused`).

@@ -278,17 +278,6 @@ impl Chat {
         for target in targets {
             self.joined(caller, *target).await?;
         }
-        let attachments: Vec<NewAttachment> = source
-            .attachments
-            .iter()
-            .map(|a| NewAttachment {
-                media_id: MediaId::generate(),
-                blake3: a.media.blake3,
-                file_name: a.media.file_name.clone(),
-                caption: a.caption.clone(),
-                uploader: a.media.owner.clone(),
-            })
-            .collect();
         let mut docs = Vec::with_capacity(targets.len());
         let mut any_created = false;
         for target in targets {
@@ -297,11 +286,16 @@ impl Chat {
                 sender: caller.clone(),
                 client_message_id,
                 text: source.text.clone(),
-                attachments: attachments
+                // New attachment ids over the same contents, per target.
+                attachments: source
+                    .attachments
                     .iter()
                     .map(|a| NewAttachment {
                         media_id: MediaId::generate(),
-                        ..a.clone()
+                        blake3: a.media.blake3,
+                        file_name: a.media.file_name.clone(),
+                        caption: a.caption.clone(),
+                        uploader: a.media.owner.clone(),
                     })
                     .collect(),
                 reply_to_seq: None,

@@ -283,9 +283,6 @@ pub enum Refusal {
     /// The message replied to does not exist.
     #[error("no message to reply to")]
     NoReplyTarget,
-    /// The message does not exist.
-    #[error("no such message")]
-    NoMessage,
     /// An attachment's content was collected meanwhile.
     #[error("an attachment's content is gone")]
     ContentGone,

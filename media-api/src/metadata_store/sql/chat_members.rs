@@ -9,16 +9,15 @@ use super::SqlMetadataStore;
 use super::chat_log::{About, insert_event};
 use super::chat_rows::{
     CONVERSATION_COLUMNS, MEMBER_COLUMNS, MESSAGE_COLUMNS, Tx, conversation_from_row,
-    conversation_id_in, direct_key, member_from_row, placeholders, stored,
+    conversation_id_in, direct_key, member_from_row, placeholders,
 };
-use super::{bad_id, get_u64, to_i64};
+use super::{bad_id, to_i64};
 use crate::ids::{ClientMessageId, ConversationId, MessageId, UserId, now_ms};
 use crate::metadata_store::chat::{
     Actor, ChatStore, ChatStoreError, ConversationRecord, MemberChange, MemberRecord,
     MessageRecord, Refusal,
 };
 use crate::metadata_store::{Dialect, MetadataError};
-use sqlx::Row;
 
 pub(super) use crate::metadata_store::chat::lock_key;
 
@@ -41,24 +40,20 @@ impl SqlMetadataStore {
         Ok(())
     }
 
-    /// Takes the conversation's write lock and reads its kind and last `seq`.
+    /// Takes the conversation's write lock and reads its last `seq`.
     pub(super) async fn lock_conversation(
         &self,
         tx: &mut Tx,
         id: ConversationId,
-    ) -> Result<(ConversationKind, u64), ChatStoreError> {
+    ) -> Result<u64, ChatStoreError> {
         self.lock_writes(tx, id).await?;
-        let row =
-            sqlx::query("select kind, last_seq from conversations where conversation_id = $1")
+        let last: i64 =
+            sqlx::query_scalar("select last_seq from conversations where conversation_id = $1")
                 .bind(id.to_string())
                 .fetch_optional(&mut **tx)
                 .await?
                 .ok_or(Refusal::NoConversation)?;
-        let kind: String = row.try_get("kind")?;
-        Ok((
-            ConversationKind::parse(&kind).ok_or_else(|| stored("kind", &kind))?,
-            get_u64(&row, "last_seq")?,
-        ))
+        Ok(u64::try_from(last).map_err(|_| MetadataError::Query("negative seq".into()))?)
     }
 
     /// Gives the conversation its next `seq`.
@@ -324,7 +319,7 @@ pub(super) async fn change_member(
     change: &MemberChange,
 ) -> Result<(ConversationRecord, MessageRecord), ChatStoreError> {
     let mut tx = store.pool.begin().await?;
-    let (_, last_seq) = store.lock_conversation(&mut tx, id).await?;
+    let last_seq = store.lock_conversation(&mut tx, id).await?;
     match store.member_in(&mut tx, id, &actor.user).await? {
         Some(m) if m.active && m.role == actor.role => {}
         Some(m) if m.active => return Err(Refusal::Stale.into()),

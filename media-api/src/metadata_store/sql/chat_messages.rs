@@ -392,7 +392,7 @@ pub(super) async fn edit_message(
     text: &str,
 ) -> Result<MessageRecord, ChatStoreError> {
     let mut tx = store.pool.begin().await?;
-    store.lock_conversation(&mut tx, id).await?;
+    store.lock_writes(&mut tx, id).await?;
     let edited = sqlx::query(
         "update messages set body = $4, edited_at = $5 where conversation_id = $1 \
          and seq = $2 and sender = $3 and kind = 'text' and deleted_at is null",
@@ -420,7 +420,7 @@ pub(super) async fn delete_message(
     actor: &UserId,
 ) -> Result<MessageRecord, ChatStoreError> {
     let mut tx = store.pool.begin().await?;
-    store.lock_conversation(&mut tx, id).await?;
+    store.lock_writes(&mut tx, id).await?;
     let deleted = sqlx::query(
         "update messages set body = null, deleted_at = $3 where conversation_id = $1 \
          and seq = $2 and kind = 'text' and deleted_at is null",
