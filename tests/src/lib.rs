@@ -147,6 +147,16 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// A download URL the service answered (absolute, or relative to it) as
+    /// an absolute one.
+    pub fn absolute(&self, url: &str) -> String {
+        if url.starts_with('/') {
+            self.url(url)
+        } else {
+            url.to_owned()
+        }
+    }
+
     /// A valid bearer token for `user`.
     pub fn token(&self, user: &str) -> String {
         self.state
@@ -317,6 +327,18 @@ impl User<'_> {
             .send()
             .await
             .expect("request")
+    }
+
+    /// Downloads the way a client does: `GET` a `…/content` path, expect
+    /// `302`, follow the URL; answers its `content-type` and bytes.
+    pub async fn download(&self, path: &str) -> (String, Vec<u8>) {
+        let r = self.get(path).await;
+        assert_eq!(r.status(), 302, "{path}");
+        let url = self.app.absolute(&header(&r, "location"));
+        let r = self.app.client.get(url).send().await.expect("download");
+        assert_eq!(r.status(), 200, "{path}");
+        let content_type = header(&r, "content-type");
+        (content_type, r.bytes().await.expect("bytes").to_vec())
     }
 
     /// `DELETE`.

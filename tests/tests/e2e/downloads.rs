@@ -10,15 +10,6 @@ use media_e2e::{
 
 const MIB: usize = 1024 * 1024;
 
-/// Follows a download URL (absolute, or relative to the service).
-fn absolute(app: &TestApp, url: &str) -> String {
-    if url.starts_with('/') {
-        app.url(url)
-    } else {
-        url.to_owned()
-    }
-}
-
 async fn location(user: &User<'_>, media_id: &str) -> String {
     let r = user.get(&format!("/v1/media/{media_id}/content")).await;
     assert_eq!(r.status(), 302, "{}", r.text().await.unwrap_or_default());
@@ -26,7 +17,7 @@ async fn location(user: &User<'_>, media_id: &str) -> String {
 }
 
 async fn fetch(app: &TestApp, url: &str, range: Option<&str>) -> reqwest::Response {
-    let mut request = app.client.get(absolute(app, url));
+    let mut request = app.client.get(app.absolute(url));
     if let Some(range) = range {
         request = request.header("range", range);
     }

@@ -3,7 +3,7 @@
 //! when nothing references them.
 
 use super::*;
-use media_e2e::{both_sets, eventually, ffmpeg_fixture, header, problem_of};
+use media_e2e::{both_sets, eventually, ffmpeg_fixture, problem_of};
 
 /// A 2 s 720p H.264 + AAC clip, as a phone would send.
 fn clip() -> Vec<u8> {
@@ -53,17 +53,7 @@ async fn reads(user: &User<'_>, media_id: &str, variant: &str) -> [u16; 3] {
 
 /// The bytes behind a download redirect.
 async fn fetch(user: &User<'_>, path: &str) -> Vec<u8> {
-    let r = user.get(path).await;
-    assert_eq!(r.status(), 302, "{path}");
-    let url = header(&r, "location");
-    let url = if url.starts_with('/') {
-        user.app.url(&url)
-    } else {
-        url
-    };
-    let r = user.app.client.get(url).send().await.expect("fetch");
-    assert_eq!(r.status(), 200);
-    r.bytes().await.expect("bytes").to_vec()
+    user.download(path).await.1
 }
 
 async fn blobs(app: &TestApp) -> u64 {

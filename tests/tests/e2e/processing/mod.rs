@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use media_e2e::both_sets;
 use media_e2e::{
-    BackendSet, TestApp, User, eventually, ffmpeg_fixture, ffprobe, header, json_of, test_settings,
+    BackendSet, TestApp, User, eventually, ffmpeg_fixture, ffprobe, json_of, test_settings,
 };
 use serde_json::Value;
 
@@ -61,26 +61,8 @@ async fn variant_bytes(user: &User<'_>, media_id: &str, name: &str) -> Vec<u8> {
 
 /// A variant's type and bytes, fetched the way a client does (through the redirect).
 async fn variant_of(user: &User<'_>, media_id: &str, name: &str) -> (String, Vec<u8>) {
-    let r = user
-        .get(&format!("/v1/media/{media_id}/content?variant={name}"))
-        .await;
-    assert_eq!(r.status(), 302, "variant {name}");
-    let url = header(&r, "location");
-    let url = if url.starts_with('/') {
-        user.app.url(&url)
-    } else {
-        url
-    };
-    let r = user
-        .app
-        .client
-        .get(url)
-        .send()
+    user.download(&format!("/v1/media/{media_id}/content?variant={name}"))
         .await
-        .expect("fetch variant");
-    assert_eq!(r.status(), 200);
-    let content_type = header(&r, "content-type");
-    (content_type, r.bytes().await.expect("bytes").to_vec())
 }
 
 /// An APP1 segment with EXIF orientation `orientation` and a GPS IFD.
