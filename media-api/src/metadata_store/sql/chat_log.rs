@@ -276,35 +276,60 @@ pub(super) async fn sync(
 ) -> Result<SyncRecords, MetadataError> {
     // The bound is read first, so every event below it is visible to the
     // read that follows (see `chat-core`'s `sync` module).
-    let (bound, bound_clause) = match store.dialect {
-        Dialect::Postgres => (visibility_bound(store).await?, "e.tx < $4"),
-        Dialect::Sqlite => (
+    let bound = match store.dialect {
+        Dialect::Postgres => visibility_bound(store).await?,
+        Dialect::Sqlite => {
             sqlx::query_scalar("select coalesce(max(event_id), 0) from chat_events")
                 .fetch_one(&store.reads)
-                .await?,
-            "e.event_id <= $4",
-        ),
+                .await?
+        }
     };
     // A member gets a conversation's events from the one that made them a
     // member to the one that ended it, and none about a message from
     // before they joined (its edit or deletion).
-    let rows = sqlx::query(&format!(
-        "select e.event_id, e.tx, e.conversation_id, e.kind, e.at, e.actor, e.seq, e.member, \
-         e.delivered_seq, e.read_seq from chat_events e \
-         join chat_members m on m.conversation_id = e.conversation_id and m.user_id = $1 \
-         where (e.tx, e.event_id) > ($2, $3) and {bound_clause} \
-         and e.event_id >= m.joined_event \
+    const SEEN: &str = "e.event_id >= m.joined_event \
          and (m.left_event is null or e.event_id <= m.left_event) \
-         and (e.seq is null or e.seq > m.joined_seq) \
-         order by e.tx, e.event_id limit $5"
-    ))
-    .bind(user.as_str())
-    .bind(bigint(after.order))
-    .bind(bigint(after.id))
-    .bind(bound)
-    .bind(i64::from(limit))
-    .fetch_all(&store.reads)
-    .await?;
+         and (e.seq is null or e.seq > m.joined_seq)";
+    const COLUMNS: &str = "e.event_id, e.tx, e.conversation_id, e.kind, e.at, e.actor, e.seq, \
+         e.member, e.delivered_seq, e.read_seq";
+    // A page reads at most `limit` events of each of the user's
+    // conversations, never every event after the cursor: a device catching
+    // up on a long backlog pays per page, not per event still to come.
+    let sql = match store.dialect {
+        // Each conversation's first `limit` (an index range each), merged.
+        Dialect::Postgres => format!(
+            "select {COLUMNS} from chat_members m cross join lateral ( \
+             select e.* from chat_events e where e.conversation_id = m.conversation_id \
+             and (e.tx, e.event_id) > ($2, $3) and e.tx < $4 and {SEEN} \
+             order by e.tx, e.event_id limit $5) e \
+             where m.user_id = $1 order by e.tx, e.event_id limit $5"
+        ),
+        // SQLite has no lateral join. The page ends, at the latest, at the
+        // lowest of the conversations' `limit`-th events (a conversation
+        // past it alone would fill the page), so only that range is read.
+        // Every event's order is 0 here, so the range is on `event_id`
+        // alone (a row comparison would not bound the index scan).
+        Dialect::Sqlite => format!(
+            "with m as (select conversation_id, joined_event, left_event, joined_seq \
+             from chat_members where user_id = $1), \
+             ends as (select min((select e.event_id from chat_events e \
+             where e.conversation_id = m.conversation_id and e.tx = 0 \
+             and e.event_id > $3 and e.event_id <= $4 and {SEEN} \
+             order by e.event_id limit 1 offset $5 - 1)) as page_end from m) \
+             select {COLUMNS} from chat_events e join m on m.conversation_id = e.conversation_id \
+             where $2 = 0 and e.tx = 0 and e.event_id > $3 \
+             and e.event_id <= coalesce((select page_end from ends), $4) and {SEEN} \
+             order by e.event_id limit $5"
+        ),
+    };
+    let rows = sqlx::query(&sql)
+        .bind(user.as_str())
+        .bind(bigint(after.order))
+        .bind(bigint(after.id))
+        .bind(bound)
+        .bind(i64::from(limit))
+        .fetch_all(&store.reads)
+        .await?;
     let events = rows
         .iter()
         .map(event_from_row)

@@ -94,15 +94,30 @@ async fn history(user: &User<'_>, conversation: &str, after_seq: u64) -> Vec<Val
 
 /// Reads the whole sync log from `since` for a user; answers the events
 /// and the cursor to continue from.
-async fn sync_all(user: &User<'_>, mut since: Option<String>) -> (Vec<Value>, String) {
+async fn sync_all(user: &User<'_>, since: Option<String>) -> (Vec<Value>, String) {
+    sync_paged(user, since, 1000).await
+}
+
+/// `sync_all` in pages of `limit` events, each checked to hold no more.
+async fn sync_paged(
+    user: &User<'_>,
+    mut since: Option<String>,
+    limit: usize,
+) -> (Vec<Value>, String) {
     let mut events = Vec::new();
     loop {
         let path = match &since {
-            Some(c) => format!("/v1/sync?since={c}&limit=1000"),
-            None => "/v1/sync?limit=1000".to_owned(),
+            Some(c) => format!("/v1/sync?since={c}&limit={limit}"),
+            None => format!("/v1/sync?limit={limit}"),
         };
         let page = json_of(user.get(&path).await, 200).await;
-        events.extend(page["events"].as_array().expect("events").iter().cloned());
+        let got = page["events"].as_array().expect("events");
+        assert!(
+            got.len() <= limit,
+            "{} events in a page of {limit}",
+            got.len()
+        );
+        events.extend(got.iter().cloned());
         since = Some(page["next_cursor"].as_str().expect("cursor").to_owned());
         if page["has_more"] == false {
             return (events, since.expect("cursor"));

@@ -324,6 +324,60 @@ async fn membership_follows_the_roles(set: BackendSet) {
     app.stop().await;
 }
 
+both_sets!(small_sync_pages_read_the_same_log_as_one_page);
+async fn small_sync_pages_read_the_same_log_as_one_page(set: BackendSet) {
+    let app = spawn(set, |_| {}).await;
+    let (alice, bob, carol, dave) = (
+        app.user("alice"),
+        app.user("bob"),
+        app.user("carol"),
+        app.user("dave"),
+    );
+    // A busy group, a quiet direct conversation, and a group Alice joins
+    // late (she must not see what came before her).
+    let busy = group(&alice, &["bob"]).await;
+    let quiet = direct(&carol, "alice").await;
+    let late = group(&dave, &[]).await;
+    for i in 0..6 {
+        say(&dave, &late, &format!("before alice {i}")).await;
+    }
+    for i in 0..24 {
+        say(&bob, &busy, &format!("busy {i}")).await;
+        if i % 8 == 0 {
+            say(&carol, &quiet, &format!("quiet {i}")).await;
+        }
+        if i == 12 {
+            json_of(
+                dave.send_json(
+                    Method::POST,
+                    &format!("/v1/conversations/{late}/members"),
+                    &json!({"user": "alice"}),
+                )
+                .await,
+                200,
+            )
+            .await;
+        }
+        if i > 12 && i % 4 == 0 {
+            say(&dave, &late, &format!("after alice {i}")).await;
+        }
+    }
+    let (whole, _) = sync_paged(&alice, None, 1000).await;
+    let texts: Vec<&str> = whole
+        .iter()
+        .filter_map(|e| e["message"]["text"].as_str())
+        .collect();
+    assert_eq!(texts.iter().filter(|t| t.starts_with("busy")).count(), 24);
+    assert_eq!(texts.iter().filter(|t| t.starts_with("quiet")).count(), 3);
+    assert_eq!(texts.iter().filter(|t| t.starts_with("after")).count(), 2);
+    assert!(!texts.iter().any(|t| t.starts_with("before")), "{texts:?}");
+    for limit in [1, 2, 5, 7] {
+        let (paged, _) = sync_paged(&alice, None, limit).await;
+        assert_eq!(paged, whole, "pages of {limit}");
+    }
+    app.stop().await;
+}
+
 both_sets!(an_expired_sync_cursor_is_gone);
 async fn an_expired_sync_cursor_is_gone(set: BackendSet) {
     let app = spawn(set, |s| s.chat.sync_retention = Duration::from_millis(1)).await;
