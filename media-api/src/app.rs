@@ -17,6 +17,7 @@ use crate::config::Settings;
 use crate::downloads::Downloads;
 use crate::http::{self, AppState};
 use crate::media::{self, MediaCatalog};
+use crate::realtime::Gateway;
 use crate::telemetry;
 use crate::uploads::{self, UploadService};
 
@@ -57,6 +58,15 @@ impl Application {
             backends.url_signer.clone(),
             &settings,
         );
+        let shutdown = CancellationToken::new();
+        let realtime = Gateway::new(
+            chat.clone(),
+            uploads.clone(),
+            media.clone(),
+            backends.progress.clone(),
+            settings.realtime.clone(),
+            shutdown.clone(),
+        );
         let state = AppState {
             settings: Arc::new(settings),
             backends,
@@ -64,9 +74,10 @@ impl Application {
             media,
             chat,
             downloads,
+            realtime,
             tokens: TokenAuthority::new(&secret),
             metrics: telemetry::metrics_handle(),
-            shutdown: CancellationToken::new(),
+            shutdown,
         };
         Ok(Self { listener, state })
     }
@@ -111,6 +122,7 @@ impl Application {
             state.settings.gc_interval,
             stopping.clone(),
         ));
+        tokio::spawn(state.realtime.clone().run_heartbeat());
         tokio::spawn(crate::chat::run_retention(
             state.chat.clone(),
             state.settings.gc_interval,

@@ -118,7 +118,11 @@ impl TokenAuthority {
             .scope
             .as_deref()
             .is_some_and(|s| s.split_whitespace().any(|s| s == "admin"));
-        Ok(Caller { user, admin })
+        Ok(Caller {
+            user,
+            admin,
+            expires_at: data.claims.exp,
+        })
     }
 }
 
@@ -129,6 +133,9 @@ pub struct Caller {
     pub user: UserId,
     /// Whether the token carries the `admin` scope.
     pub admin: bool,
+    /// When the token expires (Unix seconds): a long-lived connection
+    /// ends then.
+    pub expires_at: u64,
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //! - the domains, each owning its types, errors and rules: `uploads`,
 //!   `media`, `downloads`, `processing`, and `chat` (the messaging core over
 //!   `chat-core`'s rules);
+//! - `realtime`, the WebSocket gateway over `chat` and `uploads`;
 //! - the HTTP layer (`http`), the composition root (`app`) and the command
 //!   line (`cli`).
 
@@ -30,6 +31,7 @@ pub mod media;
 pub mod metadata_store;
 pub mod processing;
 pub mod progress_bus;
+pub mod realtime;
 pub mod secrets;
 pub mod shutdown;
 pub mod telemetry;

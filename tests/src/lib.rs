@@ -8,12 +8,14 @@
 
 mod fixtures;
 mod process;
+mod socket;
 
 pub use fixtures::{ffmpeg_fixture, ffprobe, random_bytes, shuffle, test_image};
 pub use process::{
     ServiceProcess, free_port, metric_in, render_binary, service_binary, service_command,
     wait_ready,
 };
+pub use socket::{Ended, Socket};
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -167,6 +169,27 @@ impl TestApp {
                 Duration::from_secs(3600),
             )
             .expect("mint")
+    }
+
+    /// A second API node on the same database, Redis and store, with the
+    /// same JWT secret (the real set only: the embedded one is one process).
+    pub async fn another_node(&self) -> TestApp {
+        assert_eq!(
+            self.set,
+            BackendSet::Real,
+            "only the real set has many nodes"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut settings = (*self.state.settings).clone();
+        let secret = media_api::secrets::load_or_create_secret(
+            settings.jwt_secret.as_ref(),
+            &settings.data_dir,
+        )
+        .expect("the first node's secret");
+        settings.jwt_secret = Some(secret);
+        settings.data_dir = dir.path().to_path_buf();
+        settings.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        TestApp::spawn_with(self.set, settings, dir).await
     }
 
     /// Stops the server and waits for it to drain.

@@ -68,6 +68,10 @@ impl Chat {
                 (record, true)
             }
         };
+        if created {
+            let members: Vec<UserId> = record.members.iter().map(|m| m.user.clone()).collect();
+            self.memberships_changed(&members).await;
+        }
         Ok((self.conversation_for(caller, &record).await?, created))
     }
 
@@ -127,7 +131,11 @@ impl Chat {
                 role,
             };
             match self.backends.chat.change_member(id, &actor, &change).await {
-                Ok((after, _message)) => return self.conversation_for(caller, &after).await,
+                Ok((after, _message)) => {
+                    self.logged(id).await;
+                    self.memberships_changed(std::slice::from_ref(target)).await;
+                    return self.conversation_for(caller, &after).await;
+                }
                 Err(ChatStoreError::Refused(Refusal::Stale)) => {
                     tracing::debug!(%id, %target, "membership changed meanwhile; deciding again");
                 }

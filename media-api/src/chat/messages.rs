@@ -88,6 +88,9 @@ impl Chat {
             Posted::Created(m) => (m, true),
             Posted::Existing(m) => (m, false),
         };
+        if created {
+            self.logged(message.conversation_id).await;
+        }
         let others = if created { Others::Posted } else { Others::Ask };
         Ok((self.render_one(caller, &record, others).await?, created))
     }
@@ -169,6 +172,7 @@ impl Chat {
                 ChatError::Contended => MessageError::Deleted.into(),
                 other => other,
             })?;
+        self.logged(id).await;
         self.render_one(caller, &edited, Others::Ask).await
     }
 
@@ -202,6 +206,7 @@ impl Chat {
                 ChatError::Contended => MessageError::Deleted.into(),
                 other => other,
             })?;
+        self.logged(id).await;
         self.render_one(caller, &deleted, Others::Ask).await
     }
 
@@ -221,6 +226,7 @@ impl Chat {
             .raise_marks(id, caller, wanted)
             .await
             .map_err(|e| self.refused(e))?;
+        self.logged(id).await;
         Ok(MarksDoc {
             delivered_seq: marks.delivered_seq,
             read_seq: marks.read_seq,

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use documents::{ConversationDoc, EventDoc, MessageDoc, MessageReceiptDoc, ReceiptDoc};
 pub use error::ChatError;
+pub use sync::LogRead;
 
 use crate::backends::Backends;
 use crate::config::ChatSettings;
@@ -31,6 +32,7 @@ use crate::metadata_store::chat::{
     AttachmentRecord, ConversationRecord, MessageRecord, Refusal, Seat,
 };
 use crate::metadata_store::jobs::VariantRecord;
+use crate::progress_bus::{Event, EventKind, conversation_topic, user_topic};
 use documents::{conversation_doc, membership, message_doc};
 
 /// Where a rendered message's status comes from: the other members' lowest
@@ -236,6 +238,33 @@ impl Chat {
             .render(viewer, m.conversation_id, std::slice::from_ref(m), others)
             .await?
             .remove(0))
+    }
+
+    /// Tells the devices following a conversation that its sync log grew
+    /// (the write has committed: they read it). Losing this costs latency,
+    /// never an event: a device reads the log when it resumes.
+    async fn logged(&self, id: ConversationId) {
+        self.announce(&conversation_topic(id), EventKind::Logged)
+            .await;
+    }
+
+    /// Tells these users' devices that their memberships changed (they
+    /// follow other conversations now) and what their log holds.
+    async fn memberships_changed(&self, users: &[UserId]) {
+        for user in users {
+            self.announce(&user_topic(user.as_str()), EventKind::Memberships)
+                .await;
+        }
+    }
+
+    async fn announce(&self, topic: &str, kind: EventKind) {
+        let event = Event {
+            kind,
+            data: serde_json::Value::Null,
+        };
+        if let Err(e) = self.backends.progress.publish(topic, &event).await {
+            tracing::warn!(error = %e, topic, "could not announce a chat change");
+        }
     }
 
     /// A conversation for `viewer`, with its last message if they may see it.

@@ -10,6 +10,21 @@ use super::{Chat, ChatError, EventDoc, MessageDoc, Others, SyncPage};
 use crate::ids::{ConversationId, UserId, now_ms, page_size};
 use crate::metadata_store::chat::{EventRecord, MessageRecord};
 
+/// A read of one user's log (`Chat::read_log`).
+#[derive(Debug, Clone)]
+pub struct LogRead {
+    /// In order, each with its position.
+    pub events: Vec<(SyncCursor, EventDoc)>,
+    /// Where to continue from.
+    pub next: SyncCursor,
+    /// Whether more events are waiting now.
+    pub has_more: bool,
+    /// Where `next` would be had every transaction running at the read
+    /// ended: a reader that must see everything committed before the read
+    /// reads again until it gets there.
+    pub tip: SyncCursor,
+}
+
 impl Chat {
     /// The events concerning the caller after `since`.
     pub async fn sync(
@@ -20,17 +35,59 @@ impl Chat {
     ) -> Result<SyncPage, ChatError> {
         let max = self.settings.max_sync_page;
         let limit = page_size(limit, 100, max).ok_or(ChatError::InvalidLimit(max))?;
-        let horizon = self.backends.chat.sync_horizon().await?;
         let after = match since {
-            None => horizon,
-            Some(text) => {
-                let cursor = SyncCursor::decode(text).ok_or(ChatError::InvalidCursor)?;
-                if cursor < horizon {
-                    return Err(ChatError::SyncCursorExpired);
-                }
-                cursor
-            }
+            None => self.backends.chat.sync_horizon().await?,
+            Some(text) => self.resume_from(text).await?,
         };
+        let page = self.read_log(caller, after, limit).await?;
+        Ok(SyncPage {
+            events: page.events.into_iter().map(|(_, e)| e).collect(),
+            next_cursor: page.next.encode(),
+            has_more: page.has_more,
+        })
+    }
+
+    /// A cursor a device gave back, checked: readable, and not past the
+    /// log's retention.
+    pub async fn resume_from(&self, text: &str) -> Result<SyncCursor, ChatError> {
+        let cursor = SyncCursor::decode(text).ok_or(ChatError::InvalidCursor)?;
+        if cursor < self.backends.chat.sync_horizon().await? {
+            return Err(ChatError::SyncCursorExpired);
+        }
+        Ok(cursor)
+    }
+
+    /// Where the log stands now: a device starting here gets every event
+    /// that commits from now on (and those committing meanwhile).
+    pub async fn log_now(&self) -> Result<SyncCursor, ChatError> {
+        Ok(self.backends.chat.sync_now().await?)
+    }
+
+    /// The user's conversations, each with the `seq` after which they read.
+    pub async fn memberships(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<(ConversationId, u64)>, ChatError> {
+        Ok(self.backends.chat.memberships_of(user).await?)
+    }
+
+    /// Those of `others` who share a conversation with `user`.
+    pub async fn sharing_with(
+        &self,
+        user: &UserId,
+        others: &[UserId],
+    ) -> Result<Vec<UserId>, ChatError> {
+        Ok(self.backends.chat.sharing_with(user, others).await?)
+    }
+
+    /// At most `limit` of the caller's events after `after`, each with its
+    /// position, rendered for them.
+    pub async fn read_log(
+        &self,
+        caller: &UserId,
+        after: SyncCursor,
+        limit: u32,
+    ) -> Result<LogRead, ChatError> {
         let mut page = self.backends.chat.sync(caller, after, limit + 1).await?;
         let has_more = page.events.len() > limit as usize;
         page.events.truncate(limit as usize);
@@ -39,11 +96,12 @@ impl Chat {
         } else {
             page.reached
         };
-        let events = self.render_events(caller, &page.events).await?;
-        Ok(SyncPage {
-            events,
-            next_cursor: next.encode(),
+        let docs = self.render_events(caller, &page.events).await?;
+        Ok(LogRead {
+            events: page.events.iter().map(|e| e.position).zip(docs).collect(),
+            next,
             has_more,
+            tip: page.tip.max(next),
         })
     }
 

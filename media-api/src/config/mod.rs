@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 mod sections;
 mod units;
 
-pub use sections::{ChatSettings, JobSettings, Limits, LogFormat, Presets};
+pub use sections::{ChatSettings, JobSettings, Limits, LogFormat, Presets, RealtimeSettings};
 use units::KIB;
 pub use units::{ByteSize, S3Location};
 
@@ -98,6 +98,8 @@ pub struct Settings {
     pub presets: Presets,
     /// The messaging core's limits.
     pub chat: ChatSettings,
+    /// The realtime gateway's limits and clocks.
+    pub realtime: RealtimeSettings,
 }
 
 impl Default for Settings {
@@ -128,6 +130,7 @@ impl Default for Settings {
             jobs: JobSettings::default(),
             presets: Presets::default(),
             chat: ChatSettings::default(),
+            realtime: RealtimeSettings::default(),
         }
     }
 }
@@ -247,6 +250,24 @@ impl Settings {
                 "max_group_members must be at least 2; max_text_bytes, max_title_chars, \
                  max_forward_targets, max_history_page, max_sync_page and sync_retention \
                  more than zero"
+                    .into(),
+            );
+        }
+        let rt = &self.realtime;
+        if rt.max_frame_bytes.0 < 1024
+            || rt.max_queued_frames == 0
+            || rt.max_queued_bytes.0 < rt.max_frame_bytes.0
+            || rt.max_presence_users == 0
+            || rt.sync_batch == 0
+            || rt.sync_batch > self.chat.max_sync_page
+            || rt.heartbeat.is_zero()
+            || rt.presence_expiry <= rt.heartbeat
+        {
+            return bad(
+                "MEDIA_REALTIME__* (realtime)",
+                "max_frame_bytes must be at least 1KiB and max_queued_bytes at least that; \
+                 max_queued_frames, max_presence_users and heartbeat more than zero; \
+                 sync_batch from 1 to chat.max_sync_page; presence_expiry longer than heartbeat"
                     .into(),
             );
         }

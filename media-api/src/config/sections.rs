@@ -209,3 +209,43 @@ impl ChatSettings {
         }
     }
 }
+
+/// The realtime gateway's limits and clocks (`realtime.*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealtimeSettings {
+    /// Largest client frame; a bigger one closes the socket (1009).
+    pub max_frame_bytes: ByteSize,
+    /// Most frames queued for one socket before it is closed as lagging (4008).
+    pub max_queued_frames: usize,
+    /// Most bytes queued for one socket before it is closed as lagging (4008).
+    pub max_queued_bytes: ByteSize,
+    /// Least time between two typing frames of one user in one conversation.
+    #[serde(with = "humantime_serde")]
+    pub typing_interval: Duration,
+    /// Most users one socket follows the presence of.
+    pub max_presence_users: usize,
+    /// How often a node says which users it still has.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// How long a user stays online after their node's last heartbeat.
+    #[serde(with = "humantime_serde")]
+    pub presence_expiry: Duration,
+    /// Events per read of the sync log when a socket catches up.
+    pub sync_batch: u32,
+}
+
+impl Default for RealtimeSettings {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: ByteSize(64 * 1024),
+            max_queued_frames: 1000,
+            max_queued_bytes: ByteSize(1024 * 1024),
+            typing_interval: Duration::from_secs(3),
+            max_presence_users: 256,
+            heartbeat: Duration::from_secs(30),
+            presence_expiry: Duration::from_secs(90),
+            sync_batch: 100,
+        }
+    }
+}

@@ -17,18 +17,26 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let authority = <TokenAuthority as axum::extract::FromRef<S>>::from_ref(state);
-        let header = parts.headers.get(AUTHORIZATION).ok_or(AuthError::Missing)?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                AuthError::Malformed("the Authorization header must be `Bearer <token>`".into())
-            })?;
+        let token = bearer(parts)?.ok_or(AuthError::Missing)?;
         Ok(authority.verify(token)?)
     }
+}
+
+/// The bearer token of the `Authorization` header, if there is one.
+pub(super) fn bearer(parts: &Parts) -> Result<Option<&str>, AuthError> {
+    let Some(header) = parts.headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    header
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|t| !t.is_empty())
+        .map(Some)
+        .ok_or_else(|| {
+            AuthError::Malformed("the Authorization header must be `Bearer <token>`".into())
+        })
 }

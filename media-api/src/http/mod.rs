@@ -11,6 +11,7 @@ mod errors;
 mod health;
 mod media;
 pub mod problem;
+mod realtime;
 mod state;
 mod uploads;
 
@@ -67,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(bytes)
         .merge(uploads::event_router())
+        .merge(realtime::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -14,6 +14,7 @@ use crate::chat::Chat;
 use crate::config::Settings;
 use crate::downloads::Downloads;
 use crate::media::MediaCatalog;
+use crate::realtime::Gateway;
 use crate::uploads::UploadService;
 
 /// Shared by every request.
@@ -33,6 +34,8 @@ pub struct AppState {
     pub chat: Chat,
     /// Download URLs.
     pub downloads: Downloads,
+    /// This node's WebSocket connections.
+    pub realtime: Gateway,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Cancelled when the service begins to shut down, so long-lived

@@ -260,6 +260,10 @@ pub struct SyncRecords {
     /// A position up to which the user has nothing more to read than these
     /// events (the last one's position when the page is full).
     pub reached: SyncCursor,
+    /// Where `reached` would be had every transaction running at the read
+    /// ended: a reader that must see everything committed before now
+    /// reads again until it reaches this.
+    pub tip: SyncCursor,
 }
 
 /// A write the store refused because its premise no longer holds.
@@ -354,6 +358,31 @@ pub trait ChatStore: Send + Sync + 'static {
         id: ConversationId,
         user: &UserId,
     ) -> Result<Option<MemberRecord>, MetadataError>;
+
+    /// Where the log stands now for a reader: every event that commits
+    /// later lies after it.
+    async fn sync_now(&self) -> Result<SyncCursor, MetadataError>;
+
+    /// `user`'s current memberships: each conversation, and the `seq` after
+    /// which they read its messages.
+    async fn memberships_of(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<(ConversationId, u64)>, MetadataError>;
+
+    /// Those of `others` who are a current member of some conversation
+    /// `user` is a current member of.
+    async fn sharing_with(
+        &self,
+        user: &UserId,
+        others: &[UserId],
+    ) -> Result<Vec<UserId>, MetadataError>;
+
+    /// The attachments whose content is `blake3`.
+    async fn attachments_holding(
+        &self,
+        blake3: &Blake3,
+    ) -> Result<Vec<AttachmentRecord>, MetadataError>;
 
     /// `user`'s seat in a conversation, while they are a member.
     async fn seat(&self, id: ConversationId, user: &UserId) -> Result<Option<Seat>, MetadataError>;

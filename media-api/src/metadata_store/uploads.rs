@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use super::{
     ChunkRecord, Created, MetadataError, NewContent, RecordOutcome, UploadRecord, UploadState,
 };
-use crate::ids::{MediaId, UploadId};
+use crate::ids::{MediaId, UploadId, UserId};
 
 /// Upload: a narrow piece of the metadata seam.
 #[async_trait]
@@ -65,6 +65,13 @@ pub trait UploadStore: Send + Sync + 'static {
         content: &NewContent,
         media_id: MediaId,
     ) -> Result<Option<Created>, MetadataError>;
+
+    /// `owner`'s sessions still receiving or completing, at most `limit`.
+    async fn open_uploads_of(
+        &self,
+        owner: &UserId,
+        limit: u32,
+    ) -> Result<Vec<UploadId>, MetadataError>;
 
     /// Sessions still receiving whose expiry has passed, at most `limit`.
     async fn expired_uploads(

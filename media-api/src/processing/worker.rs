@@ -153,6 +153,27 @@ impl Worker {
                 .await;
         }
         let _ = bus.publish("media", &event).await;
+        // Every conversation holding the content as an attachment hears of
+        // it, under the attachment's own media id.
+        match self.backends.chat.attachments_holding(&job.blake3).await {
+            Ok(attachments) => {
+                for a in attachments {
+                    let ready = Event {
+                        kind: EventKind::MediaReady,
+                        data: serde_json::json!({
+                            "media_id": a.media.media_id.to_string(),
+                            "conversation_id": a.conversation_id.to_string(),
+                            "seq": a.message_seq,
+                            "status": event.data["status"],
+                            "variants": event.data["variants"],
+                        }),
+                    };
+                    let topic = crate::progress_bus::conversation_topic(a.conversation_id);
+                    let _ = bus.publish(&topic, &ready).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not find the content's attachments"),
+        }
     }
 
     async fn process(&self, job: &Job) -> Result<Processed, JobFailure> {

@@ -1,23 +1,42 @@
 //! In-process progress and events: the embedded default for one process.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
-use tokio::sync::broadcast;
 
-use super::{Event, EventStream, INFLIGHT_STALE_MS, LiveProgress, ProgressBus, ProgressError};
+use super::topics::{Topics, reader_stream};
+use super::{
+    Event, EventStream, INFLIGHT_STALE_MS, LiveProgress, Presence, ProgressBus, ProgressError,
+};
 use crate::ids::now_ms;
-
-/// Slow subscribers that fall this far behind skip ahead rather than hold memory.
-const TOPIC_BUFFER: usize = 256;
 
 /// Topics as broadcast channels in a map, live views in another.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryProgressBus {
-    topics: Arc<Mutex<HashMap<String, broadcast::Sender<Event>>>>,
+    topics: Topics,
     uploads: Arc<Mutex<HashMap<String, Live>>>,
+    throttles: Arc<Mutex<HashMap<String, i64>>>,
+    presence: Arc<Mutex<HashMap<String, Seen>>>,
+}
+
+/// A user's presence on this process's nodes (one, embedded).
+#[derive(Debug, Default)]
+struct Seen {
+    nodes: HashMap<String, i64>,
+    last_seen: Option<i64>,
+}
+
+impl Seen {
+    fn online(&self, now: i64) -> bool {
+        self.nodes.values().any(|&until| until > now)
+    }
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks cannot leave its map
+    // inconsistent.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[derive(Debug, Default)]
@@ -34,13 +53,8 @@ impl MemoryProgressBus {
         Self::default()
     }
 
-    fn topics(&self) -> std::sync::MutexGuard<'_, HashMap<String, broadcast::Sender<Event>>> {
-        // A panic while holding this lock cannot leave the map inconsistent.
-        self.topics.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn uploads(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
-        self.uploads.lock().unwrap_or_else(|p| p.into_inner())
+    fn uploads(&self) -> MutexGuard<'_, HashMap<String, Live>> {
+        locked(&self.uploads)
     }
 }
 
@@ -55,23 +69,16 @@ impl ProgressBus for MemoryProgressBus {
     }
 
     async fn publish(&self, topic: &str, event: &Event) -> Result<(), ProgressError> {
-        let mut topics = self.topics();
-        if let Some(sender) = topics.get(topic)
-            && sender.send(event.clone()).is_err()
-        {
-            // Every subscriber has gone: forget the topic.
-            topics.remove(topic);
-        }
+        self.topics.deliver(topic, event);
         Ok(())
     }
 
     async fn subscribe(&self, topic: &str) -> Result<EventStream, ProgressError> {
-        let receiver = self
-            .topics()
-            .entry(topic.to_owned())
-            .or_insert_with(|| broadcast::channel(TOPIC_BUFFER).0)
-            .subscribe();
-        Ok(tokio_stream_from(receiver).boxed())
+        let (receiver, _) = self.topics.join(topic);
+        let (topics, topic) = (self.topics.clone(), topic.to_owned());
+        Ok(reader_stream(receiver, move || {
+            topics.leave_if_unread(&topic);
+        }))
     }
     async fn seed(
         &self,
@@ -156,18 +163,85 @@ impl ProgressBus for MemoryProgressBus {
         self.uploads().remove(upload);
         Ok(())
     }
-}
 
-fn tokio_stream_from(
-    receiver: broadcast::Receiver<Event>,
-) -> impl futures_util::Stream<Item = Event> + Send + 'static {
-    futures_util::stream::unfold(receiver, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(event) => return Some((event, rx)),
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
+    async fn throttle(
+        &self,
+        key: &str,
+        window: std::time::Duration,
+    ) -> Result<bool, ProgressError> {
+        let now = now_ms();
+        let mut throttles = locked(&self.throttles);
+        throttles.retain(|_, until| *until > now);
+        if throttles.contains_key(key) {
+            return Ok(false);
         }
-    })
+        let until = now.saturating_add(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
+        throttles.insert(key.to_owned(), until);
+        Ok(true)
+    }
+
+    async fn presence_join(
+        &self,
+        node: &str,
+        user: &str,
+        expires_at: i64,
+    ) -> Result<bool, ProgressError> {
+        let mut presence = locked(&self.presence);
+        let seen = presence.entry(user.to_owned()).or_default();
+        let was_online = seen.online(now_ms());
+        seen.nodes.insert(node.to_owned(), expires_at);
+        Ok(!was_online)
+    }
+
+    async fn presence_leave(&self, node: &str, user: &str) -> Result<Option<i64>, ProgressError> {
+        let mut presence = locked(&self.presence);
+        let Some(seen) = presence.get_mut(user) else {
+            return Ok(None);
+        };
+        seen.nodes.remove(node);
+        let now = now_ms();
+        if seen.online(now) {
+            return Ok(None);
+        }
+        seen.last_seen = Some(now);
+        Ok(Some(now))
+    }
+
+    async fn presence_beat(
+        &self,
+        node: &str,
+        users: &[String],
+        expires_at: i64,
+    ) -> Result<(), ProgressError> {
+        let mut presence = locked(&self.presence);
+        for user in users {
+            presence
+                .entry(user.clone())
+                .or_default()
+                .nodes
+                .insert(node.to_owned(), expires_at);
+        }
+        Ok(())
+    }
+
+    async fn presence_of(&self, users: &[String]) -> Result<Vec<Presence>, ProgressError> {
+        let presence = locked(&self.presence);
+        let now = now_ms();
+        Ok(users
+            .iter()
+            .map(|u| {
+                presence
+                    .get(u)
+                    .map_or(Presence::default(), |seen| Presence {
+                        online: seen.online(now),
+                        last_seen: seen.last_seen,
+                    })
+            })
+            .collect())
+    }
+
+    async fn presence_reap(&self, _now: i64) -> Result<Vec<(String, i64)>, ProgressError> {
+        // One process is one node: it never outlives itself.
+        Ok(Vec::new())
+    }
 }

@@ -7,6 +7,7 @@
 
 pub mod memory;
 pub mod redis;
+mod topics;
 
 use std::sync::Arc;
 
@@ -32,6 +33,21 @@ pub enum EventKind {
     Aborted,
     /// Processing of the content ended (ready or failed).
     Processed,
+    /// A conversation's sync log grew: its members' devices read it.
+    Logged,
+    /// A member is typing (never stored).
+    Typing,
+    /// An attachment's processing finished.
+    MediaReady,
+    /// A user's memberships changed (a device follows other conversations).
+    Memberships,
+    /// A user began an upload (their devices follow its events).
+    UploadStarted,
+    /// A user came online or went offline.
+    Presence,
+    /// The reader may have missed events (it lagged, or the bus
+    /// reconnected): it re-reads what it follows from the source of truth.
+    Resync,
 }
 
 impl EventKind {
@@ -43,6 +59,13 @@ impl EventKind {
             Self::Completed => "completed",
             Self::Aborted => "aborted",
             Self::Processed => "processed",
+            Self::Logged => "logged",
+            Self::Typing => "typing",
+            Self::MediaReady => "media_ready",
+            Self::Memberships => "memberships",
+            Self::UploadStarted => "upload_started",
+            Self::Presence => "presence",
+            Self::Resync => "resync",
         }
     }
 }
@@ -60,6 +83,30 @@ pub struct Event {
 /// are published there.
 pub fn upload_topic(id: UploadId) -> String {
     id.to_string()
+}
+
+/// The topic of a conversation: its log growing, typing, media ready.
+pub fn conversation_topic(id: impl std::fmt::Display) -> String {
+    format!("c:{id}")
+}
+
+/// The topic of a user: their memberships changing, their uploads starting.
+pub fn user_topic(user: &str) -> String {
+    format!("u:{user}")
+}
+
+/// The topic of a user's presence.
+pub fn presence_topic(user: &str) -> String {
+    format!("p:{user}")
+}
+
+/// A user's presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Presence {
+    /// Connected to some node now.
+    pub online: bool,
+    /// When their last connection closed (Unix ms), if known.
+    pub last_seen: Option<i64>,
 }
 
 /// A live subscription: yields events published after it was made.
@@ -143,6 +190,40 @@ pub trait ProgressBus: Send + Sync + 'static {
 
     /// Drops an upload's live view.
     async fn forget(&self, upload: &str) -> Result<(), ProgressError>;
+
+    /// Answers true at most once per `window` for `key`, across nodes.
+    async fn throttle(&self, key: &str, window: std::time::Duration)
+    -> Result<bool, ProgressError>;
+
+    /// `user` has a first connection on `node`, live until `expires_at`
+    /// (Unix ms) unless beaten again; answers whether they were offline
+    /// everywhere before.
+    async fn presence_join(
+        &self,
+        node: &str,
+        user: &str,
+        expires_at: i64,
+    ) -> Result<bool, ProgressError>;
+
+    /// `user`'s last connection on `node` closed; answers their `last_seen`
+    /// when no node has them any more.
+    async fn presence_leave(&self, node: &str, user: &str) -> Result<Option<i64>, ProgressError>;
+
+    /// `node` still has these users, until `expires_at`.
+    async fn presence_beat(
+        &self,
+        node: &str,
+        users: &[String],
+        expires_at: i64,
+    ) -> Result<(), ProgressError>;
+
+    /// The presence of each user, in order.
+    async fn presence_of(&self, users: &[String]) -> Result<Vec<Presence>, ProgressError>;
+
+    /// Takes the users of nodes that stopped beating before `now`; answers
+    /// those now offline everywhere, with their `last_seen`. Each dead
+    /// node is taken by one caller.
+    async fn presence_reap(&self, now: i64) -> Result<Vec<(String, i64)>, ProgressError>;
 }
 
 /// Builds the bus the settings name.

@@ -5,7 +5,7 @@ use super::{Completion, CreateUpload, MAX_PARTS, Opened, UploadError, UploadServ
 use crate::blob_store::BlobKey;
 use crate::ids::{Blake3, FileName, MediaId, UploadId, UserId, now_ms};
 use crate::metadata_store::{UploadRecord, UploadState};
-use crate::progress_bus::upload_topic;
+use crate::progress_bus::{Event, EventKind, upload_topic, user_topic};
 
 impl UploadService {
     /// The chunk size for a file: the requested one when it fits the rules,
@@ -131,6 +131,19 @@ impl UploadService {
             .await
         {
             tracing::warn!(error = %e, "progress bus unavailable; progress will be rebuilt");
+        }
+        // The owner's connected devices follow it from now on.
+        let started = Event {
+            kind: EventKind::UploadStarted,
+            data: serde_json::json!({ "upload_id": record.upload_id.to_string() }),
+        };
+        if let Err(e) = self
+            .backends
+            .progress
+            .publish(&user_topic(owner.as_str()), &started)
+            .await
+        {
+            tracing::warn!(error = %e, "could not announce a new upload");
         }
         Ok(Opened::Session(record))
     }

@@ -165,6 +165,29 @@ pub async fn stream(
                         return;
                     }
                 }
+                // Events may have been lost: where the session stands now
+                // comes from the store.
+                EventKind::Resync => {
+                    let Ok(now) = uploads.owned(&caller, id).await else {
+                        return;
+                    };
+                    media_id = media_id.or(now.media_id);
+                    if let Some(done) = settled(media_id).await {
+                        let _ = tx.send(done).await;
+                        return;
+                    }
+                    let ended = now.state == UploadState::Aborted;
+                    if let Some(p) = snapshot(now).await
+                        && tx.send(p).await.is_err()
+                    {
+                        return;
+                    }
+                    if ended {
+                        return;
+                    }
+                    continue;
+                }
+                _ => continue,
             }
             if event.kind == EventKind::Chunk || last_progress.elapsed() >= PROGRESS_EVERY {
                 last_progress = tokio::time::Instant::now();

@@ -128,6 +128,16 @@ impl UploadService {
         }
     }
 
+    /// The caller's sessions still receiving or completing, newest first,
+    /// at most `limit`.
+    pub async fn open_uploads(
+        &self,
+        owner: &UserId,
+        limit: u32,
+    ) -> Result<Vec<UploadId>, UploadError> {
+        Ok(self.backends.uploads.open_uploads_of(owner, limit).await?)
+    }
+
     /// The progress bus, for event streams.
     pub fn events(&self) -> &Arc<dyn crate::progress_bus::ProgressBus> {
         &self.backends.progress

@@ -16,10 +16,11 @@ use chat_core::receipts::Marks;
 use chat_core::sync::SyncCursor;
 
 use super::chat_rows::{
-    ATTACHMENT_SELECT, MEMBER_COLUMNS, attachment_from_row, member_from_row, seat_from_row,
+    ATTACHMENT_SELECT, MEMBER_COLUMNS, attachment_from_row, conversation_id_in, member_from_row,
+    seat_from_row, user_in,
 };
 use super::{SqlMetadataStore, chat_log, chat_members, chat_messages};
-use crate::ids::{ConversationId, MediaId, UserId};
+use crate::ids::{Blake3, ConversationId, MediaId, UserId};
 use crate::metadata_store::MetadataError;
 use crate::metadata_store::chat::{
     Actor, AttachmentRecord, ChatStore, ChatStoreError, ConversationRecord, MemberChange,
@@ -86,6 +87,66 @@ impl ChatStore for SqlMetadataStore {
         .as_ref()
         .map(member_from_row)
         .transpose()
+    }
+
+    async fn memberships_of(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<(ConversationId, u64)>, MetadataError> {
+        let rows = sqlx::query(
+            "select conversation_id, joined_seq from chat_members \
+             where user_id = $1 and left_event is null",
+        )
+        .bind(user.as_str())
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let joined: i64 = row.try_get("joined_seq")?;
+                Ok((
+                    conversation_id_in(row, "conversation_id")?,
+                    u64::try_from(joined).unwrap_or(0),
+                ))
+            })
+            .collect()
+    }
+
+    async fn sharing_with(
+        &self,
+        user: &UserId,
+        others: &[UserId],
+    ) -> Result<Vec<UserId>, MetadataError> {
+        if others.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One placeholder each: the list is bounded by the caller's limit.
+        let marks: Vec<String> = (0..others.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "select distinct o.user_id from chat_members me \
+             join chat_members o on o.conversation_id = me.conversation_id \
+             where me.user_id = $1 and me.left_event is null and o.left_event is null \
+             and o.user_id in ({})",
+            marks.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(user.as_str());
+        for other in others {
+            query = query.bind(other.as_str());
+        }
+        let rows = query.fetch_all(&self.reads).await?;
+        rows.iter().map(|row| user_in(row, "user_id")).collect()
+    }
+
+    async fn attachments_holding(
+        &self,
+        blake3: &Blake3,
+    ) -> Result<Vec<AttachmentRecord>, MetadataError> {
+        sqlx::query(&format!("{ATTACHMENT_SELECT} where a.blake3 = $1"))
+            .bind(blake3.to_hex())
+            .fetch_all(&self.reads)
+            .await?
+            .iter()
+            .map(attachment_from_row)
+            .collect()
     }
 
     async fn seat(&self, id: ConversationId, user: &UserId) -> Result<Option<Seat>, MetadataError> {
@@ -222,6 +283,10 @@ impl ChatStore for SqlMetadataStore {
         limit: u32,
     ) -> Result<SyncRecords, MetadataError> {
         chat_log::sync(self, user, after, limit).await
+    }
+
+    async fn sync_now(&self) -> Result<SyncCursor, MetadataError> {
+        chat_log::now(self).await
     }
 
     async fn sync_horizon(&self) -> Result<SyncCursor, MetadataError> {

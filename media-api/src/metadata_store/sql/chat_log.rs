@@ -28,8 +28,9 @@ type Tx = Transaction<'static, Any>;
 /// Two statements, in this order: the next id first, then the running
 /// transactions. A transaction given an id before the first is seen by the
 /// second unless it has ended; one given an id after it gets one at or above
-/// the bound.
-async fn visibility_bound(store: &SqlMetadataStore) -> Result<i64, MetadataError> {
+/// the bound. Answers the bound and that next id (the bound when nothing
+/// runs).
+async fn visibility_bound(store: &SqlMetadataStore) -> Result<(i64, i64), MetadataError> {
     let next: i64 =
         sqlx::query_scalar("select pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
             .fetch_one(&store.pool)
@@ -40,7 +41,7 @@ async fn visibility_bound(store: &SqlMetadataStore) -> Result<i64, MetadataError
     )
     .fetch_one(&store.pool)
     .await?;
-    Ok(oldest.map_or(next, |o| o.min(next)))
+    Ok((oldest.map_or(next, |o| o.min(next)), next))
 }
 
 /// A position as the database compares it; past the range is past everything.
@@ -268,6 +269,41 @@ fn event_from_row(row: &AnyRow) -> Result<EventRecord, MetadataError> {
     })
 }
 
+/// The bound a read would use now, and the next transaction id (on SQLite
+/// both the last event's id).
+async fn bounds(store: &SqlMetadataStore) -> Result<(i64, i64), MetadataError> {
+    match store.dialect {
+        Dialect::Postgres => visibility_bound(store).await,
+        Dialect::Sqlite => {
+            let last: i64 =
+                sqlx::query_scalar("select coalesce(max(event_id), 0) from chat_events")
+                    .fetch_one(&store.reads)
+                    .await?;
+            Ok((last, last))
+        }
+    }
+}
+
+/// Everything below `bound` (as `bounds` answers it) as a cursor.
+fn everything_below(dialect: Dialect, bound: i64) -> SyncCursor {
+    let bound = u64::try_from(bound).unwrap_or(0);
+    match dialect {
+        Dialect::Postgres => SyncCursor {
+            order: bound.saturating_sub(1),
+            id: i64::MAX as u64,
+        },
+        Dialect::Sqlite => SyncCursor {
+            order: 0,
+            id: bound,
+        },
+    }
+}
+
+pub(super) async fn now(store: &SqlMetadataStore) -> Result<SyncCursor, MetadataError> {
+    let (bound, _) = bounds(store).await?;
+    Ok(everything_below(store.dialect, bound))
+}
+
 pub(super) async fn sync(
     store: &SqlMetadataStore,
     user: &UserId,
@@ -276,14 +312,7 @@ pub(super) async fn sync(
 ) -> Result<SyncRecords, MetadataError> {
     // The bound is read first, so every event below it is visible to the
     // read that follows (see `chat-core`'s `sync` module).
-    let bound = match store.dialect {
-        Dialect::Postgres => visibility_bound(store).await?,
-        Dialect::Sqlite => {
-            sqlx::query_scalar("select coalesce(max(event_id), 0) from chat_events")
-                .fetch_one(&store.reads)
-                .await?
-        }
-    };
+    let (bound, next) = bounds(store).await?;
     // A member gets a conversation's events from the one that made them a
     // member to the one that ended it, and none about a message from
     // before they joined (its edit or deletion).
@@ -334,24 +363,18 @@ pub(super) async fn sync(
         .iter()
         .map(event_from_row)
         .collect::<Result<Vec<_>, _>>()?;
-    let bound = u64::try_from(bound).unwrap_or(0);
     let reached = if events.len() >= limit as usize {
         events.last().map_or(after, |e| e.position)
     } else {
-        // Nothing else of the user's is below the bound.
-        let everything_below = match store.dialect {
-            Dialect::Postgres => SyncCursor {
-                order: bound.saturating_sub(1),
-                id: i64::MAX as u64,
-            },
-            Dialect::Sqlite => SyncCursor {
-                order: 0,
-                id: bound,
-            },
-        };
-        after.max(everything_below)
+        // Everything of the user's below the bound is read.
+        after.max(everything_below(store.dialect, bound))
     };
-    Ok(SyncRecords { events, reached })
+    let tip = reached.max(everything_below(store.dialect, next));
+    Ok(SyncRecords {
+        events,
+        reached,
+        tip,
+    })
 }
 
 pub(super) async fn horizon(store: &SqlMetadataStore) -> Result<SyncCursor, MetadataError> {
@@ -368,7 +391,7 @@ pub(super) async fn purge(store: &SqlMetadataStore, before: i64) -> Result<u64, 
     // Only below the visibility bound: an event still to commit must not
     // land behind the new horizon.
     let visible = match store.dialect {
-        Dialect::Postgres => format!(" and tx < {}", visibility_bound(store).await?),
+        Dialect::Postgres => format!(" and tx < {}", visibility_bound(store).await?.0),
         Dialect::Sqlite => String::new(),
     };
     let mut tx = store.pool.begin().await?;

@@ -6,7 +6,7 @@ use super::content::reference_content;
 use super::{
     CHUNK_COLUMNS, SqlMetadataStore, UPLOAD_COLUMNS, chunk_from_row, to_i64, upload_from_row,
 };
-use crate::ids::{MediaId, UploadId, now_ms};
+use crate::ids::{MediaId, UploadId, UserId, now_ms};
 use crate::metadata_store::{
     ChunkRecord, Created, MetadataError, NewContent, RecordOutcome, UploadRecord, UploadState,
     UploadStore,
@@ -236,6 +236,22 @@ impl UploadStore for SqlMetadataStore {
             self.work.notify_waiters();
         }
         Ok(Some(created))
+    }
+
+    async fn open_uploads_of(
+        &self,
+        owner: &UserId,
+        limit: u32,
+    ) -> Result<Vec<UploadId>, MetadataError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "select upload_id from uploads where owner_id = $1 \
+             and state in ('receiving', 'completing') order by created_at desc limit $2",
+        )
+        .bind(owner.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.reads)
+        .await?;
+        Ok(ids.iter().filter_map(|id| UploadId::parse(id)).collect())
     }
 
     async fn expired_uploads(

@@ -1,0 +1,793 @@
+//! The realtime gateway: one node's WebSocket connections, and how events
+//! reach them.
+//!
+//! The sync log is the truth and the socket the fast path. A write that
+//! grows a conversation's log announces it on the conversation's topic
+//! (after its transaction committed); each node follows the topics of the
+//! conversations its connected users are in (one subscription per topic
+//! and node, however many local sockets it serves), and on an announcement
+//! wakes those sockets' readers, which read their user's log after their
+//! cursor: the frames are the log's own events, in its order, with its
+//! cursors, and a lost announcement costs latency, never an event.
+//! Ephemeral frames (typing, presence, uploads, media ready) travel on the
+//! topics themselves and are never stored.
+//!
+//! Topics: `c:{conversation}` (log grew, typing, media ready), `u:{user}`
+//! (memberships changed, an upload started), `p:{user}` (presence). A node
+//! follows only what concerns its own connected users.
+
+pub mod frames;
+pub mod outbox;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chat_core::sync::SyncCursor;
+use futures_util::StreamExt;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::chat::{Chat, ChatError};
+use crate::config::RealtimeSettings;
+use crate::ids::{ConversationId, UploadId, UserId, now_ms};
+use crate::media::MediaCatalog;
+use crate::progress_bus::{
+    Event, EventKind, EventStream, Presence, ProgressBus, ProgressError, conversation_topic,
+    presence_topic, user_topic,
+};
+use crate::uploads::{UploadService, events as upload_events};
+use outbox::{Frame, Inbox, Outbox};
+
+/// How long a new connection's reader waits for a `resume` before it
+/// starts from the moment the connection opened (any first frame ends
+/// the wait): a client that resumes at once gets no live event twice.
+const RESUME_WINDOW: Duration = Duration::from_secs(1);
+/// Most uploads of its user one connection follows at once.
+const MAX_FOLLOWED_UPLOADS: usize = 64;
+
+/// Why a socket's request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RealtimeError {
+    /// The conversation is not one of the caller's.
+    #[error("no such conversation among the caller's")]
+    NotMember,
+    /// Following more users' presence than allowed.
+    #[error("a connection follows the presence of at most {0} users")]
+    TooManyPresenceUsers(usize),
+    /// The chat refused it.
+    #[error(transparent)]
+    Chat(#[from] ChatError),
+    /// The bus is unreachable.
+    #[error(transparent)]
+    Bus(#[from] ProgressError),
+}
+
+/// A task aborted when its owner goes.
+#[derive(Debug)]
+struct Task(JoinHandle<()>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One WebSocket connection as the gateway knows it.
+#[derive(Debug)]
+pub struct Connection {
+    id: u64,
+    /// Whose it is.
+    pub user: UserId,
+    /// Its frames to write.
+    pub outbox: Arc<Outbox>,
+    wake: Notify,
+    started: Notify,
+    start_now: AtomicBool,
+    resume: Mutex<Option<SyncCursor>>,
+    presence: Mutex<HashSet<UserId>>,
+    uploads: Mutex<HashSet<UploadId>>,
+    tasks: Mutex<Vec<Task>>,
+}
+
+impl Connection {
+    /// Sends a frame to this connection alone.
+    pub fn send(&self, frame: Frame) -> bool {
+        self.outbox.push(frame)
+    }
+
+    fn keep(&self, task: JoinHandle<()>) {
+        locked(&self.tasks).push(Task(task));
+    }
+
+    /// Lets the log reader start (the client has spoken).
+    fn start(&self) {
+        if !self.start_now.swap(true, Ordering::AcqRel) {
+            self.started.notify_one();
+        }
+    }
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No lock here is held across a step that can leave its data half
+    // changed, so a panic elsewhere does not poison the state.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the node follows, and for whom.
+#[derive(Debug, Default)]
+struct Registry {
+    users: HashMap<UserId, LocalUser>,
+    /// Each followed conversation: its local members.
+    conversations: HashMap<ConversationId, Followed<UserId>>,
+    /// Each user whose presence is followed: the local connections that do.
+    presence: HashMap<UserId, Followed<u64>>,
+}
+
+#[derive(Debug)]
+struct LocalUser {
+    connections: HashMap<u64, Arc<Connection>>,
+    /// Their conversations, each with the `seq` after which they read.
+    memberships: HashMap<ConversationId, u64>,
+    _topic: Task,
+}
+
+#[derive(Debug)]
+struct Followed<K> {
+    by: HashSet<K>,
+    _task: Task,
+}
+
+/// One node's connections and what they follow.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    node: String,
+    chat: Chat,
+    uploads: UploadService,
+    media: MediaCatalog,
+    bus: Arc<dyn ProgressBus>,
+    settings: RealtimeSettings,
+    registry: Mutex<Registry>,
+    /// Puts following and unfollowing topics in one order.
+    follows: tokio::sync::Mutex<()>,
+    next_id: AtomicU64,
+    stop: CancellationToken,
+}
+
+impl std::fmt::Debug for dyn ProgressBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kind())
+    }
+}
+
+impl Gateway {
+    /// The gateway of this node; `stop` ends its heartbeat.
+    pub fn new(
+        chat: Chat,
+        uploads: UploadService,
+        media: MediaCatalog,
+        bus: Arc<dyn ProgressBus>,
+        settings: RealtimeSettings,
+        stop: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                node: uuid::Uuid::new_v4().to_string(),
+                chat,
+                uploads,
+                media,
+                bus,
+                settings,
+                registry: Mutex::new(Registry::default()),
+                follows: tokio::sync::Mutex::new(()),
+                next_id: AtomicU64::new(1),
+                stop,
+            }),
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &RealtimeSettings {
+        &self.inner.settings
+    }
+
+    /// Connections open on this node.
+    pub fn connections(&self) -> usize {
+        locked(&self.inner.registry)
+            .users
+            .values()
+            .map(|u| u.connections.len())
+            .sum()
+    }
+
+    /// Opens a connection for `user`: from now on every event of their
+    /// log reaches it. Answers the connection and what its writer drains.
+    pub async fn connect(&self, user: UserId) -> Result<(Arc<Connection>, Inbox), RealtimeError> {
+        let inner = &self.inner;
+        let (outbox, inbox) = Outbox::new(
+            inner.settings.max_queued_frames,
+            usize::try_from(inner.settings.max_queued_bytes.0).unwrap_or(usize::MAX),
+        );
+        let conn = Arc::new(Connection {
+            id: inner.next_id.fetch_add(1, Ordering::Relaxed),
+            user: user.clone(),
+            outbox,
+            wake: Notify::new(),
+            started: Notify::new(),
+            start_now: AtomicBool::new(false),
+            resume: Mutex::new(None),
+            presence: Mutex::new(HashSet::new()),
+            uploads: Mutex::new(HashSet::new()),
+            tasks: Mutex::new(Vec::new()),
+        });
+        // Where the log stands before anything is followed: whatever
+        // commits from here on is read (the reader starts with one read).
+        let start = inner.chat.log_now().await?;
+        let came_online = {
+            let _order = inner.follows.lock().await;
+            let first = !locked(&inner.registry).users.contains_key(&user);
+            if first {
+                self.follow_user(&user).await?;
+            }
+            let mut registry = locked(&inner.registry);
+            match registry.users.get_mut(&user) {
+                Some(local) => {
+                    local.connections.insert(conn.id, Arc::clone(&conn));
+                }
+                None => {
+                    return Err(ProgressError::Unavailable("lost the user's follow".into()).into());
+                }
+            }
+            first
+        };
+        if came_online {
+            self.announce_presence(&user, true).await;
+        }
+        conn.keep(tokio::spawn(read_log(
+            Arc::clone(inner),
+            Arc::clone(&conn),
+            start,
+        )));
+        // The user's uploads still open are followed from now.
+        if let Ok(open) = inner
+            .uploads
+            .open_uploads(&user, MAX_FOLLOWED_UPLOADS as u32)
+            .await
+        {
+            for id in open {
+                follow_upload(inner, &conn, id);
+            }
+        }
+        metrics::gauge!("realtime_connections").increment(1.0);
+        Ok((conn, inbox))
+    }
+
+    /// Closes a connection's part in the gateway.
+    pub async fn disconnect(&self, conn: &Arc<Connection>) {
+        let inner = &self.inner;
+        locked(&conn.tasks).clear();
+        let went_offline = {
+            let _order = inner.follows.lock().await;
+            let mut registry = locked(&inner.registry);
+            for followed in locked(&conn.presence).drain() {
+                if let Some(f) = registry.presence.get_mut(&followed) {
+                    f.by.remove(&conn.id);
+                    if f.by.is_empty() {
+                        registry.presence.remove(&followed);
+                    }
+                }
+            }
+            let Some(local) = registry.users.get_mut(&conn.user) else {
+                return;
+            };
+            local.connections.remove(&conn.id);
+            if local.connections.is_empty() {
+                if let Some(local) = registry.users.remove(&conn.user) {
+                    for id in local.memberships.keys() {
+                        unfollow_conversation(&mut registry, *id, &conn.user);
+                    }
+                }
+                true
+            } else {
+                false
+            }
+        };
+        metrics::gauge!("realtime_connections").decrement(1.0);
+        if went_offline {
+            match inner
+                .bus
+                .presence_leave(&inner.node, conn.user.as_str())
+                .await
+            {
+                Ok(Some(seen)) => {
+                    publish_presence(
+                        inner,
+                        &conn.user,
+                        Presence {
+                            online: false,
+                            last_seen: Some(seen),
+                        },
+                    )
+                    .await;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "could not record a user going offline"),
+            }
+        }
+    }
+
+    /// Replays the log after `cursor`, then live events.
+    pub fn resume(&self, conn: &Connection, cursor: SyncCursor) {
+        *locked(&conn.resume) = Some(cursor);
+        conn.start();
+        conn.wake.notify_one();
+    }
+
+    /// The client spoke: its log reader need not wait for a `resume`.
+    pub fn heard(&self, conn: &Connection) {
+        conn.start();
+    }
+
+    /// Tells the conversation's other members that the caller is typing,
+    /// at most once per `typing_interval` (extra ones are dropped).
+    pub async fn typing(&self, conn: &Connection, id: ConversationId) -> Result<(), RealtimeError> {
+        let member = locked(&self.inner.registry)
+            .users
+            .get(&conn.user)
+            .is_some_and(|u| u.memberships.contains_key(&id));
+        if !member {
+            return Err(RealtimeError::NotMember);
+        }
+        let key = format!("typing:{id}:{}", conn.user);
+        if !self
+            .inner
+            .bus
+            .throttle(&key, self.inner.settings.typing_interval)
+            .await?
+        {
+            return Ok(());
+        }
+        let event = Event {
+            kind: EventKind::Typing,
+            data: serde_json::json!({"conversation_id": id.to_string(), "user": conn.user}),
+        };
+        self.inner
+            .bus
+            .publish(&conversation_topic(id), &event)
+            .await?;
+        Ok(())
+    }
+
+    /// Follows these users' presence on this connection: each gets a
+    /// `presence` frame now and on every change. Answers the users refused
+    /// (those who share no conversation with the caller).
+    pub async fn follow_presence(
+        &self,
+        conn: &Arc<Connection>,
+        users: Vec<UserId>,
+    ) -> Result<Vec<UserId>, RealtimeError> {
+        let inner = &self.inner;
+        let max = inner.settings.max_presence_users;
+        let fresh: Vec<UserId> = {
+            let followed = locked(&conn.presence);
+            let mut fresh: Vec<UserId> = users
+                .into_iter()
+                .filter(|u| !followed.contains(u))
+                .collect();
+            fresh.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            fresh.dedup();
+            if followed.len() + fresh.len() > max {
+                return Err(RealtimeError::TooManyPresenceUsers(max));
+            }
+            fresh
+        };
+        let shared: HashSet<UserId> = inner
+            .chat
+            .sharing_with(&conn.user, &fresh)
+            .await?
+            .into_iter()
+            .collect();
+        let (allowed, refused): (Vec<UserId>, Vec<UserId>) =
+            fresh.into_iter().partition(|u| shared.contains(u));
+        {
+            let _order = inner.follows.lock().await;
+            for user in &allowed {
+                let new = !locked(&inner.registry).presence.contains_key(user);
+                if new {
+                    let stream = inner.bus.subscribe(&presence_topic(user.as_str())).await?;
+                    let task =
+                        tokio::spawn(dispatch_presence(Arc::clone(inner), user.clone(), stream));
+                    locked(&inner.registry).presence.insert(
+                        user.clone(),
+                        Followed {
+                            by: HashSet::new(),
+                            _task: Task(task),
+                        },
+                    );
+                }
+                if let Some(f) = locked(&inner.registry).presence.get_mut(user) {
+                    f.by.insert(conn.id);
+                }
+                locked(&conn.presence).insert(user.clone());
+            }
+        }
+        let names: Vec<String> = allowed.iter().map(|u| u.as_str().to_owned()).collect();
+        let now = inner.bus.presence_of(&names).await?;
+        for (user, p) in allowed.iter().zip(now) {
+            conn.send(frames::presence(user, p));
+        }
+        Ok(refused)
+    }
+
+    /// Says, every heartbeat, which users this node has, and takes over
+    /// the users of nodes that stopped saying it, until `stop`.
+    pub async fn run_heartbeat(self) {
+        let inner = &self.inner;
+        let mut tick = tokio::time::interval(inner.settings.heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = inner.stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let users: Vec<String> = locked(&inner.registry)
+                .users
+                .keys()
+                .map(|u| u.as_str().to_owned())
+                .collect();
+            let until = now_ms() + millis(inner.settings.presence_expiry);
+            if let Err(e) = inner.bus.presence_beat(&inner.node, &users, until).await {
+                tracing::warn!(error = %e, "could not beat presence");
+            }
+            match inner.bus.presence_reap(now_ms()).await {
+                Ok(gone) => {
+                    for (user, seen) in gone {
+                        let Ok(user) = UserId::parse(&user) else {
+                            continue;
+                        };
+                        let p = Presence {
+                            online: false,
+                            last_seen: Some(seen),
+                        };
+                        publish_presence(inner, &user, p).await;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not reap dead nodes' presence"),
+            }
+        }
+    }
+
+    /// Follows a user newly connected here: their topic, their
+    /// conversations' topics. Called in the `follows` order.
+    async fn follow_user(&self, user: &UserId) -> Result<(), RealtimeError> {
+        let inner = &self.inner;
+        let stream = inner.bus.subscribe(&user_topic(user.as_str())).await?;
+        let topic = Task(tokio::spawn(dispatch_user(
+            Arc::clone(inner),
+            user.clone(),
+            stream,
+        )));
+        let memberships: HashMap<ConversationId, u64> =
+            inner.chat.memberships(user).await?.into_iter().collect();
+        for id in memberships.keys() {
+            follow_conversation(inner, *id, user).await?;
+        }
+        locked(&inner.registry).users.insert(
+            user.clone(),
+            LocalUser {
+                connections: HashMap::new(),
+                memberships,
+                _topic: topic,
+            },
+        );
+        Ok(())
+    }
+
+    async fn announce_presence(&self, user: &UserId, online: bool) {
+        let inner = &self.inner;
+        let until = now_ms() + millis(inner.settings.presence_expiry);
+        match inner
+            .bus
+            .presence_join(&inner.node, user.as_str(), until)
+            .await
+        {
+            Ok(true) => {
+                let p = Presence {
+                    online,
+                    last_seen: None,
+                };
+                publish_presence(inner, user, p).await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not record a user coming online"),
+        }
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+async fn publish_presence(inner: &Inner, user: &UserId, p: Presence) {
+    let mut data = serde_json::json!({"user": user, "online": p.online});
+    if let Some(seen) = p.last_seen {
+        data["last_seen"] = seen.into();
+    }
+    let event = Event {
+        kind: EventKind::Presence,
+        data,
+    };
+    if let Err(e) = inner
+        .bus
+        .publish(&presence_topic(user.as_str()), &event)
+        .await
+    {
+        tracing::warn!(error = %e, "could not publish presence");
+    }
+}
+
+/// Adds `user` to a conversation's local members, following its topic if
+/// it is new here. Called in the `follows` order.
+async fn follow_conversation(
+    inner: &Arc<Inner>,
+    id: ConversationId,
+    user: &UserId,
+) -> Result<(), ProgressError> {
+    let followed = locked(&inner.registry).conversations.contains_key(&id);
+    if !followed {
+        let stream = inner.bus.subscribe(&conversation_topic(id)).await?;
+        let task = Task(tokio::spawn(dispatch_conversation(
+            Arc::clone(inner),
+            id,
+            stream,
+        )));
+        locked(&inner.registry).conversations.insert(
+            id,
+            Followed {
+                by: HashSet::new(),
+                _task: task,
+            },
+        );
+    }
+    if let Some(f) = locked(&inner.registry).conversations.get_mut(&id) {
+        f.by.insert(user.clone());
+    }
+    Ok(())
+}
+
+/// Removes `user` from a conversation's local members; the topic is no
+/// longer followed when none is left.
+fn unfollow_conversation(registry: &mut Registry, id: ConversationId, user: &UserId) {
+    if let Some(f) = registry.conversations.get_mut(&id) {
+        f.by.remove(user);
+        if f.by.is_empty() {
+            registry.conversations.remove(&id);
+        }
+    }
+}
+
+/// The connections of these users, on this node.
+fn connections_of<'a>(
+    registry: &Registry,
+    users: impl IntoIterator<Item = &'a UserId>,
+) -> Vec<Arc<Connection>> {
+    users
+        .into_iter()
+        .filter_map(|u| registry.users.get(u))
+        .flat_map(|u| u.connections.values().cloned())
+        .collect()
+}
+
+/// A conversation's topic: wakes its local members' readers, hands on
+/// typing and media-ready frames.
+async fn dispatch_conversation(inner: Arc<Inner>, id: ConversationId, mut events: EventStream) {
+    while let Some(event) = events.next().await {
+        let registry = locked(&inner.registry);
+        let Some(members) = registry.conversations.get(&id) else {
+            continue;
+        };
+        match event.kind {
+            EventKind::Logged | EventKind::Resync => {
+                for conn in connections_of(&registry, &members.by) {
+                    conn.wake.notify_one();
+                }
+            }
+            EventKind::Typing => {
+                let typist = event.data["user"].as_str().unwrap_or_default();
+                let frame = frames::typing(&id.to_string(), typist);
+                let others = members.by.iter().filter(|u| u.as_str() != typist);
+                for conn in connections_of(&registry, others) {
+                    conn.send(Arc::clone(&frame));
+                }
+            }
+            EventKind::MediaReady => {
+                // Only members who joined before the message read it.
+                let seq = event.data["seq"].as_u64().unwrap_or(0);
+                let readers = members.by.iter().filter(|u| {
+                    registry
+                        .users
+                        .get(*u)
+                        .and_then(|l| l.memberships.get(&id))
+                        .is_some_and(|&joined| joined < seq)
+                });
+                let frame = frames::media_ready(&event.data);
+                for conn in connections_of(&registry, readers) {
+                    conn.send(Arc::clone(&frame));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A user's topic: their memberships changed (follow other
+/// conversations, read the log), or an upload of theirs started.
+async fn dispatch_user(inner: Arc<Inner>, user: UserId, mut events: EventStream) {
+    while let Some(event) = events.next().await {
+        match event.kind {
+            EventKind::Memberships | EventKind::Resync => {
+                if let Err(e) = refresh_memberships(&inner, &user).await {
+                    tracing::warn!(error = %e, "could not refresh a user's conversations");
+                }
+                let registry = locked(&inner.registry);
+                for conn in connections_of(&registry, [&user]) {
+                    conn.wake.notify_one();
+                }
+            }
+            EventKind::UploadStarted => {
+                let Some(id) = event.data["upload_id"].as_str().and_then(UploadId::parse) else {
+                    continue;
+                };
+                let conns = connections_of(&locked(&inner.registry), [&user]);
+                for conn in conns {
+                    follow_upload(&inner, &conn, id);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Re-reads a local user's conversations and follows what changed.
+async fn refresh_memberships(inner: &Arc<Inner>, user: &UserId) -> Result<(), RealtimeError> {
+    let now: HashMap<ConversationId, u64> =
+        inner.chat.memberships(user).await?.into_iter().collect();
+    let _order = inner.follows.lock().await;
+    let before: HashMap<ConversationId, u64> = match locked(&inner.registry).users.get(user) {
+        Some(local) => local.memberships.clone(),
+        None => return Ok(()),
+    };
+    for id in now.keys().filter(|id| !before.contains_key(id)) {
+        follow_conversation(inner, *id, user).await?;
+    }
+    let mut registry = locked(&inner.registry);
+    for id in before.keys().filter(|id| !now.contains_key(id)) {
+        unfollow_conversation(&mut registry, *id, user);
+    }
+    if let Some(local) = registry.users.get_mut(user) {
+        local.memberships = now;
+    }
+    Ok(())
+}
+
+/// A followed user's presence: to the local connections that follow it.
+async fn dispatch_presence(inner: Arc<Inner>, user: UserId, mut events: EventStream) {
+    while let Some(event) = events.next().await {
+        let p = match event.kind {
+            EventKind::Presence => Presence {
+                online: event.data["online"].as_bool().unwrap_or(false),
+                last_seen: event.data["last_seen"].as_i64(),
+            },
+            EventKind::Resync => match inner.bus.presence_of(&[user.as_str().to_owned()]).await {
+                Ok(mut p) => p.pop().unwrap_or_default(),
+                Err(_) => continue,
+            },
+            _ => continue,
+        };
+        let frame = frames::presence(&user, p);
+        let registry = locked(&inner.registry);
+        let Some(followed) = registry.presence.get(&user) else {
+            continue;
+        };
+        for local in registry.users.values() {
+            for (id, conn) in &local.connections {
+                if followed.by.contains(id) {
+                    conn.send(Arc::clone(&frame));
+                }
+            }
+        }
+    }
+}
+
+/// Forwards one of the user's uploads' events to a connection, until the
+/// upload's stream ends.
+fn follow_upload(inner: &Arc<Inner>, conn: &Arc<Connection>, id: UploadId) {
+    {
+        let mut followed = locked(&conn.uploads);
+        if followed.len() >= MAX_FOLLOWED_UPLOADS || !followed.insert(id) {
+            return;
+        }
+    }
+    let (inner, c) = (Arc::clone(inner), Arc::clone(conn));
+    conn.keep(tokio::spawn(async move {
+        let stream = upload_events::stream(
+            inner.uploads.clone(),
+            inner.media.clone(),
+            c.user.clone(),
+            id,
+            inner.stop.clone(),
+        )
+        .await;
+        if let Ok(mut events) = stream {
+            let name = id.to_string();
+            while let Some(event) = events.recv().await {
+                if !c.send(frames::upload(&name, event.name(), event.data())) {
+                    break;
+                }
+            }
+        }
+        locked(&c.uploads).remove(&id);
+    }));
+}
+
+/// A connection's log reader: on every wake, reads the user's log after
+/// its cursor and queues each event; a `resume` moves the cursor.
+async fn read_log(inner: Arc<Inner>, conn: Arc<Connection>, start: SyncCursor) {
+    // A client that resumes at once must not get live events first.
+    if !conn.start_now.load(Ordering::Acquire) {
+        let _ = tokio::time::timeout(RESUME_WINDOW, conn.started.notified()).await;
+    }
+    let batch = inner.settings.sync_batch;
+    let mut cursor = start;
+    loop {
+        let mut held = Duration::from_millis(2);
+        // Where the first read after the wake said the log would stand once
+        // the transactions running then had ended: read until there.
+        let mut target: Option<SyncCursor> = None;
+        loop {
+            if let Some(resumed) = locked(&conn.resume).take() {
+                cursor = resumed;
+                target = None;
+            }
+            let read = match inner.chat.read_log(&conn.user, cursor, batch).await {
+                Ok(read) => read,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read a connection's log; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            for (position, doc) in &read.events {
+                if !conn.send(frames::event(*position, doc)) {
+                    return;
+                }
+            }
+            cursor = read.next;
+            let target = *target.get_or_insert(read.tip);
+            if read.has_more {
+                // Catching up: as fast as the client reads, no faster.
+                conn.outbox.room().await;
+                if conn.outbox.is_lagging() {
+                    return;
+                }
+                continue;
+            }
+            if cursor < target {
+                // A transaction that began before this read still runs:
+                // what it commits belongs before the tip. Read again soon.
+                tokio::time::sleep(held).await;
+                held = (held * 2).min(Duration::from_millis(250));
+                continue;
+            }
+            break;
+        }
+        conn.wake.notified().await;
+    }
+}
