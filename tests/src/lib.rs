@@ -433,6 +433,33 @@ impl User<'_> {
     }
 }
 
+/// A group made by `owner` with `members`; answers its id.
+pub async fn group(owner: &User<'_>, members: &[&str]) -> String {
+    let r = owner
+        .send_json(
+            reqwest::Method::POST,
+            "/v1/conversations",
+            &serde_json::json!({"kind": "group", "title": "Trip", "members": members}),
+        )
+        .await;
+    json_of(r, 201).await["conversation_id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+/// Sends a text into a conversation; answers the message.
+pub async fn say(user: &User<'_>, conversation: &str, text: &str) -> serde_json::Value {
+    let r = user
+        .send_json(
+            reqwest::Method::POST,
+            &format!("/v1/conversations/{conversation}/messages"),
+            &serde_json::json!({"client_message_id": uuid::Uuid::now_v7().to_string(), "text": text}),
+        )
+        .await;
+    json_of(r, 201).await
+}
+
 /// The bytes of a media item read straight from the blob store, bypassing the API.
 pub async fn stored_bytes(app: &TestApp, media_id: &str) -> Vec<u8> {
     let id = media_api::ids::MediaId::parse(media_id).expect("media id");

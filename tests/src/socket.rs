@@ -37,15 +37,7 @@ impl TestApp {
 
     /// Opens `/v1/realtime` with a bearer header.
     pub async fn socket(&self, token: &str) -> Socket {
-        let mut request = self
-            .ws_url("/v1/realtime")
-            .into_client_request()
-            .expect("request");
-        request.headers_mut().insert(
-            "authorization",
-            HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
-        );
-        Socket::open(request).await.expect("the socket opens")
+        Socket::connect(&self.ws_url("/v1/realtime"), token).await
     }
 
     /// Opens `/v1/realtime?access_token=…`, as a browser does.
@@ -58,6 +50,16 @@ impl TestApp {
 }
 
 impl Socket {
+    /// Opens the socket at `url` (`ws://…/v1/realtime`) with a bearer header.
+    pub async fn connect(url: &str, token: &str) -> Self {
+        let mut request = url.into_client_request().expect("request");
+        request.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+        );
+        Self::open(request).await.expect("the socket opens")
+    }
+
     /// Opens a socket; the error is the refusal (an HTTP response before the upgrade).
     pub async fn open(
         request: tokio_tungstenite::tungstenite::handshake::client::Request,

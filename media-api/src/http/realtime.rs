@@ -197,8 +197,6 @@ async fn close(
 /// Takes one client frame; anything wrong with it is an `error` frame and
 /// the connection stays open.
 async fn answer(state: &AppState, conn: &Arc<Connection>, text: &str) {
-    let gateway = &state.realtime;
-    gateway.heard(conn);
     let refused = match ClientFrame::parse(text) {
         Err(e) => Some((e.code, e.detail)),
         Ok(frame) => take(state, conn, frame).await.err(),
@@ -206,6 +204,8 @@ async fn answer(state: &AppState, conn: &Arc<Connection>, text: &str) {
     if let Some((code, detail)) = refused {
         conn.send(frames::error(code, &detail));
     }
+    // Only now: a `resume` has moved the cursor before the reader starts.
+    state.realtime.heard(conn);
 }
 
 type Refused = (&'static str, String);

@@ -44,8 +44,8 @@ struct Hub {
 /// A user comes online on a node: answers 1 when no node had them before.
 const PRESENCE_JOIN: &str = r"
 local live = 0
-for _, until in ipairs(redis.call('HVALS', KEYS[1])) do
-  if tonumber(until) > tonumber(ARGV[4]) then live = 1 end
+for _, t in ipairs(redis.call('HVALS', KEYS[1])) do
+  if tonumber(t) > tonumber(ARGV[4]) then live = 1 end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('PEXPIREAT', KEYS[1], ARGV[5])
@@ -60,8 +60,8 @@ return 1 - live
 const PRESENCE_LEAVE: &str = r"
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('SREM', KEYS[2], ARGV[2])
-for _, until in ipairs(redis.call('HVALS', KEYS[1])) do
-  if tonumber(until) > tonumber(ARGV[3]) then return false end
+for _, t in ipairs(redis.call('HVALS', KEYS[1])) do
+  if tonumber(t) > tonumber(ARGV[3]) then return false end
 end
 redis.call('SET', KEYS[3], ARGV[3])
 return ARGV[3]

@@ -14,6 +14,7 @@ mod metadata_contract;
 mod metrics;
 mod processing;
 mod promises;
+mod realtime;
 mod seams;
 mod sniffing;
 mod uploads;

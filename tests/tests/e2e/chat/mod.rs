@@ -9,7 +9,7 @@ mod rules;
 
 use std::time::Duration;
 
-use media_e2e::{BackendSet, TestApp, User, json_of, test_settings};
+use media_e2e::{BackendSet, TestApp, User, group, json_of, say, test_settings};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -25,21 +25,6 @@ async fn spawn(set: BackendSet, tune: impl FnOnce(&mut media_api::config::Settin
 
 fn client_id() -> String {
     uuid::Uuid::now_v7().to_string()
-}
-
-/// A group made by `owner` with `members`; answers its id.
-async fn group(owner: &User<'_>, members: &[&str]) -> String {
-    let r = owner
-        .send_json(
-            Method::POST,
-            "/v1/conversations",
-            &json!({"kind": "group", "title": "Trip", "members": members}),
-        )
-        .await;
-    json_of(r, 201).await["conversation_id"]
-        .as_str()
-        .expect("id")
-        .to_owned()
 }
 
 /// The direct conversation of `from` and `to`; answers its id.
@@ -66,17 +51,6 @@ async fn post_message(user: &User<'_>, conversation: &str, body: &Value) -> reqw
         body,
     )
     .await
-}
-
-/// Sends a text and answers the message.
-async fn say(user: &User<'_>, conversation: &str, text: &str) -> Value {
-    let r = post_message(
-        user,
-        conversation,
-        &json!({"client_message_id": client_id(), "text": text}),
-    )
-    .await;
-    json_of(r, 201).await
 }
 
 /// The messages a user sees after `after_seq`.
