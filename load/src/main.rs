@@ -1,6 +1,6 @@
 //! `load`: the service measured against baselines in the same run.
 //!
-//! - `load ingest | small | dedup | download | chat` drive a running service over
+//! - `load ingest | small | dedup | download | chat | realtime` drive a running service over
 //!   HTTP with many concurrent simulated clients (see load/README.md);
 //!   `ingest` also writes the same bytes straight to the store as its
 //!   baseline.
@@ -40,6 +40,8 @@ enum Command {
     Download(scenarios::DownloadOptions),
     /// Messages from concurrent senders: direct, a big group, one shared group; history and sync.
     Chat(scenarios::ChatOptions),
+    /// WebSocket delivery: direct, a connected group over two nodes; memory per idle socket.
+    Realtime(scenarios::RealtimeOptions),
     /// The chunk hashing pipeline against b3sum and sha256sum.
     Hash(hashing::HashOptions),
     /// Thumbnail and transcode against vipsthumbnail and ffmpeg.
@@ -76,6 +78,9 @@ fn main() -> anyhow::Result<()> {
             r.table()
         }),
         Command::Chat(o) => print(cli.json, &runtime.block_on(scenarios::chat(o))?, |r| {
+            r.table()
+        }),
+        Command::Realtime(o) => print(cli.json, &runtime.block_on(scenarios::realtime(o))?, |r| {
             r.table()
         }),
         Command::Hash(o) => print(cli.json, &hashing::run(o)?, |r| r.table()),

@@ -1,18 +1,21 @@
-//! The HTTP scenarios: ingest, small attachments, dedup, downloads, chat.
+//! The HTTP scenarios: ingest, small attachments, dedup, downloads, chat,
+//! realtime.
 //!
 //! Each scenario in a file of its own (`ingest`, `small`, `dedup`,
-//! `download`, `chat`); what they share (options, the report, timing) is here.
+//! `download`, `chat`, `realtime`); what they share (options, the report, timing) is here.
 
 mod chat;
 mod dedup;
 mod download;
 mod ingest;
+mod realtime;
 mod small;
 
 pub(crate) use chat::{ChatOptions, chat};
 pub(crate) use dedup::{DedupOptions, dedup};
 pub(crate) use download::{DownloadOptions, download};
 pub(crate) use ingest::{IngestOptions, ingest};
+pub(crate) use realtime::{RealtimeOptions, realtime};
 pub(crate) use small::{SmallOptions, small};
 
 use std::collections::BTreeMap;

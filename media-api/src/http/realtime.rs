@@ -34,6 +34,8 @@ use crate::realtime::{Connection, RealtimeError};
 /// How long one frame may take to reach a client before the connection
 /// is given up for dead.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The socket's read buffer: most frames fit in one read.
+const READ_BUFFER: usize = 2 * 1024;
 /// How long the closing frame may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -78,7 +80,11 @@ async fn upgrade(
         )
     })?;
     let max = usize::try_from(state.settings.realtime.max_frame_bytes.0).unwrap_or(usize::MAX);
+    // Small buffers: an idle socket costs the node little (tungstenite's
+    // default is 128 KiB each way); a frame is written as it comes.
     Ok(ws
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| session(state, caller, socket)))
@@ -96,7 +102,9 @@ enum Ending {
 async fn session(state: AppState, caller: Caller, socket: WebSocket) {
     let gateway = state.realtime.clone();
     let (mut sink, mut stream) = socket.split();
-    let (conn, inbox) = match gateway.connect(caller.user.clone()).await {
+    // The long-lived futures here stay small while idle: the big ones
+    // (connecting, answering a frame) are boxed for as long as they run.
+    let (conn, inbox) = match Box::pin(gateway.connect(caller.user.clone())).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "could not open a realtime connection");
@@ -125,7 +133,9 @@ async fn session(state: AppState, caller: Caller, socket: WebSocket) {
                         Ending::Gone
                     };
                 }
-                Some(Ok(Message::Text(text))) => answer(&state, &conn, text.as_str()).await,
+                Some(Ok(Message::Text(text))) => {
+                    Box::pin(answer(&state, &conn, text.as_str())).await;
+                }
                 Some(Ok(Message::Binary(_))) => {
                     conn.send(frames::error("malformed-frame", "frames are JSON text, not binary"));
                 }
@@ -137,7 +147,7 @@ async fn session(state: AppState, caller: Caller, socket: WebSocket) {
             _ = &mut writer => break Ending::Gone,
         }
     };
-    gateway.disconnect(&conn).await;
+    Box::pin(gateway.disconnect(&conn)).await;
     if let Ending::Close(code, reason) = ending {
         let _ = closing.send((code, reason));
     } else {

@@ -18,8 +18,11 @@ use tokio::sync::broadcast;
 use super::{Event, EventKind, EventStream};
 
 /// Events held for a topic's slowest local reader; one that falls further
-/// behind is told to re-read (`Resync`) instead of holding memory.
-const TOPIC_BUFFER: usize = 256;
+/// behind is told to re-read (`Resync`) instead of holding memory. Local
+/// readers are dispatch tasks that only hand frames on, so they rarely lag;
+/// the buffer is allocated whole for every topic a node follows (a user's
+/// own topic for each connected user), so it is small.
+const TOPIC_BUFFER: usize = 16;
 
 /// The node's topics and their local readers.
 #[derive(Debug, Clone, Default)]

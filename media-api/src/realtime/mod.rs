@@ -633,12 +633,27 @@ async fn dispatch_user(inner: Arc<Inner>, user: UserId, mut events: EventStream)
     while let Some(event) = events.next().await {
         match event.kind {
             EventKind::Memberships | EventKind::Resync => {
-                if let Err(e) = refresh_memberships(&inner, &user).await {
+                if let Err(e) = Box::pin(refresh_memberships(&inner, &user)).await {
                     tracing::warn!(error = %e, "could not refresh a user's conversations");
                 }
-                let registry = locked(&inner.registry);
-                for conn in connections_of(&registry, [&user]) {
+                let conns = connections_of(&locked(&inner.registry), [&user]);
+                for conn in &conns {
                     conn.wake.notify_one();
+                }
+                // A lost `upload_started` would leave an upload unfollowed.
+                if event.kind == EventKind::Resync
+                    && let Ok(open) = Box::pin(
+                        inner
+                            .uploads
+                            .open_uploads(&user, MAX_FOLLOWED_UPLOADS as u32),
+                    )
+                    .await
+                {
+                    for conn in &conns {
+                        for id in &open {
+                            follow_upload(&inner, conn, *id);
+                        }
+                    }
                 }
             }
             EventKind::UploadStarted => {
@@ -756,7 +771,8 @@ async fn read_log(inner: Arc<Inner>, conn: Arc<Connection>, start: SyncCursor) {
                 cursor = resumed;
                 target = None;
             }
-            let read = match inner.chat.read_log(&conn.user, cursor, batch).await {
+            // Boxed: the task stays small while it waits for a wake.
+            let read = match Box::pin(inner.chat.read_log(&conn.user, cursor, batch)).await {
                 Ok(read) => read,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not read a connection's log; retrying");

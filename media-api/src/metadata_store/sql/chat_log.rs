@@ -273,7 +273,8 @@ fn event_from_row(row: &AnyRow) -> Result<EventRecord, MetadataError> {
 /// both the last event's id).
 async fn bounds(store: &SqlMetadataStore) -> Result<(i64, i64), MetadataError> {
     match store.dialect {
-        Dialect::Postgres => visibility_bound(store).await,
+        // Shared: many readers woken by one message ask at once.
+        Dialect::Postgres => store.bounds.get((), || visibility_bound(store)).await,
         Dialect::Sqlite => {
             let last: i64 =
                 sqlx::query_scalar("select coalesce(max(event_id), 0) from chat_events")

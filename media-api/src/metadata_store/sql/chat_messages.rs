@@ -456,11 +456,14 @@ pub(super) async fn messages_between(
     first: u64,
     last: u64,
 ) -> Result<Vec<MessageRecord>, MetadataError> {
+    let (low, high) = (to_i64(first)?, to_i64(last)?);
+    // Shared: every member's reader renders the message just posted.
     store
-        .messages_where(
-            id,
-            "seq between $2 and $3 order by seq",
-            &[to_i64(first)?, to_i64(last)?],
-        )
+        .message_reads
+        .get((id, first, last), || async move {
+            store
+                .messages_where(id, "seq between $2 and $3 order by seq", &[low, high])
+                .await
+        })
         .await
 }

@@ -20,6 +20,7 @@ mod chat_members;
 mod chat_messages;
 mod chat_rows;
 mod content;
+mod flights;
 mod gc;
 mod jobs;
 mod media;
@@ -70,6 +71,16 @@ pub struct SqlMetadataStore {
     pub(super) url: std::sync::Arc<str>,
     /// Claims a job gets before it is dead.
     pub(super) max_attempts: u32,
+    /// Reads of the sync log's visibility bound, shared by the readers
+    /// that want one at the same moment.
+    bounds: std::sync::Arc<flights::Flights<(), (i64, i64)>>,
+    /// Reads of a conversation's messages, shared likewise.
+    message_reads: std::sync::Arc<
+        flights::Flights<
+            (crate::ids::ConversationId, u64, u64),
+            Vec<crate::metadata_store::chat::MessageRecord>,
+        >,
+    >,
 }
 
 impl SqlMetadataStore {
@@ -150,6 +161,8 @@ impl SqlMetadataStore {
             listening: std::sync::Arc::default(),
             url: std::sync::Arc::from(url.as_str()),
             max_attempts: settings.jobs.max_attempts,
+            bounds: std::sync::Arc::default(),
+            message_reads: std::sync::Arc::default(),
         })
     }
 

@@ -143,3 +143,109 @@ async fn a_dead_nodes_users_go_offline_after_the_expiry() {
     drop(bob);
     app.stop().await;
 }
+
+/// A Redis server of the test's own, to restart and flush at will.
+struct OwnRedis {
+    child: tokio::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnRedis {
+    async fn start(port: u16, dir: tempfile::TempDir) -> Self {
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server (infra/up.sh installs it)");
+        let url = format!("redis://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if let Ok(client) = redis::Client::open(url.as_str())
+                && client.get_multiplexed_async_connection().await.is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn restart(mut self) -> Self {
+        self.child.kill().await.expect("kill redis");
+        let _ = self.child.wait().await;
+        let (port, dir) = (self.port, self._dir);
+        Self::start(port, dir).await
+    }
+}
+
+#[tokio::test]
+async fn redis_restarted_or_flushed_loses_no_event_and_presence_comes_back() {
+    let redis = OwnRedis::start(free_port(), tempfile::tempdir().expect("dir")).await;
+    let url = redis.url();
+    let app = spawn(BackendSet::Real, |s| {
+        s.redis_url = Some(secrecy::SecretString::from(url));
+        s.realtime.heartbeat = Duration::from_millis(200);
+        s.realtime.presence_expiry = Duration::from_millis(1000);
+    })
+    .await;
+    let (alice, bob) = (app.user("alice"), app.user("bob"));
+    let room = group(&alice, &["bob"]).await;
+    let mut socket = app.socket(&bob.token).await;
+    ready(&mut socket).await;
+    say(&alice, &room, "before").await;
+    assert!(next_text(&mut socket, SOON).await.is_some());
+
+    // Redis goes down and comes back empty: the socket stays open, and a
+    // message sent while its announcement could not be published still
+    // arrives (the node re-reads every follower's log when it reconnects).
+    let redis = redis.restart().await;
+    say(&alice, &room, "during the outage").await;
+    let got = next_text(&mut socket, Duration::from_secs(10))
+        .await
+        .expect("the message sent while Redis was away");
+    assert_eq!(text_of(&got), Some("during the outage"));
+    say(&alice, &room, "after").await;
+    let got = next_text(&mut socket, Duration::from_secs(5))
+        .await
+        .expect("live again");
+    assert_eq!(text_of(&got), Some("after"));
+
+    // Presence comes back with the next heartbeat, after a flush too.
+    let client = redis::Client::open(redis.url()).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut conn)
+        .await
+        .expect("flush");
+    let bus = &app.state.backends.progress;
+    let mut back = false;
+    for _ in 0..50 {
+        let p = bus
+            .presence_of(&["bob".to_owned()])
+            .await
+            .expect("presence");
+        if p[0].online {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "bob is online again after the next heartbeat");
+    ready(&mut socket).await;
+    app.stop().await;
+}
