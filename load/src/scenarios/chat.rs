@@ -247,14 +247,10 @@ pub(crate) async fn chat(o: &ChatOptions) -> anyhow::Result<ScenarioReport> {
         "shared group / direct (messages/s)".into(),
         mean(&rates["shared group messages/s"]) / direct,
     );
-    let p99 = |endpoint: &str| {
-        report
-            .latency
-            .iter()
-            .find(|l| l.endpoint == endpoint)
-            .map(|l| l.p99_ms)
-    };
-    if let (Some(g), Some(d)) = (p99(&group_label), p99("POST message: own direct")) {
+    if let (Some(g), Some(d)) = (
+        report.p99(&group_label),
+        report.p99("POST message: own direct"),
+    ) {
         report
             .derived
             .insert("group / direct (send p99)".into(), g / d);

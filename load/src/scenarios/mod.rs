@@ -74,6 +74,14 @@ pub(crate) struct ScenarioReport {
 }
 
 impl ScenarioReport {
+    /// An endpoint's p99 latency, if it was measured.
+    pub(crate) fn p99(&self, endpoint: &str) -> Option<f64> {
+        self.latency
+            .iter()
+            .find(|l| l.endpoint == endpoint)
+            .map(|l| l.p99_ms)
+    }
+
     pub(crate) fn table(&self) -> String {
         let mut out = format!(
             "== {} ({:.1} s)\nsetup: {}\n",

@@ -199,6 +199,78 @@ async fn send_steadily(
     }
 }
 
+/// Numbered messages sent at a steady rate while every socket reads.
+struct Phase<'a> {
+    name: &'static str,
+    sockets: Vec<Ws>,
+    senders: &'a [String],
+    conversations: &'a [String],
+    count: usize,
+    rate: f64,
+    /// How long the last frames may take after the last send.
+    settle: Duration,
+}
+
+/// The frames a phase delivered.
+struct Delivered {
+    count: usize,
+    per_second: f64,
+}
+
+impl Phase<'_> {
+    /// Runs it: delivery latency is recorded as `delivery: NAME`, each send
+    /// as `POST message: NAME`; answers the frames and each node's usage.
+    async fn run(
+        self,
+        target: &Target,
+        pids: &[u32],
+    ) -> (Delivered, Vec<crate::proc_stats::ServiceUsage>) {
+        let sent: Sent = Arc::new(Mutex::new(vec![None; self.count]));
+        let frames = Arc::new(AtomicUsize::new(0));
+        let stop = stopping::Stop::default();
+        let endpoint: &'static str = Box::leak(format!("delivery: {}", self.name).into_boxed_str());
+        let readers: Vec<_> = self
+            .sockets
+            .into_iter()
+            .map(|ws| {
+                read_socket(
+                    ws,
+                    target.clone(),
+                    endpoint,
+                    sent.clone(),
+                    frames.clone(),
+                    stop.clone(),
+                )
+            })
+            .collect();
+        let watches: Vec<Watch> = pids.iter().map(|p| Watch::start(*p)).collect();
+        let started = Instant::now();
+        let posting: &'static str =
+            Box::leak(format!("POST message: {}", self.name).into_boxed_str());
+        send_steadily(
+            target,
+            posting,
+            self.senders,
+            self.conversations,
+            self.count,
+            self.rate,
+            &sent,
+        )
+        .await;
+        tokio::time::sleep(self.settle).await;
+        stop.stop();
+        for r in readers {
+            let _ = r.await;
+        }
+        let count = frames.load(Ordering::Relaxed);
+        let delivered = Delivered {
+            count,
+            per_second: count as f64 / started.elapsed().as_secs_f64(),
+        };
+        (delivered, watches.into_iter().map(Watch::finish).collect())
+    }
+}
+
 async fn create(target: &Target, token: &str, body: Value) -> anyhow::Result<String> {
     let request = target
         .client
@@ -215,7 +287,14 @@ async fn create(target: &Target, token: &str, body: Value) -> anyhow::Result<Str
 }
 
 /// Resident memory a node spends per idle connection: `open` opens one.
-async fn per_connection_kib<F, Fut, C>(pid: u32, count: usize, open: F) -> anyhow::Result<f64>
+/// The connections are answered too: the caller holds them while it
+/// measures something else, so that second measure takes fresh memory
+/// (freed memory is reused without growing the resident set).
+async fn per_connection_kib<F, Fut, C>(
+    pid: u32,
+    count: usize,
+    open: F,
+) -> anyhow::Result<(f64, Vec<C>)>
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<C>>,
@@ -231,8 +310,7 @@ where
     }
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let after = rss_kib(pid).unwrap_or(0);
-    drop(held);
-    Ok(after.saturating_sub(before) as f64 / count as f64)
+    Ok((after.saturating_sub(before) as f64 / count as f64, held))
 }
 
 pub(crate) async fn realtime(o: &RealtimeOptions) -> anyhow::Result<ScenarioReport> {
@@ -297,114 +375,56 @@ pub(crate) async fn realtime(o: &RealtimeOptions) -> anyhow::Result<ScenarioRepo
     let mut rates = BTreeMap::new();
     let mut derived = BTreeMap::new();
 
-    // Direct messages at a steady rate.
-    let sent: Sent = Arc::new(Mutex::new(vec![None; o.messages]));
-    let frames = Arc::new(AtomicUsize::new(0));
-    let stop = stopping::Stop::default();
-    let readers: Vec<_> = direct_sockets
-        .into_iter()
-        .map(|ws| {
-            read_socket(
-                ws,
-                target.clone(),
-                "delivery: direct",
-                sent.clone(),
-                frames.clone(),
-                stop.clone(),
-            )
-        })
-        .collect();
-    let watches: Vec<Watch> = pids.iter().map(|p| Watch::start(*p)).collect();
-    let phase = Instant::now();
-    send_steadily(
-        &target,
-        "POST message: direct",
-        &senders,
-        &directs,
-        o.messages,
-        o.rate,
-        &sent,
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.stop();
-    for r in readers {
-        let _ = r.await;
-    }
-    let seconds = phase.elapsed().as_secs_f64();
-    rates.insert(
-        "direct frames/s delivered".into(),
-        frames.load(Ordering::Relaxed) as f64 / seconds,
-    );
+    // Direct messages at a steady rate, then a group with every member
+    // connected.
+    let direct = Phase {
+        name: "direct",
+        sockets: direct_sockets,
+        senders: &senders,
+        conversations: &directs,
+        count: o.messages,
+        rate: o.rate,
+        settle: Duration::from_secs(1),
+    };
+    let (frames, usage) = direct.run(&target, &pids).await;
+    rates.insert("direct frames/s delivered".into(), frames.per_second);
     derived.insert(
         "direct frames delivered / sent".into(),
-        frames.load(Ordering::Relaxed) as f64 / o.messages as f64,
+        frames.count as f64 / o.messages as f64,
     );
-    for (i, w) in watches.into_iter().enumerate() {
-        derived.insert(
-            format!("node {} cpu s, direct", i + 1),
-            w.finish().cpu_seconds,
-        );
+    for (i, u) in usage.iter().enumerate() {
+        derived.insert(format!("node {} cpu s, direct", i + 1), u.cpu_seconds);
     }
-
-    // A group with every member connected.
-    let sent: Sent = Arc::new(Mutex::new(vec![None; o.group_messages]));
-    let frames = Arc::new(AtomicUsize::new(0));
-    let stop = stopping::Stop::default();
-    let readers: Vec<_> = group_sockets
-        .into_iter()
-        .map(|ws| {
-            read_socket(
-                ws,
-                target.clone(),
-                "delivery: group fan-out",
-                sent.clone(),
-                frames.clone(),
-                stop.clone(),
-            )
-        })
-        .collect();
-    let watches: Vec<Watch> = pids.iter().map(|p| Watch::start(*p)).collect();
-    let phase = Instant::now();
-    send_steadily(
-        &target,
-        "POST message: group",
-        &group_tokens[..1],
-        std::slice::from_ref(&group),
-        o.group_messages,
-        o.group_rate,
-        &sent,
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.stop();
-    for r in readers {
-        let _ = r.await;
-    }
-    let seconds = phase.elapsed().as_secs_f64();
-    let delivered = frames.load(Ordering::Relaxed) as f64;
-    rates.insert("group frames/s delivered".into(), delivered / seconds);
+    let fan_out = Phase {
+        name: "group fan-out",
+        sockets: group_sockets,
+        senders: &group_tokens[..1],
+        conversations: std::slice::from_ref(&group),
+        count: o.group_messages,
+        rate: o.group_rate,
+        settle: Duration::from_secs(2),
+    };
+    let (frames, usage) = fan_out.run(&target, &pids).await;
+    rates.insert("group frames/s delivered".into(), frames.per_second);
     derived.insert(
         "group frames delivered / expected".into(),
-        delivered / (o.group_messages * o.group_size) as f64,
+        frames.count as f64 / (o.group_messages * o.group_size) as f64,
     );
-    for (i, w) in watches.into_iter().enumerate() {
-        let usage = w.finish();
-        derived.insert(format!("node {} cpu s, group", i + 1), usage.cpu_seconds);
+    for (i, u) in usage.iter().enumerate() {
+        derived.insert(format!("node {} cpu s, group", i + 1), u.cpu_seconds);
         derived.insert(
             format!("node {} peak RSS MiB, group", i + 1),
-            usage.peak_rss_mib,
+            u.peak_rss_mib,
         );
     }
 
-    // Memory per idle connection on the first node: sockets, then SSE streams.
+    // Memory per idle connection on the first node: SSE streams, then sockets.
     if let Some(pid) = o.common.service_pid {
         let base = bases[0].clone();
         let idle_tokens: Vec<String> = (0..o.idle)
             .map(|i| token(&name("idle", i)))
             .collect::<anyhow::Result<_>>()?;
-        let socket_kib =
-            per_connection_kib(pid, o.idle, |i| open_socket(&base, &idle_tokens[i])).await?;
+        // The baseline first, held open while the sockets are measured.
         let owner_token = token(&name("idle", 0))?;
         let session = target
             .client
@@ -416,7 +436,7 @@ pub(crate) async fn realtime(o: &RealtimeOptions) -> anyhow::Result<ScenarioRepo
             .json::<Value>()
             .await?;
         let id = session["upload_id"].as_str().unwrap_or_default().to_owned();
-        let sse_kib = per_connection_kib(pid, o.idle, |_| {
+        let (sse_kib, streams) = per_connection_kib(pid, o.idle, |_| {
             let request = target
                 .client
                 .get(target.url(&format!("/v1/uploads/{id}/events")))
@@ -428,6 +448,9 @@ pub(crate) async fn realtime(o: &RealtimeOptions) -> anyhow::Result<ScenarioRepo
             }
         })
         .await?;
+        let (socket_kib, sockets) =
+            per_connection_kib(pid, o.idle, |i| open_socket(&base, &idle_tokens[i])).await?;
+        drop((streams, sockets));
         derived.insert("RSS per idle socket KiB".into(), socket_kib);
         derived.insert("RSS per idle SSE stream KiB (baseline)".into(), sse_kib);
         derived.insert(
@@ -449,19 +472,18 @@ pub(crate) async fn realtime(o: &RealtimeOptions) -> anyhow::Result<ScenarioRepo
         rates,
     );
     report.derived.extend(derived);
-    let p99 = |endpoint: &str| {
-        report
-            .latency
-            .iter()
-            .find(|l| l.endpoint == endpoint)
-            .map(|l| l.p99_ms)
-    };
-    if let (Some(d), Some(s)) = (p99("delivery: direct"), p99("POST message: direct")) {
+    if let (Some(d), Some(s)) = (
+        report.p99("delivery: direct"),
+        report.p99("POST message: direct"),
+    ) {
         report
             .derived
             .insert("direct delivery p99 / send p99".into(), d / s);
     }
-    if let (Some(g), Some(d)) = (p99("delivery: group fan-out"), p99("delivery: direct")) {
+    if let (Some(g), Some(d)) = (
+        report.p99("delivery: group fan-out"),
+        report.p99("delivery: direct"),
+    ) {
         report
             .derived
             .insert("group fan-out p99 / direct p99".into(), g / d);

@@ -70,7 +70,7 @@ impl Chat {
         };
         if created {
             let members: Vec<UserId> = record.members.iter().map(|m| m.user.clone()).collect();
-            self.memberships_changed(&members).await;
+            self.memberships_changed(&members);
         }
         Ok((self.conversation_for(caller, &record).await?, created))
     }
@@ -132,8 +132,8 @@ impl Chat {
             };
             match self.backends.chat.change_member(id, &actor, &change).await {
                 Ok((after, _message)) => {
-                    self.logged(id).await;
-                    self.memberships_changed(std::slice::from_ref(target)).await;
+                    self.logged(id);
+                    self.memberships_changed(std::slice::from_ref(target));
                     return self.conversation_for(caller, &after).await;
                 }
                 Err(ChatStoreError::Refused(Refusal::Stale)) => {

@@ -89,7 +89,7 @@ impl Chat {
             Posted::Existing(m) => (m, false),
         };
         if created {
-            self.logged(message.conversation_id).await;
+            self.logged(message.conversation_id);
         }
         let others = if created { Others::Posted } else { Others::Ask };
         Ok((self.render_one(caller, &record, others).await?, created))
@@ -172,7 +172,7 @@ impl Chat {
                 ChatError::Contended => MessageError::Deleted.into(),
                 other => other,
             })?;
-        self.logged(id).await;
+        self.logged(id);
         self.render_one(caller, &edited, Others::Ask).await
     }
 
@@ -206,7 +206,7 @@ impl Chat {
                 ChatError::Contended => MessageError::Deleted.into(),
                 other => other,
             })?;
-        self.logged(id).await;
+        self.logged(id);
         self.render_one(caller, &deleted, Others::Ask).await
     }
 
@@ -226,7 +226,7 @@ impl Chat {
             .raise_marks(id, caller, wanted)
             .await
             .map_err(|e| self.refused(e))?;
-        self.logged(id).await;
+        self.logged(id);
         Ok(MarksDoc {
             delivered_seq: marks.delivered_seq,
             read_seq: marks.read_seq,

@@ -32,7 +32,7 @@ use crate::metadata_store::chat::{
     AttachmentRecord, ConversationRecord, MessageRecord, Refusal, Seat,
 };
 use crate::metadata_store::jobs::VariantRecord;
-use crate::progress_bus::{Event, EventKind, conversation_topic, user_topic};
+use crate::progress_bus::{EventKind, Notifier, conversation_topic, user_topic};
 use documents::{conversation_doc, membership, message_doc};
 
 /// Where a rendered message's status comes from: the other members' lowest
@@ -56,6 +56,7 @@ pub struct Chat {
     backends: Backends,
     media: MediaCatalog,
     settings: ChatSettings,
+    announce: Notifier,
 }
 
 /// `POST /v1/conversations`.
@@ -142,11 +143,15 @@ fn decode_list_cursor(cursor: &str) -> Option<(i64, ConversationId)> {
 
 impl Chat {
     /// The messaging core over these backends.
+    /// The messaging core over these backends (inside a Tokio runtime: its
+    /// announcements are sent by a task of their own).
     pub fn new(backends: Backends, media: MediaCatalog, settings: ChatSettings) -> Self {
+        let announce = Notifier::spawn(backends.progress.clone());
         Self {
             backends,
             media,
             settings,
+            announce,
         }
     }
 
@@ -241,29 +246,20 @@ impl Chat {
     }
 
     /// Tells the devices following a conversation that its sync log grew
-    /// (the write has committed: they read it). Losing this costs latency,
-    /// never an event: a device reads the log when it resumes.
-    async fn logged(&self, id: ConversationId) {
-        self.announce(&conversation_topic(id), EventKind::Logged)
-            .await;
+    /// (the write has committed: they read it). Sent off the request's path
+    /// and in batches; losing it costs latency, never an event: a device
+    /// reads the log when it resumes.
+    fn logged(&self, id: ConversationId) {
+        self.announce
+            .notify(conversation_topic(id), EventKind::Logged);
     }
 
     /// Tells these users' devices that their memberships changed (they
     /// follow other conversations now) and what their log holds.
-    async fn memberships_changed(&self, users: &[UserId]) {
+    fn memberships_changed(&self, users: &[UserId]) {
         for user in users {
-            self.announce(&user_topic(user.as_str()), EventKind::Memberships)
-                .await;
-        }
-    }
-
-    async fn announce(&self, topic: &str, kind: EventKind) {
-        let event = Event {
-            kind,
-            data: serde_json::Value::Null,
-        };
-        if let Err(e) = self.backends.progress.publish(topic, &event).await {
-            tracing::warn!(error = %e, topic, "could not announce a chat change");
+            self.announce
+                .notify(user_topic(user.as_str()), EventKind::Memberships);
         }
     }
 

@@ -6,8 +6,11 @@
 //! truth: the metadata store is, and whatever this seam loses is rebuilt from it.
 
 pub mod memory;
+mod notifier;
 pub mod redis;
 mod topics;
+
+pub use notifier::Notifier;
 
 use std::sync::Arc;
 
@@ -20,7 +23,7 @@ use crate::ids::UploadId;
 
 /// What an event says. Its name (`as_str`, and the serialised form on the
 /// bus) is the SSE `event:` field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// Bytes of a chunk still streaming in.
@@ -144,6 +147,14 @@ pub trait ProgressBus: Send + Sync + 'static {
 
     /// Sends an event to every current subscriber of `topic`, on any node.
     async fn publish(&self, topic: &str, event: &Event) -> Result<(), ProgressError>;
+
+    /// Publishes each event on its topic (Redis: one pipelined round trip).
+    async fn publish_many(&self, events: &[(String, Event)]) -> Result<(), ProgressError> {
+        for (topic, event) in events {
+            self.publish(topic, event).await?;
+        }
+        Ok(())
+    }
 
     /// Subscribes to `topic`. Once this returns, every later publish is delivered.
     async fn subscribe(&self, topic: &str) -> Result<EventStream, ProgressError>;

@@ -165,6 +165,15 @@ impl ProgressBus for RedisProgressBus {
             .map_err(unavailable)
     }
 
+    async fn publish_many(&self, events: &[(String, Event)]) -> Result<(), ProgressError> {
+        let mut pipe = redis::pipe();
+        for (topic, event) in events {
+            pipe.publish(self.channel(topic), payload(event)?).ignore();
+        }
+        let mut conn = self.manager.clone();
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+
     async fn subscribe(&self, topic: &str) -> Result<EventStream, ProgressError> {
         let mut sink = self.hub.sink.lock().await;
         let (receiver, new) = self.hub.topics.join(topic);
