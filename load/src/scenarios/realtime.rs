@@ -418,13 +418,17 @@ pub(crate) async fn realtime(o: &RealtimeOptions) -> anyhow::Result<ScenarioRepo
         );
     }
 
-    // Memory per idle connection on the first node: SSE streams, then sockets.
+    // Memory per idle connection on the first node: sockets, then SSE streams.
     if let Some(pid) = o.common.service_pid {
         let base = bases[0].clone();
         let idle_tokens: Vec<String> = (0..o.idle)
             .map(|i| token(&name("idle", i)))
             .collect::<anyhow::Result<_>>()?;
-        // The baseline first, held open while the sockets are measured.
+        // Sockets first, on a node that holds nothing else yet; then the
+        // baseline, while the sockets stay open (so it takes fresh memory
+        // instead of what the sockets would free).
+        let (socket_kib, sockets) =
+            per_connection_kib(pid, o.idle, |i| open_socket(&base, &idle_tokens[i])).await?;
         let owner_token = token(&name("idle", 0))?;
         let session = target
             .client
@@ -448,8 +452,6 @@ pub(crate) async fn realtime(o: &RealtimeOptions) -> anyhow::Result<ScenarioRepo
             }
         })
         .await?;
-        let (socket_kib, sockets) =
-            per_connection_kib(pid, o.idle, |i| open_socket(&base, &idle_tokens[i])).await?;
         drop((streams, sockets));
         derived.insert("RSS per idle socket KiB".into(), socket_kib);
         derived.insert("RSS per idle SSE stream KiB (baseline)".into(), sse_kib);

@@ -476,8 +476,17 @@ impl Gateway {
         )));
         let memberships: HashMap<ConversationId, u64> =
             inner.chat.memberships(user).await?.into_iter().collect();
+        let mut followed = Vec::with_capacity(memberships.len());
         for id in memberships.keys() {
-            follow_conversation(inner, *id, user).await?;
+            if let Err(e) = follow_conversation(inner, *id, user).await {
+                // Leave nothing half followed for a user who is not here.
+                let mut registry = locked(&inner.registry);
+                for id in followed {
+                    unfollow_conversation(&mut registry, id, user);
+                }
+                return Err(e.into());
+            }
+            followed.push(*id);
         }
         locked(&inner.registry).users.insert(
             user.clone(),
