@@ -116,6 +116,14 @@ impl FileName {
         if value.chars().any(char::is_control) {
             return Err("file_name must not contain control characters".into());
         }
+        if let Some(c) = value.chars().find(|&c| is_hidden_format(c)) {
+            return Err(format!(
+                "file_name must not contain invisible format characters (U+{:04X}): a \
+                 right-to-left override (U+202E) can make a name ending in `gpj.exe` \
+                 show as one ending in `exe.jpg`",
+                u32::from(c)
+            ));
+        }
         if value == "." || value == ".." || value.trim().is_empty() {
             return Err("file_name must name a file".into());
         }
@@ -126,6 +134,39 @@ impl FileName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Unicode's format characters (general category Cf) that change how text
+/// around them is shown without being seen: bidirectional overrides and
+/// isolates, zero-width spaces, the byte-order mark, tags. The zero-width
+/// joiner and non-joiner (U+200C, U+200D) are allowed: emoji sequences and
+/// several scripts need them.
+pub fn is_hidden_format(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B
+            | 0x200E..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
 }
 
 /// A user id: the token's `sub`. Opaque to us, but bounded and printable.

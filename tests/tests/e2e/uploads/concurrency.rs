@@ -135,6 +135,12 @@ async fn one_request_upload_of_small_files(set: BackendSet) {
         "invalid-file-name",
     )
     .await;
+    problem_of(
+        post("report%E2%80%AEfdp.exe", vec![1]).await.expect("send"),
+        400,
+        "invalid-file-name",
+    )
+    .await;
     let no_name = app
         .client
         .post(app.url("/v1/media"))

@@ -231,6 +231,24 @@ async fn bad_input_gets_its_own_code_and_records_nothing(set: BackendSet) {
         "invalid-file-name",
     )
     .await;
+    // Invisible format characters: a right-to-left override makes
+    // `invoice\u{202E}fdp.exe` show as `invoiceexe.pdf`.
+    for name in [
+        "invoice\u{202E}fdp.exe",
+        "a\u{200B}b.txt",
+        "\u{FEFF}x.png",
+        "x\u{2066}y",
+    ] {
+        problem_of(
+            c(json!({"file_name": name, "size": 5})).await,
+            400,
+            "invalid-file-name",
+        )
+        .await;
+    }
+    // Joiners stay: emoji sequences need them.
+    let family = c(json!({"file_name": "\u{1F468}\u{200D}\u{1F469}.png", "size": 5})).await;
+    assert_eq!(family.status(), 201);
     problem_of(
         c(json!({"file_name": "a", "size": 5, "blake3": "xyz"})).await,
         400,
