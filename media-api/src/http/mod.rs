@@ -74,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::map_request(drop_unusable_request_id))
                 .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
@@ -91,6 +92,26 @@ pub fn router(state: AppState) -> Router {
                 .layer(cors(&settings.cors_origins))
                 .layer(middleware::from_fn(record_metrics)),
         )
+}
+
+/// Longest request id a client may choose.
+const MAX_REQUEST_ID: usize = 64;
+
+/// A client's `x-request-id` is kept only when it is short and plain
+/// (letters, digits, `-`, `_`, `.`, `:`), since it goes into every log line
+/// of the request; any other is dropped and one is made for the request.
+async fn drop_unusable_request_id(mut request: Request) -> Request {
+    let usable = request.headers().get(&REQUEST_ID).is_none_or(|v| {
+        let v = v.as_bytes();
+        !v.is_empty()
+            && v.len() <= MAX_REQUEST_ID
+            && v.iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    });
+    if !usable {
+        request.headers_mut().remove(&REQUEST_ID);
+    }
+    request
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

@@ -222,6 +222,22 @@ async fn errors_are_problems_with_stable_codes() {
     // Every response carries a request id, including errors.
     let r = c.get(app.url("/nope")).send().await.expect("send");
     assert!(r.headers().contains_key("x-request-id"));
+    // A client's own id is kept when it is short and plain, replaced
+    // otherwise (it goes into every log line of the request).
+    let with_id = |id: String| c.get(app.url("/healthz")).header("x-request-id", id).send();
+    let r = with_id("trace-42.a:b_c".into()).await.expect("send");
+    assert_eq!(media_e2e::header(&r, "x-request-id"), "trace-42.a:b_c");
+    for bad in [
+        "x".repeat(65),
+        "a b".into(),
+        "quote\"d".into(),
+        "sémantique".into(),
+    ] {
+        let r = with_id(bad.clone()).await.expect("send");
+        let given = media_e2e::header(&r, "x-request-id");
+        assert_ne!(given, bad);
+        assert!(uuid::Uuid::parse_str(&given).is_ok(), "{given}");
+    }
     app.stop().await;
 }
 
