@@ -31,14 +31,57 @@ pub fn load_or_create_secret_file(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("while reading {}", path.display())),
     }
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("while creating data dir {}", data_dir.display()))?;
+    private_dir(data_dir)?;
     let mut raw = [0u8; 32];
     getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     let secret = hex::encode(raw);
     write_private(&path, &secret)?;
     tracing::info!(path = %path.display(), "generated a secret");
     Ok(SecretString::from(secret))
+}
+
+/// Makes the data dir, readable by its owner only (it holds the secrets,
+/// the SQLite database and the filesystem store's blobs). One that exists
+/// already is left as the operator made it, with a warning when others
+/// may read it.
+pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    let existed = dir.exists();
+    builder
+        .create(dir)
+        .with_context(|| format!("while creating data dir {}", dir.display()))?;
+    #[cfg(unix)]
+    if existed {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(dir)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the data dir may be read by other users; it holds secrets and data: chmod 700 it"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Creates an empty file only its owner can read, unless it exists (the
+/// SQLite database: SQLite gives its journal files the same mode).
+pub fn private_file(path: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("while creating {}", path.display())),
+    }
 }
 
 /// Writes a file only its owner can read, atomically: a concurrent reader

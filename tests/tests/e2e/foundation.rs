@@ -340,3 +340,30 @@ async fn token_subcommand_mints_what_serve_accepts_and_sigterm_drains() {
         .expect("wait");
     assert!(status.success(), "exit status {status}");
 }
+
+#[tokio::test]
+async fn the_data_dir_and_the_database_are_the_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let (mut settings, dir) = test_settings(BackendSet::Embedded).await;
+    // A data dir the service makes itself, as on a first start.
+    settings.data_dir = dir.path().join("fresh").join("data");
+    let data = settings.data_dir.clone();
+    let app = TestApp::spawn_with(BackendSet::Embedded, settings, dir).await;
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&data), 0o700, "the data dir");
+    for file in ["media.db", "jwt-secret", "url-signing-secret"] {
+        assert_eq!(mode(&data.join(file)) & 0o077, 0, "{file}");
+    }
+    // SQLite gives its journal the database's mode.
+    let wal = data.join("media.db-wal");
+    if wal.exists() {
+        assert_eq!(mode(&wal) & 0o077, 0, "media.db-wal");
+    }
+    app.stop().await;
+}

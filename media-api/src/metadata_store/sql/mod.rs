@@ -90,10 +90,9 @@ impl SqlMetadataStore {
         let (url, dialect) = match &settings.database_url {
             Some(url) => (url.expose_secret().to_owned(), Dialect::Postgres),
             None => {
-                std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-                    format!("while creating data dir {}", settings.data_dir.display())
-                })?;
+                crate::secrets::private_dir(&settings.data_dir)?;
                 let path = settings.data_dir.join("media.db");
+                crate::secrets::private_file(&path)?;
                 (
                     format!("sqlite://{}?mode=rwc", path.display()),
                     Dialect::Sqlite,
