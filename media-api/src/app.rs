@@ -67,6 +67,7 @@ impl Application {
             settings.realtime.clone(),
             shutdown.clone(),
         );
+        let tokens = TokenAuthority::new(&secret).with_max_lifetime(settings.max_token_lifetime);
         let state = AppState {
             settings: Arc::new(settings),
             backends,
@@ -75,7 +76,7 @@ impl Application {
             chat,
             downloads,
             realtime,
-            tokens: TokenAuthority::new(&secret),
+            tokens,
             metrics: telemetry::metrics_handle(),
             shutdown,
         };

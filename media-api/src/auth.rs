@@ -16,9 +16,19 @@ struct Claims {
     sub: String,
     iat: u64,
     exp: u64,
+    /// Not valid before (checked when present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     scope: Option<String>,
 }
+
+/// Seconds of clock difference between the token's issuer and us that are
+/// forgiven on `exp`, `nbf` and `iat`.
+const LEEWAY_SECONDS: u64 = 5;
+
+/// The longest a token may be valid (`exp - iat`) unless configured.
+const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// Why a bearer token was refused. Each maps to one problem `code`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +45,12 @@ pub enum AuthError {
     /// Past its `exp`.
     #[error("the bearer token has expired")]
     Expired,
+    /// Its `nbf` or `iat` is still to come.
+    #[error("the bearer token is not valid yet (its nbf or iat is in the future)")]
+    NotYetValid,
+    /// Valid for longer than this service accepts (`exp - iat`).
+    #[error("the bearer token is valid for longer than the {0} s this service accepts")]
+    LifetimeTooLong(u64),
 }
 
 impl AuthError {
@@ -45,6 +61,8 @@ impl AuthError {
             Self::Malformed(_) => "token-malformed",
             Self::Invalid => "token-invalid",
             Self::Expired => "token-expired",
+            Self::NotYetValid => "token-not-yet-valid",
+            Self::LifetimeTooLong(_) => "token-lifetime-too-long",
         }
     }
 }
@@ -55,6 +73,7 @@ pub struct TokenAuthority {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    max_lifetime: Duration,
 }
 
 impl fmt::Debug for TokenAuthority {
@@ -68,13 +87,26 @@ impl TokenAuthority {
     pub fn new(secret: &SecretString) -> Self {
         let bytes = secret.expose_secret().as_bytes();
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub", "iat"]);
         Self {
             encoding: EncodingKey::from_secret(bytes),
             decoding: DecodingKey::from_secret(bytes),
             validation,
+            max_lifetime: DEFAULT_MAX_LIFETIME,
         }
+    }
+
+    /// The same authority accepting tokens valid for at most `max`.
+    pub fn with_max_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime = max;
+        self
+    }
+
+    /// The longest a token it accepts may be valid.
+    pub fn max_lifetime(&self) -> Duration {
+        self.max_lifetime
     }
 
     /// Mints a token for `user`, valid for `ttl` from now.
@@ -95,6 +127,7 @@ impl TokenAuthority {
             sub: user.as_str().to_owned(),
             iat: now,
             exp: now + ttl.as_secs().max(1),
+            nbf: None,
             scope: admin.then(|| "admin".to_owned()),
         };
         Ok(jsonwebtoken::encode(
@@ -109,9 +142,20 @@ impl TokenAuthority {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
                 ErrorKind::InvalidSignature => AuthError::Invalid,
                 _ => AuthError::Malformed(format!("the bearer token is not a valid JWT: {e}")),
             })?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if data.claims.iat > now + LEEWAY_SECONDS {
+            return Err(AuthError::NotYetValid);
+        }
+        let lifetime = data.claims.exp.saturating_sub(data.claims.iat);
+        if lifetime > self.max_lifetime.as_secs() {
+            return Err(AuthError::LifetimeTooLong(self.max_lifetime.as_secs()));
+        }
         let user = UserId::parse(&data.claims.sub).map_err(AuthError::Malformed)?;
         let admin = data
             .claims
@@ -176,5 +220,25 @@ mod tests {
             a.verify("abc.def").map(|_| ()).unwrap_err().code(),
             "token-malformed"
         );
+        let later = SystemTime::now() + Duration::from_secs(120);
+        let early = a
+            .mint_at(&user, false, later, Duration::from_secs(60))
+            .expect("mints");
+        assert_eq!(
+            a.verify(&early).map(|_| ()).unwrap_err().code(),
+            "token-not-yet-valid"
+        );
+        let long = a
+            .mint(&user, false, Duration::from_secs(24 * 3600 + 1))
+            .expect("mints");
+        assert_eq!(
+            a.verify(&long).map(|_| ()).unwrap_err().code(),
+            "token-lifetime-too-long"
+        );
+        let short = a.clone().with_max_lifetime(Duration::from_secs(30));
+        let minute = a
+            .mint(&user, false, Duration::from_secs(60))
+            .expect("mints");
+        assert!(short.verify(&minute).is_err());
     }
 }

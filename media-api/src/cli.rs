@@ -78,6 +78,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 &settings.data_dir,
             )
             .context("while loading the JWT secret")?;
+            if ttl > settings.max_token_lifetime {
+                anyhow::bail!(
+                    "--ttl {}: the service accepts tokens valid for at most {} \
+                     (MEDIA_MAX_TOKEN_LIFETIME)",
+                    humantime::format_duration(ttl),
+                    humantime::format_duration(settings.max_token_lifetime)
+                );
+            }
             let token = TokenAuthority::new(&secret).mint(&user, admin, ttl)?;
             println!("{token}");
             Ok(())

@@ -319,6 +319,15 @@ pub fn now_ms() -> i64 {
     i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// How long from now until `unix_seconds` (zero once it has passed): the
+/// life left to a token that expires then.
+pub fn millis_until(unix_seconds: u64) -> std::time::Duration {
+    let at = i64::try_from(unix_seconds)
+        .unwrap_or(i64::MAX / 2000)
+        .saturating_mul(1000);
+    std::time::Duration::from_millis(u64::try_from(at.saturating_sub(now_ms())).unwrap_or(0))
+}
+
 /// RFC 3339 in UTC with milliseconds, always the same length
 /// (`2026-11-23T08:00:00.000Z`), for a Unix-milliseconds time.
 pub fn rfc3339(ms: i64) -> String {

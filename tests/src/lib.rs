@@ -192,6 +192,26 @@ impl TestApp {
         TestApp::spawn_with(self.set, settings, dir).await
     }
 
+    /// A token for `user` that expires `left` from now (negative: ago),
+    /// issued an hour before it expires.
+    pub fn token_expiring(&self, user: &str, left: i64) -> String {
+        let now = std::time::SystemTime::now();
+        let expires = if left >= 0 {
+            now + Duration::from_secs(left.unsigned_abs())
+        } else {
+            now - Duration::from_secs(left.unsigned_abs())
+        };
+        self.state
+            .tokens
+            .mint_at(
+                &UserId::parse(user).expect("valid user"),
+                false,
+                expires - Duration::from_secs(3600),
+                Duration::from_secs(3600),
+            )
+            .expect("mint")
+    }
+
     /// Stops the server and waits for it to drain.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

@@ -66,6 +66,9 @@ pub struct Settings {
     /// identical URL and edges keyed on it hit their cache.
     #[serde(with = "humantime_serde")]
     pub download_url_window: Duration,
+    /// The longest a bearer token may be valid (`exp - iat`).
+    #[serde(with = "humantime_serde")]
+    pub max_token_lifetime: Duration,
     /// Origins browsers may call the API from (`*` allows any).
     pub cors_origins: Vec<String>,
     /// Deadline for an ordinary API request.
@@ -118,6 +121,7 @@ impl Default for Settings {
             public_base_url: None,
             cdn_base_url: None,
             download_url_window: Duration::from_secs(3600),
+            max_token_lifetime: Duration::from_secs(24 * 3600),
             cors_origins: Vec::new(),
             request_timeout: Duration::from_secs(30),
             upload_request_timeout: Duration::from_secs(15 * 60),
@@ -222,6 +226,12 @@ impl Settings {
             }
         }
         // SigV4 presigned URLs live at most 7 days; ours live up to two windows.
+        if self.max_token_lifetime.as_secs() == 0 {
+            return bad(
+                "MEDIA_MAX_TOKEN_LIFETIME (max_token_lifetime)",
+                "must be at least one second".into(),
+            );
+        }
         if self.download_url_window.is_zero()
             || self.download_url_window > Duration::from_secs(302_400)
         {

@@ -26,7 +26,7 @@ use super::auth::bearer;
 use super::problem::ApiError;
 use crate::auth::{AuthError, Caller};
 use crate::chat::ChatError;
-use crate::ids::{ConversationId, UserId, now_ms};
+use crate::ids::{ConversationId, UserId};
 use crate::realtime::frames::{self, ClientFrame};
 use crate::realtime::outbox::{Inbox, Outbox};
 use crate::realtime::{Connection, RealtimeError};
@@ -114,12 +114,7 @@ async fn session(state: AppState, caller: Caller, socket: WebSocket) {
     };
     let (closing, closed) = oneshot::channel();
     let mut writer = tokio::spawn(write(sink, inbox, Arc::clone(&conn.outbox), closed));
-    let left_ms = i64::try_from(caller.expires_at)
-        .unwrap_or(i64::MAX / 2000)
-        .saturating_mul(1000)
-        .saturating_sub(now_ms())
-        .max(0);
-    let expiry = tokio::time::sleep(Duration::from_millis(left_ms as u64));
+    let expiry = tokio::time::sleep(crate::ids::millis_until(caller.expires_at));
     tokio::pin!(expiry);
     let ending = loop {
         tokio::select! {

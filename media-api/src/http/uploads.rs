@@ -11,7 +11,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Router, extract::DefaultBodyLimit};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 
 use super::problem::{ApiError, Json, Path};
@@ -165,6 +165,7 @@ async fn events(
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let id = upload_id(&id)?;
+    let caller_expires_at = caller.expires_at;
     let rx = events::stream(
         state.uploads.clone(),
         state.media.clone(),
@@ -181,6 +182,9 @@ async fn events(
             .unwrap_or_default();
         Some((Ok(sse), rx))
     });
+    // The stream ends when the token that opened it expires.
+    let left = crate::ids::millis_until(caller_expires_at);
+    let stream = stream.take_until(tokio::time::sleep(left));
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

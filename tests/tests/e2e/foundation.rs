@@ -192,16 +192,67 @@ async fn errors_are_problems_with_stable_codes() {
         "token-invalid",
     )
     .await;
-    let expired = app
-        .state
-        .tokens
-        .mint_at(
-            &media_api::ids::UserId::parse("alice").expect("valid"),
-            false,
-            std::time::SystemTime::now() - Duration::from_secs(3600),
-            Duration::from_secs(60),
-        )
+    // Tokens not valid yet, or valid for too long, are refused too.
+    let alice = media_api::ids::UserId::parse("alice").expect("valid");
+    let tokens = &app.state.tokens;
+    let soon = std::time::SystemTime::now() + Duration::from_secs(600);
+    let early = tokens
+        .mint_at(&alice, false, soon, Duration::from_secs(60))
         .expect("mint");
+    problem_of(
+        c.get(&me).bearer_auth(early).send().await.expect("send"),
+        401,
+        "token-not-yet-valid",
+    )
+    .await;
+    let long = tokens
+        .mint(&alice, false, Duration::from_secs(24 * 3600 + 60))
+        .expect("mint");
+    problem_of(
+        c.get(&me).bearer_auth(long).send().await.expect("send"),
+        401,
+        "token-lifetime-too-long",
+    )
+    .await;
+    let secret = media_api::secrets::load_or_create_secret(None, &app.state.settings.data_dir)
+        .expect("the service's secret");
+    let key = jsonwebtoken::EncodingKey::from_secret(
+        secrecy::ExposeSecret::expose_secret(&secret).as_bytes(),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let sign = |claims: serde_json::Value| {
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).expect("sign")
+    };
+    let not_before =
+        sign(serde_json::json!({"sub": "alice", "iat": now, "exp": now + 600, "nbf": now + 300}));
+    problem_of(
+        c.get(&me)
+            .bearer_auth(not_before)
+            .send()
+            .await
+            .expect("send"),
+        401,
+        "token-not-yet-valid",
+    )
+    .await;
+    let no_iat = sign(serde_json::json!({"sub": "alice", "exp": now + 600}));
+    problem_of(
+        c.get(&me).bearer_auth(no_iat).send().await.expect("send"),
+        401,
+        "token-malformed",
+    )
+    .await;
+    let fine = sign(serde_json::json!({"sub": "alice", "iat": now, "exp": now + 600, "nbf": now}));
+    json_of(
+        c.get(&me).bearer_auth(fine).send().await.expect("send"),
+        200,
+    )
+    .await;
+
+    let expired = app.token_expiring("alice", -3540);
     problem_of(
         c.get(&me).bearer_auth(expired).send().await.expect("send"),
         401,

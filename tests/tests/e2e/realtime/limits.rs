@@ -2,10 +2,7 @@
 //! an oversized frame (1009), an expired token (4001), a reader too slow
 //! (4008) without the node's memory growing, and shutdown (1012).
 
-use std::time::SystemTime;
-
 use super::*;
-use media_api::ids::UserId;
 use media_e2e::{Ended, ServiceProcess, Socket, both_sets, free_port};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -68,18 +65,7 @@ async fn a_frame_over_the_limit_closes_the_socket_with_1009(set: BackendSet) {
 both_sets!(an_expired_token_closes_the_socket_with_4001);
 async fn an_expired_token_closes_the_socket_with_4001(set: BackendSet) {
     let app = spawn(set, |_| {}).await;
-    // Issued an hour ago for an hour and two seconds: two seconds left.
-    let issued = SystemTime::now() - Duration::from_secs(3600);
-    let token = app
-        .state
-        .tokens
-        .mint_at(
-            &UserId::parse("alice").expect("id"),
-            false,
-            issued,
-            Duration::from_secs(3602),
-        )
-        .expect("mint");
+    let token = app.token_expiring("alice", 2);
     let mut socket = app.socket(&token).await;
     ready(&mut socket).await;
     assert_eq!(

@@ -340,3 +340,38 @@ async fn chunks_past_the_memory_budget_wait_instead_of_failing(set: BackendSet) 
     );
     service.kill().await;
 }
+
+both_sets!(an_event_stream_ends_when_its_token_expires);
+async fn an_event_stream_ends_when_its_token_expires(set: BackendSet) {
+    use futures_util::StreamExt;
+    let app = TestApp::spawn(set).await;
+    let alice = app.user("alice");
+    let session = alice.open("slow.bin", 1 << 20).await;
+    let id = session["upload_id"].as_str().expect("id");
+    let token = app.token_expiring("alice", 2);
+    let r = app
+        .client
+        .get(app.url(&format!("/v1/uploads/{id}/events")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(r.status(), 200);
+    let started = std::time::Instant::now();
+    let mut body = r.bytes_stream();
+    let ended = tokio::time::timeout(Duration::from_secs(8), async {
+        while let Some(chunk) = body.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream outlived its token");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    app.stop().await;
+}
