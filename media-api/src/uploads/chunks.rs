@@ -78,11 +78,28 @@ impl UploadService {
         let data = received.data.unwrap_or_default();
         let key = &upload.storage_key;
         let multipart = MultipartId(upload.multipart_id.clone());
-        let etag = self
+        let etag = match self
             .backends
             .blobs
             .upload_part(key, &multipart, number, data, received.sha256)
-            .await?;
+            .await
+        {
+            Ok(etag) => etag,
+            Err(e) => {
+                // The session may have ended while the body came in (expired
+                // and reaped by the janitor, or aborted), its multipart with
+                // it: that is the answer, not a store fault.
+                if let Ok(now) = self.load_by_id(upload.upload_id).await {
+                    if super::is_expired(&now) {
+                        return Err(UploadError::Expired);
+                    }
+                    if now.state == UploadState::Aborted {
+                        return Err(UploadError::Aborted);
+                    }
+                }
+                return Err(e.into());
+            }
+        };
         let record = ChunkRecord {
             number,
             size: expected,

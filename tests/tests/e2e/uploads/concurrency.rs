@@ -375,3 +375,38 @@ async fn an_event_stream_ends_when_its_token_expires(set: BackendSet) {
     );
     app.stop().await;
 }
+
+both_sets!(a_chunk_whose_session_expires_while_it_arrives_is_gone_not_unavailable);
+async fn a_chunk_whose_session_expires_while_it_arrives_is_gone_not_unavailable(set: BackendSet) {
+    let (mut settings, dir) = test_settings(set).await;
+    settings.limits.upload_expiry = Duration::from_secs(2);
+    settings.janitor_interval = Duration::from_millis(200);
+    let app = TestApp::spawn_with(set, settings, dir).await;
+    let alice = app.user("alice");
+    let data = random_bytes(1 << 20, 41);
+    let session = alice.open("late.bin", data.len()).await;
+    let id = session["upload_id"].as_str().expect("id").to_owned();
+    // Half the chunk now, the rest after the session has expired and the
+    // janitor has taken its multipart upload away.
+    let (first, rest) = data.split_at(data.len() / 2);
+    let (first, rest) = (
+        bytes::Bytes::copy_from_slice(first),
+        bytes::Bytes::copy_from_slice(rest),
+    );
+    let body = futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(
+        futures_util::stream::once(async move {
+            tokio::time::sleep(Duration::from_millis(3500)).await;
+            Ok::<_, std::io::Error>(rest)
+        }),
+    );
+    let r = app
+        .client
+        .put(app.url(&format!("/v1/uploads/{id}/chunks/1")))
+        .bearer_auth(&alice.token)
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .expect("put");
+    problem_of(r, 410, "upload-expired").await;
+    app.stop().await;
+}
