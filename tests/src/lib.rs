@@ -192,6 +192,18 @@ impl TestApp {
         TestApp::spawn_with(self.set, settings, dir).await
     }
 
+    /// A token with the `admin` scope (operators: `/metrics`, `/readyz` in detail).
+    pub fn admin_token(&self) -> String {
+        self.state
+            .tokens
+            .mint(
+                &UserId::parse("operator").expect("valid user"),
+                true,
+                Duration::from_secs(3600),
+            )
+            .expect("mint")
+    }
+
     /// A token for `user` that expires `left` from now (negative: ago),
     /// issued an hour before it expires.
     pub fn token_expiring(&self, user: &str, left: i64) -> String {

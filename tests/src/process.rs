@@ -154,6 +154,17 @@ impl ServiceProcess {
         Self::start_with(settings, port, secret, &[]).await
     }
 
+    /// A token with the `admin` scope.
+    pub fn admin_token(&self) -> String {
+        self.tokens
+            .mint(
+                &UserId::parse("operator").expect("valid user"),
+                true,
+                Duration::from_secs(3600),
+            )
+            .expect("mint")
+    }
+
     /// A valid bearer token for `user`.
     pub fn token(&self, user: &str) -> String {
         self.tokens
@@ -168,7 +179,11 @@ impl ServiceProcess {
     /// The sum of this process's samples of a metric whose labels include
     /// every `key="value"` in `labels`.
     pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.base))
+        let admin = self.admin_token();
+        let text = reqwest::Client::new()
+            .get(format!("{}/metrics", self.base))
+            .bearer_auth(admin)
+            .send()
             .await
             .expect("metrics")
             .text()

@@ -17,14 +17,14 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let authority = <TokenAuthority as axum::extract::FromRef<S>>::from_ref(state);
-        let token = bearer(parts)?.ok_or(AuthError::Missing)?;
+        let token = bearer(&parts.headers)?.ok_or(AuthError::Missing)?;
         Ok(authority.verify(token)?)
     }
 }
 
 /// The bearer token of the `Authorization` header, if there is one.
-pub(super) fn bearer(parts: &Parts) -> Result<Option<&str>, AuthError> {
-    let Some(header) = parts.headers.get(AUTHORIZATION) else {
+pub(super) fn bearer(headers: &axum::http::HeaderMap) -> Result<Option<&str>, AuthError> {
+    let Some(header) = headers.get(AUTHORIZATION) else {
         return Ok(None);
     };
     header
@@ -39,4 +39,16 @@ pub(super) fn bearer(parts: &Parts) -> Result<Option<&str>, AuthError> {
         .ok_or_else(|| {
             AuthError::Malformed("the Authorization header must be `Bearer <token>`".into())
         })
+}
+
+/// Whether the request's bearer token carries the `admin` scope: `Ok(false)`
+/// without a token, an error for a bad one.
+pub(super) fn admin_of(
+    headers: &axum::http::HeaderMap,
+    tokens: &TokenAuthority,
+) -> Result<bool, AuthError> {
+    match bearer(headers)? {
+        None => Ok(false),
+        Some(token) => Ok(tokens.verify(token)?.admin),
+    }
 }

@@ -1,12 +1,16 @@
-//! `/healthz`, `/readyz` and `/metrics`.
+//! `/healthz`, `/readyz` and `/metrics`. What a load balancer needs is open
+//! (`/healthz`, and `/readyz` as a bare status); what tells an attacker
+//! about the deployment (each backend's kind and errors, the job queue,
+//! every metric) needs a token with the `admin` scope.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use super::auth::admin_of;
 use super::problem::ApiError;
 use super::state::AppState;
 
@@ -22,8 +26,10 @@ async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// 200 when every backend answers; 503 naming each one that does not.
-async fn readyz(State(state): State<AppState>) -> Response {
+/// 200 when every backend answers, 503 when one does not. With an admin
+/// token: each backend's kind and error, and the processing queue.
+async fn readyz(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let detailed = matches!(admin_of(&headers, &state.tokens), Ok(true));
     let mut backends = serde_json::Map::new();
     let mut down = Vec::new();
     for probe in state.backends.readiness().await {
@@ -44,27 +50,39 @@ async fn readyz(State(state): State<AppState>) -> Response {
             processing[job_state.as_str()] = Value::from(n);
         }
     }
-    if down.is_empty() {
-        (
+    match (down.is_empty(), detailed) {
+        (true, true) => (
             StatusCode::OK,
             Json(json!({ "status": "ready", "backends": backends, "processing": processing })),
         )
-            .into_response()
-    } else {
-        ApiError::unavailable("not-ready", format!("not ready: {}", down.join("; ")))
-            .with("backends", backends)
-            .into_response()
+            .into_response(),
+        (true, false) => (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response(),
+        (false, true) => {
+            ApiError::unavailable("not-ready", format!("not ready: {}", down.join("; ")))
+                .with("backends", backends)
+                .into_response()
+        }
+        (false, false) => {
+            ApiError::unavailable("not-ready", "a backend is not ready").into_response()
+        }
     }
 }
 
-/// Prometheus text exposition.
-async fn metrics(State(state): State<AppState>) -> Response {
-    (
+/// Prometheus text exposition, for an admin token.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if !admin_of(&headers, &state.tokens)? {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "admin-required",
+            "/metrics needs a token with the admin scope",
+        ));
+    }
+    Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         state.metrics.render(),
     )
-        .into_response()
+        .into_response())
 }

@@ -59,7 +59,7 @@ impl FromRequestParts<AppState> for SocketCaller {
         let query = Query::<TokenQuery>::try_from_uri(&parts.uri)
             .map(|q| q.0.access_token)
             .unwrap_or(None);
-        let token = match bearer(parts)? {
+        let token = match bearer(&parts.headers)? {
             Some(t) => t.to_owned(),
             None => query.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?,
         };

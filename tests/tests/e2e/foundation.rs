@@ -23,9 +23,22 @@ async fn health_and_readiness_on_both_backend_sets(set: BackendSet) {
         .expect("healthz");
     assert_eq!(json_of(health, 200).await["status"], "ok");
 
+    // A load balancer sees the status alone.
+    let bare = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(
+        json_of(bare, 200).await,
+        serde_json::json!({"status": "ready"})
+    );
+    // An operator sees each backend.
     let ready = app
         .client
         .get(app.url("/readyz"))
+        .bearer_auth(app.admin_token())
         .send()
         .await
         .expect("readyz");
@@ -38,12 +51,28 @@ async fn health_and_readiness_on_both_backend_sets(set: BackendSet) {
         assert_eq!(body["backends"][backend]["kind"], kind, "{body}");
         assert_eq!(body["backends"][backend]["up"], true, "{body}");
     }
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
+    let metrics = |token: Option<String>| {
+        let r = app.client.get(app.url("/metrics"));
+        match token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
         .send()
-        .await
-        .expect("metrics");
+    };
+    problem_of(metrics(None).await.expect("metrics"), 403, "admin-required").await;
+    problem_of(
+        metrics(Some(app.token("alice"))).await.expect("metrics"),
+        403,
+        "admin-required",
+    )
+    .await;
+    problem_of(
+        metrics(Some("nope".into())).await.expect("metrics"),
+        401,
+        "token-malformed",
+    )
+    .await;
+    let metrics = metrics(Some(app.admin_token())).await.expect("metrics");
     assert_eq!(metrics.status(), 200);
     let text = metrics.text().await.expect("text");
     assert!(text.contains("http_requests_total"), "{text}");
@@ -84,6 +113,7 @@ async fn ready_status(app: &TestApp) -> (u16, serde_json::Value) {
     let r = app
         .client
         .get(app.url("/readyz"))
+        .bearer_auth(app.admin_token())
         .send()
         .await
         .expect("readyz");
@@ -121,6 +151,19 @@ async fn readiness_names_a_backend_that_is_down_and_recovers_without_restart() {
     assert_eq!(body["backends"]["progress"]["up"], false, "{body}");
     assert_eq!(body["backends"]["metadata"]["up"], true, "{body}");
     assert_eq!(body["backends"]["blobs"]["up"], true, "{body}");
+    // Without an admin token: that it is not ready, not why.
+    let bare = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    let bare = problem_of(bare, 503, "not-ready").await;
+    assert!(bare.get("backends").is_none(), "{bare}");
+    assert!(
+        !bare["detail"].as_str().unwrap_or("").contains("redis"),
+        "{bare}"
+    );
 
     let _redis = PrivateRedis::start(port);
     assert!(

@@ -305,8 +305,13 @@ async fn serve_on_the_real_backends_processes_uploads_or_says_why_not() {
                 .unwrap_or("")
                 .to_owned()
         };
+        let admin = service.admin_token();
         let readyz = || async {
-            let r = client.get(format!("{base}/readyz")).send().await;
+            let r = client
+                .get(format!("{base}/readyz"))
+                .bearer_auth(&admin)
+                .send()
+                .await;
             json_of(r.expect("readyz"), 200).await
         };
         let ready = readyz().await;
