@@ -167,12 +167,15 @@ pub trait JobQueue: Send + Sync + 'static {
     ) -> Result<bool, MetadataError>;
 
     /// Gives the job back to run again at `retry_at` (Unix ms), or with
-    /// `None` marks it dead and the content failed with `error`.
+    /// `None` marks it dead and the content failed. `error` is the job's
+    /// record for operators; `shown` is the content's failure reason, what
+    /// its readers see.
     async fn fail(
         &self,
         job: &Job,
         worker: &str,
         error: &str,
+        shown: &str,
         retry_at: Option<i64>,
     ) -> Result<(), MetadataError>;
 

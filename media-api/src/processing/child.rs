@@ -56,15 +56,35 @@ impl FailureKind {
 pub(crate) struct JobFailure {
     /// What kind of failure.
     pub(crate) kind: FailureKind,
+    /// In full, for the log and the job's record.
     reason: String,
+    /// For the media's readers: nothing of the service's internals.
+    shown: String,
 }
 
 impl JobFailure {
     /// A failure of the media or its decoder.
     pub(crate) fn media(kind: FailureKind, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
         Self {
             kind,
-            reason: reason.into(),
+            shown: reason.clone(),
+            reason,
+        }
+    }
+
+    /// The processor exited with `code`, saying `message` on its way out
+    /// (which may name files of ours: it is kept from the media's readers).
+    fn processor(code: i32, message: &str) -> Self {
+        let shown = format!("the media processor exited with status {code}");
+        Self {
+            kind: FailureKind::Processor,
+            reason: if message.is_empty() {
+                shown.clone()
+            } else {
+                format!("the media processor failed: {message}")
+            },
+            shown,
         }
     }
 
@@ -73,9 +93,21 @@ impl JobFailure {
         Self {
             kind: FailureKind::Backend,
             reason: e.to_string(),
+            shown: BACKEND_FAILURE.to_owned(),
         }
     }
+
+    /// What the media's readers are told: the media's own faults, ours
+    /// without a word of their internals (paths, backends and hosts are in
+    /// the log and the job's record).
+    pub(crate) fn shown(&self) -> String {
+        self.shown.clone()
+    }
 }
+
+/// What a member sees when processing failed on the service's side.
+pub(crate) const BACKEND_FAILURE: &str =
+    "the service could not process this media; the fault is on its side and has been logged";
 
 impl std::fmt::Display for JobFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -144,14 +176,11 @@ pub(crate) async fn run_render(
         let message = message.trim_start_matches("media-render: ").to_owned();
         return Err(match output.status.code() {
             Some(EXIT_MEDIA_REFUSED) => JobFailure::media(FailureKind::Refused, message),
-            Some(code) => JobFailure::media(
-                FailureKind::Processor,
-                if message.is_empty() {
-                    format!("the media processor exited with status {code}")
-                } else {
-                    format!("the media processor failed: {message}")
-                },
-            ),
+            // The shell could not run the program: an installation fault.
+            Some(code @ (126 | 127)) => JobFailure::backend(format!(
+                "the render program could not be run (status {code}): {message}"
+            )),
+            Some(code) => JobFailure::processor(code, &message),
             None => JobFailure::media(
                 FailureKind::Crash,
                 "the media processor crashed (killed by a signal: out of memory, CPU time, or a decoder fault)",

@@ -61,7 +61,7 @@ impl Worker {
         if job.attempts > job.max_attempts {
             // Its workers kept dying mid-job (each claim counts).
             let reason = format!("gave up after {} attempts", job.max_attempts);
-            let _ = jobs.fail(&job, &self.id, &reason, None).await;
+            let _ = jobs.fail(&job, &self.id, &reason, &reason, None).await;
             metrics::counter!("job_failures_total", "reason" => FailureKind::Attempts.as_str())
                 .increment(1);
             self.announce(
@@ -124,12 +124,13 @@ impl Worker {
                 tracing::warn!(error = %reason, retry = retry_at.is_some(), "job failed");
                 metrics::counter!("job_failures_total", "reason" => failure.kind.as_str())
                     .increment(1);
-                match jobs.fail(&job, &self.id, &reason, retry_at).await {
+                let shown = failure.shown();
+                match jobs.fail(&job, &self.id, &reason, &shown, retry_at).await {
                     Err(e) => tracing::error!(error = %e, "could not record a failed job"),
                     Ok(()) if retry_at.is_none() => {
                         self.announce(
                             &job,
-                            serde_json::json!({ "status": "failed", "reason": reason }),
+                            serde_json::json!({ "status": "failed", "reason": shown }),
                         )
                         .await;
                     }

@@ -390,7 +390,7 @@ async fn jobs_are_leased_heartbeaten_retried_and_dead_after_their_attempts(set: 
     );
     // A failure with a retry time: queued again, not before that time.
     s.jobs
-        .fail(&job, "w1", "transient", Some(now_ms() + 300))
+        .fail(&job, "w1", "transient", "transient", Some(now_ms() + 300))
         .await
         .expect("fail");
     assert!(s.jobs.claim("w2", lease).await.expect("claim").is_none());
@@ -420,7 +420,7 @@ async fn jobs_are_leased_heartbeaten_retried_and_dead_after_their_attempts(set: 
     assert_eq!(third.attempts, 3, "{set:?}: each claim counts");
     // Dead letter: no retry time marks it dead and the media failed.
     s.jobs
-        .fail(&third, "w3", "gave up", None)
+        .fail(&third, "w3", "gave up", "gave up", None)
         .await
         .expect("fail");
     assert!(s.jobs.claim("w4", lease).await.expect("claim").is_none());

@@ -185,6 +185,7 @@ impl JobQueue for SqlMetadataStore {
         job: &Job,
         worker: &str,
         error: &str,
+        shown: &str,
         retry_at: Option<i64>,
     ) -> Result<(), MetadataError> {
         let now = now_ms();
@@ -211,7 +212,7 @@ impl JobQueue for SqlMetadataStore {
             sqlx::query(
                 "update blobs set processing = 'failed', processing_error = $1 where blake3 = $2",
             )
-            .bind(error)
+            .bind(shown)
             .bind(job.blake3.to_hex())
             .execute(&mut *tx)
             .await?;

@@ -344,3 +344,24 @@ async fn content_uploaded_by_two_users_is_processed_once(set: BackendSet) {
     // The job's metrics: metrics::each_process_counts_its_own_events.
     app.stop().await;
 }
+
+both_sets!(a_failure_on_the_services_side_shows_none_of_its_internals);
+async fn a_failure_on_the_services_side_shows_none_of_its_internals(set: BackendSet) {
+    // The worker cannot start its decoder: a fault of ours, not the media's.
+    let (mut settings, dir) = test_settings(set).await;
+    settings.jobs.serve_workers = Some(1);
+    settings.jobs.max_attempts = 1;
+    settings.jobs.poll_interval = Duration::from_millis(200);
+    let missing = dir.path().join("secret-location").join("media-render");
+    settings.jobs.render_program = Some(missing);
+    let app = TestApp::spawn_with(set, settings, dir).await;
+    let alice = app.user("alice");
+    let done = post(&alice, "fine.png", "image/png", good_png(3)).await;
+    let media = settled(&alice, done["media_id"].as_str().expect("id")).await;
+    assert_eq!(media["status"], "failed", "{media}");
+    let reason = media["failure_reason"].as_str().unwrap_or("");
+    assert!(!reason.contains("secret-location"), "{reason}");
+    assert!(!reason.contains('/'), "no path: {reason}");
+    assert!(reason.contains("logged"), "{reason}");
+    app.stop().await;
+}
