@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use media_e2e::both_sets;
+use media_e2e::metric_in;
 use media_e2e::{
     BackendSet, ServiceProcess, eventually, free_port, json_of, test_image, test_settings,
 };
@@ -137,5 +138,42 @@ async fn each_process_counts_its_own_events(set: BackendSet) {
     );
     assert_eq!(m("gc_blobs_deleted_total", &[]).await, 1.0, "{set:?}");
     assert_eq!(m("gc_bytes_deleted_total", &[]).await, image.len() as f64);
+    service.kill().await;
+}
+
+#[tokio::test]
+async fn invented_methods_make_no_new_time_series() {
+    let (settings, _dir) = test_settings(BackendSet::Embedded).await;
+    let service = ServiceProcess::start(
+        &settings,
+        free_port(),
+        "metrics-method-secret-long-enough-0123456789",
+    )
+    .await;
+    let client = reqwest::Client::new();
+    for i in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("BREW{i}").as_bytes()).expect("method");
+        let r = client
+            .request(method, format!("{}/v1/me", service.base))
+            .send()
+            .await
+            .expect("send");
+        assert!(r.status().is_client_error(), "{}", r.status());
+    }
+    let text = client
+        .get(format!("{}/metrics", service.base))
+        .bearer_auth(service.admin_token())
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(!text.contains("BREW"), "an invented method became a label");
+    assert_eq!(
+        metric_in(&text, "http_requests_total", &["method=\"other\""]),
+        20.0,
+        "{text}"
+    );
     service.kill().await;
 }
