@@ -12,13 +12,14 @@ use crate::progress_bus::EventKind;
 use crate::progress_bus::upload_topic;
 
 impl UploadService {
-    /// Moves a session to a final state and drops everything it held.
+    /// Moves a session to a final state and drops everything it held;
+    /// answers whether it moved it (another call may have first).
     pub(super) async fn drop_session(
         &self,
         upload: &UploadRecord,
         from: UploadState,
         to: UploadState,
-    ) {
+    ) -> bool {
         let id = upload.upload_id;
         let moved = self
             .backends
@@ -26,7 +27,7 @@ impl UploadService {
             .transition(id, &[from], to, None)
             .await;
         if !matches!(moved, Ok(true)) {
-            return;
+            return false;
         }
         {
             let key = &upload.storage_key;
@@ -39,6 +40,7 @@ impl UploadService {
             tracing::warn!(error = %e, upload = %id, "could not drop chunk records");
         }
         let _ = self.backends.progress.forget(&upload_topic(id)).await;
+        true
     }
 
     /// Aborts a session (`DELETE`). Aborting twice is fine.
@@ -71,21 +73,40 @@ impl UploadService {
     }
 
     /// Expires sessions past their expiry (the janitor's step): aborts their
-    /// multipart uploads, drops their chunks and live views. Returns how many.
+    /// multipart uploads, drops their chunks and live views. Goes on batch
+    /// after batch until none is due, however many there are; answers how
+    /// many it expired.
     pub async fn expire_due(&self) -> Result<usize, UploadError> {
-        let due = self.backends.uploads.expired_uploads(now_ms(), 100).await?;
-        let count = due.len();
-        for upload in due {
-            self.drop_session(&upload, UploadState::Receiving, UploadState::Expired)
-                .await;
-            self.publish(
-                upload.upload_id,
-                EventKind::Aborted,
-                serde_json::json!({ "reason": "expired" }),
-            )
-            .await;
+        const BATCH: u32 = 100;
+        let mut expired = 0;
+        loop {
+            let due = self
+                .backends
+                .uploads
+                .expired_uploads(now_ms(), BATCH)
+                .await?;
+            let full = due.len() == BATCH as usize;
+            let mut moved = 0;
+            for upload in due {
+                if self
+                    .drop_session(&upload, UploadState::Receiving, UploadState::Expired)
+                    .await
+                {
+                    moved += 1;
+                    self.publish(
+                        upload.upload_id,
+                        EventKind::Aborted,
+                        serde_json::json!({ "reason": "expired" }),
+                    )
+                    .await;
+                }
+            }
+            expired += moved;
+            // A batch that moved nothing would come back the same: stop.
+            if !full || moved == 0 {
+                return Ok(expired);
+            }
         }
-        Ok(count)
     }
 }
 

@@ -305,3 +305,47 @@ async fn expired_sessions_are_aborted_by_the_janitor(set: BackendSet) {
     .await;
     app.stop().await;
 }
+
+both_sets!(the_janitor_keeps_up_with_any_number_of_expired_sessions);
+async fn the_janitor_keeps_up_with_any_number_of_expired_sessions(set: BackendSet) {
+    const SESSIONS: usize = 250;
+    let (mut settings, dir) = test_settings(set).await;
+    settings.limits.upload_expiry = Duration::from_millis(300);
+    // Its own runs stay out of the way: the test runs one step by hand.
+    settings.janitor_interval = Duration::from_secs(3600);
+    let app = TestApp::spawn_with(set, settings, dir).await;
+    let alice = app.user("alice");
+    let ids: Vec<String> = futures_util::stream::iter(0..SESSIONS)
+        .map(|i| {
+            let alice = alice.clone();
+            async move {
+                let s = alice.open(&format!("left-{i}.bin"), 1000).await;
+                s["upload_id"].as_str().expect("id").to_owned()
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // One step expires every one that is due, not a fixed hundred.
+    assert_eq!(
+        app.state.uploads.expire_due().await.expect("janitor"),
+        SESSIONS
+    );
+    for id in &ids {
+        let record = app
+            .state
+            .backends
+            .uploads
+            .upload(media_api::ids::UploadId::parse(id).expect("id"))
+            .await
+            .expect("read")
+            .expect("kept");
+        assert_eq!(
+            record.state,
+            media_api::metadata_store::UploadState::Expired
+        );
+    }
+    assert_eq!(app.state.uploads.expire_due().await.expect("janitor"), 0);
+    app.stop().await;
+}
