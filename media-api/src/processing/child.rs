@@ -20,6 +20,8 @@ pub(crate) enum FailureKind {
     Refused,
     /// The child ran past the wall-clock limit.
     Timeout,
+    /// The child used up its CPU-time limit (`SIGXCPU`).
+    CpuLimit,
     /// The child exited with an error of its own.
     Processor,
     /// The child was killed by a signal (memory, CPU time, a decoder fault)
@@ -37,6 +39,7 @@ impl FailureKind {
         match self {
             Self::Refused => "refused",
             Self::Timeout => "timeout",
+            Self::CpuLimit => "cpu_limit",
             Self::Processor => "processor",
             Self::Crash => "crash",
             Self::Attempts => "attempts",
@@ -44,10 +47,15 @@ impl FailureKind {
         }
     }
 
-    /// A refusal comes out the same every time; a crash, a timeout or a
-    /// backend error may not.
+    /// A refusal comes out the same every time, and so does a job that ran
+    /// out of its time or CPU: the same media would use them up again, and
+    /// retrying would spend them again. A crash or a backend error may not
+    /// recur.
     pub(crate) fn retryable(self) -> bool {
-        !matches!(self, Self::Refused | Self::Attempts)
+        !matches!(
+            self,
+            Self::Refused | Self::Attempts | Self::Timeout | Self::CpuLimit
+        )
     }
 }
 
@@ -118,6 +126,22 @@ impl std::fmt::Display for JobFailure {
     }
 }
 
+/// The signal sent to a process past its CPU-time limit.
+const SIGXCPU: i32 = 24;
+
+/// The signal that ended a process, if one did.
+fn killed_by(status: &std::process::ExitStatus) -> Option<i32> {
+    #[cfg(unix)]
+    {
+        std::os::unix::process::ExitStatusExt::signal(status)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = status;
+        None
+    }
+}
+
 /// The program each job runs: `jobs.render_program`, or `media-render`
 /// installed beside the service's own binary.
 pub(crate) fn render_program(settings: &Settings) -> anyhow::Result<PathBuf> {
@@ -181,9 +205,16 @@ pub(crate) async fn run_render(
                 "the render program could not be run (status {code}): {message}"
             )),
             Some(code) => JobFailure::processor(code, &message),
+            None if killed_by(&output.status) == Some(SIGXCPU) => JobFailure::media(
+                FailureKind::CpuLimit,
+                format!(
+                    "processing used more than the {} CPU seconds allowed",
+                    limits.cpu_seconds
+                ),
+            ),
             None => JobFailure::media(
                 FailureKind::Crash,
-                "the media processor crashed (killed by a signal: out of memory, CPU time, or a decoder fault)",
+                "the media processor crashed (killed by a signal: out of memory, or a decoder fault)",
             ),
         });
     }
@@ -202,14 +233,19 @@ mod tests {
     #[test]
     fn only_transient_failures_are_retried() {
         for kind in [
-            FailureKind::Timeout,
             FailureKind::Processor,
             FailureKind::Crash,
             FailureKind::Backend,
         ] {
             assert!(kind.retryable(), "{kind:?}");
         }
-        assert!(!FailureKind::Refused.retryable());
-        assert!(!FailureKind::Attempts.retryable());
+        for kind in [
+            FailureKind::Refused,
+            FailureKind::Attempts,
+            FailureKind::Timeout,
+            FailureKind::CpuLimit,
+        ] {
+            assert!(!kind.retryable(), "{kind:?}");
+        }
     }
 }

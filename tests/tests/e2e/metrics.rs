@@ -177,3 +177,72 @@ async fn invented_methods_make_no_new_time_series() {
     );
     service.kill().await;
 }
+
+#[tokio::test]
+async fn a_job_out_of_time_fails_once_and_is_not_retried() {
+    let (settings, _dir) = test_settings(BackendSet::Embedded).await;
+    let service = ServiceProcess::start_with(
+        &settings,
+        free_port(),
+        "metrics-timeout-secret-long-enough-0123456789",
+        &[
+            ("MEDIA_JOBS__SERVE_WORKERS", "1"),
+            ("MEDIA_JOBS__POLL_INTERVAL", "100ms"),
+            // No decoder starts and finishes in this: every job runs out.
+            ("MEDIA_JOBS__TIMEOUT", "5ms"),
+            ("MEDIA_JOBS__MAX_ATTEMPTS", "3"),
+            ("MEDIA_JOBS__BACKOFF", "50ms"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let token = service.token("alice");
+    let png = test_image(image::ImageFormat::Png, 640, 480, 9);
+    let r = client
+        .post(format!("{}/v1/media?file_name=slow.png", service.base))
+        .bearer_auth(&token)
+        .body(png)
+        .send()
+        .await
+        .expect("post");
+    let id = json_of(r, 201).await["media_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let path = format!("{}/v1/media/{id}", service.base);
+    let failed = eventually(Duration::from_secs(30), || async {
+        let r = client
+            .get(&path)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("get");
+        json_of(r, 200).await["status"] == "failed"
+    })
+    .await;
+    assert!(failed, "the job did not fail");
+    let r = client
+        .get(&path)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get");
+    let media = json_of(r, 200).await;
+    assert!(
+        media["failure_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("longer than"),
+        "{media}"
+    );
+    // Give a retry, were there one, the time to run.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        service
+            .metric("job_failures_total", &["reason=\"timeout\""])
+            .await,
+        1.0,
+        "a job out of time ran again"
+    );
+    service.kill().await;
+}
