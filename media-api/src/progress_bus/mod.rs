@@ -237,6 +237,12 @@ pub trait ProgressBus: Send + Sync + 'static {
     async fn presence_reap(&self, now: i64) -> Result<Vec<(String, i64)>, ProgressError>;
 }
 
+impl std::fmt::Debug for dyn ProgressBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kind())
+    }
+}
+
 /// Builds the bus the settings name.
 pub async fn from_settings(settings: &Settings) -> anyhow::Result<Arc<dyn ProgressBus>> {
     use secrecy::ExposeSecret;

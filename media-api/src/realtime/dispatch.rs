@@ -201,12 +201,8 @@ pub(super) async fn dispatch_presence(inner: Arc<Inner>, user: UserId, mut event
         let Some(followed) = registry.presence.get(&user) else {
             continue;
         };
-        for local in registry.users.values() {
-            for (id, conn) in &local.connections {
-                if followed.by.contains(id) {
-                    conn.send(Arc::clone(&frame));
-                }
-            }
+        for conn in followed.by.values() {
+            conn.send(Arc::clone(&frame));
         }
     }
 }

@@ -126,9 +126,10 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Registry {
     users: HashMap<UserId, LocalUser>,
     /// Each followed conversation: its local members.
-    conversations: HashMap<ConversationId, Followed<UserId>>,
-    /// Each user whose presence is followed: the local connections that do.
-    presence: HashMap<UserId, Followed<u64>>,
+    conversations: HashMap<ConversationId, Followed<HashSet<UserId>>>,
+    /// Each user whose presence is followed: the local connections that do,
+    /// by id (a change reaches them without a look at any other).
+    presence: HashMap<UserId, Followed<HashMap<u64, Arc<Connection>>>>,
 }
 
 #[derive(Debug)]
@@ -139,9 +140,10 @@ struct LocalUser {
     _topic: Task,
 }
 
+/// A topic the node follows, and who here follows it.
 #[derive(Debug)]
-struct Followed<K> {
-    by: HashSet<K>,
+struct Followed<By> {
+    by: By,
     _task: Task,
 }
 
@@ -164,12 +166,6 @@ struct Inner {
     follows: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
     stop: CancellationToken,
-}
-
-impl std::fmt::Debug for dyn ProgressBus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.kind())
-    }
 }
 
 impl Gateway {
@@ -253,7 +249,7 @@ impl Gateway {
             first
         };
         if came_online {
-            self.announce_presence(&user, true).await;
+            self.came_online(&user).await;
         }
         conn.keep(tokio::spawn(read_log(
             Arc::clone(inner),
@@ -412,13 +408,13 @@ impl Gateway {
                     locked(&inner.registry).presence.insert(
                         user.clone(),
                         Followed {
-                            by: HashSet::new(),
+                            by: HashMap::new(),
                             _task: Task(task),
                         },
                     );
                 }
                 if let Some(f) = locked(&inner.registry).presence.get_mut(user) {
-                    f.by.insert(conn.id);
+                    f.by.insert(conn.id, Arc::clone(conn));
                 }
                 locked(&conn.presence).insert(user.clone());
             }
@@ -504,7 +500,9 @@ impl Gateway {
         Ok(())
     }
 
-    async fn announce_presence(&self, user: &UserId, online: bool) {
+    /// Records the user's first connection here; tells their followers
+    /// when no node had them before.
+    async fn came_online(&self, user: &UserId) {
         let inner = &self.inner;
         let until = now_ms() + millis(inner.settings.presence_expiry);
         match inner
@@ -514,7 +512,7 @@ impl Gateway {
         {
             Ok(true) => {
                 let p = Presence {
-                    online,
+                    online: true,
                     last_seen: None,
                 };
                 publish_presence(inner, user, p).await;
