@@ -179,17 +179,20 @@ impl ServiceProcess {
     /// The sum of this process's samples of a metric whose labels include
     /// every `key="value"` in `labels`.
     pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
-        let admin = self.admin_token();
-        let text = reqwest::Client::new()
+        metric_in(&self.metrics_text().await, name, labels)
+    }
+
+    /// Its whole `/metrics` page, read with an admin token.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::Client::new()
             .get(format!("{}/metrics", self.base))
-            .bearer_auth(admin)
+            .bearer_auth(self.admin_token())
             .send()
             .await
             .expect("metrics")
             .text()
             .await
-            .expect("text");
-        metric_in(&text, name, labels)
+            .expect("text")
     }
 
     /// Its process id.

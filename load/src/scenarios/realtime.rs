@@ -90,7 +90,7 @@ type Sent = Arc<Mutex<Vec<Option<Instant>>>>;
 fn read_socket(
     mut ws: Ws,
     target: Target,
-    endpoint: &'static str,
+    endpoint: Arc<str>,
     sent: Sent,
     frames: Arc<AtomicUsize>,
     stop: stopping::Stop,
@@ -126,7 +126,7 @@ fn read_socket(
                 .copied()
                 .flatten();
             if let Some(start) = start {
-                target.recorder.latency(endpoint, arrived - start);
+                target.recorder.latency(&endpoint, arrived - start);
             }
         }
     })
@@ -162,7 +162,7 @@ mod stopping {
 /// one to finish before the next is due.
 async fn send_steadily(
     target: &Target,
-    endpoint: &'static str,
+    endpoint: &Arc<str>,
     senders: &[String],
     conversations: &[String],
     count: usize,
@@ -174,7 +174,7 @@ async fn send_steadily(
     let mut posts = Vec::with_capacity(count);
     for n in 0..count {
         tick.tick().await;
-        let (target, sent) = (target.clone(), sent.clone());
+        let (target, sent, endpoint) = (target.clone(), sent.clone(), Arc::clone(endpoint));
         let token = senders[n % senders.len()].clone();
         let path = format!(
             "/v1/conversations/{}/messages",
@@ -191,7 +191,7 @@ async fn send_steadily(
                 .post(target.url(&path))
                 .bearer_auth(&token)
                 .json(&body);
-            target.send(endpoint, request).await;
+            target.send(&endpoint, request).await;
         }));
     }
     for p in posts {
@@ -228,7 +228,7 @@ impl Phase<'_> {
         let sent: Sent = Arc::new(Mutex::new(vec![None; self.count]));
         let frames = Arc::new(AtomicUsize::new(0));
         let stop = stopping::Stop::default();
-        let endpoint: &'static str = Box::leak(format!("delivery: {}", self.name).into_boxed_str());
+        let endpoint: Arc<str> = Arc::from(format!("delivery: {}", self.name));
         let readers: Vec<_> = self
             .sockets
             .into_iter()
@@ -236,7 +236,7 @@ impl Phase<'_> {
                 read_socket(
                     ws,
                     target.clone(),
-                    endpoint,
+                    Arc::clone(&endpoint),
                     sent.clone(),
                     frames.clone(),
                     stop.clone(),
@@ -245,11 +245,10 @@ impl Phase<'_> {
             .collect();
         let watches: Vec<Watch> = pids.iter().map(|p| Watch::start(*p)).collect();
         let started = Instant::now();
-        let posting: &'static str =
-            Box::leak(format!("POST message: {}", self.name).into_boxed_str());
+        let posting: Arc<str> = Arc::from(format!("POST message: {}", self.name));
         send_steadily(
             target,
-            posting,
+            &posting,
             self.senders,
             self.conversations,
             self.count,

@@ -160,15 +160,7 @@ async fn invented_methods_make_no_new_time_series() {
             .expect("send");
         assert!(r.status().is_client_error(), "{}", r.status());
     }
-    let text = client
-        .get(format!("{}/metrics", service.base))
-        .bearer_auth(service.admin_token())
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = service.metrics_text().await;
     assert!(!text.contains("BREW"), "an invented method became a label");
     assert_eq!(
         metric_in(&text, "http_requests_total", &["method=\"other\""]),
