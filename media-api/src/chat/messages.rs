@@ -39,6 +39,7 @@ impl Chat {
             // A media item's owner uploaded it; an attachment's media names
             // its uploader: forwarding keeps who that was.
             uploader: media.owner,
+            shown_after: media.shown_after,
         })
     }
 
@@ -302,6 +303,7 @@ impl Chat {
                         file_name: a.media.file_name.clone(),
                         caption: a.caption.clone(),
                         uploader: a.media.owner.clone(),
+                        shown_after: a.media.shown_after,
                     })
                     .collect(),
                 reply_to_seq: None,

@@ -96,6 +96,7 @@ impl From<UploadError> for ApiError {
             U::Expired => ApiError::new(StatusCode::GONE, "upload-expired", detail),
             U::Aborted => ApiError::new(StatusCode::GONE, "upload-aborted", detail),
             U::AlreadyCompleted => ApiError::conflict("upload-completed", detail),
+            U::MediaDeleted => ApiError::new(StatusCode::GONE, "media-deleted", detail),
             U::CompletionInProgress => ApiError::conflict("completion-in-progress", detail),
             U::InvalidSize(_) => ApiError::bad_request("invalid-size", detail),
             U::FileTooLarge { limit, .. } => {

@@ -154,7 +154,7 @@ impl MediaCatalog {
         let Some(media) = self.readable(caller, id).await? else {
             return Ok(None);
         };
-        let variants = self.backends.jobs.variants(&media.blake3).await?;
+        let variants = self.variants(&media).await?;
         Ok(Some(MediaView::from(&media).with_variants(&variants)))
     }
 
@@ -186,8 +186,12 @@ impl MediaCatalog {
         }
     }
 
-    /// A content's variants.
+    /// A media item's variants: its content's, once it shows them (a media
+    /// item still shown `processing` has none, as new content would not).
     pub async fn variants(&self, media: &MediaRecord) -> Result<Vec<VariantRecord>, MetadataError> {
+        if media.shown_after.is_some() {
+            return Ok(Vec::new());
+        }
         self.backends.jobs.variants(&media.blake3).await
     }
 }
@@ -213,6 +217,7 @@ mod tests {
             failure: None,
             probe: None,
             created_at: 1_700_000_000_123,
+            shown_after: None,
         };
         assert_eq!(
             decode_cursor(&encode_cursor(&m)),

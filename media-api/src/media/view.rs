@@ -51,6 +51,10 @@ pub struct MediaView {
     /// The derivatives made so far.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub variants: Option<Vec<VariantView>>,
+    /// Shown as `processing` as new content would be
+    /// ([`MediaRecord::shown_after`]): its variants are not shown either.
+    #[serde(skip)]
+    masked: bool,
 }
 
 /// A derivative as the API shows it.
@@ -105,6 +109,7 @@ impl From<&MediaRecord> for MediaView {
             audio_codec: named("audio_codec"),
             bit_rate: probed("bit_rate"),
             variants: None,
+            masked: m.shown_after.is_some(),
         }
     }
 }
@@ -112,6 +117,7 @@ impl From<&MediaRecord> for MediaView {
 impl MediaView {
     /// The view with its variants listed.
     pub fn with_variants(mut self, variants: &[VariantRecord]) -> Self {
+        let variants = if self.masked { &[] } else { variants };
         self.variants = Some(
             variants
                 .iter()

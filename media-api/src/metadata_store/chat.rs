@@ -141,6 +141,8 @@ pub struct NewAttachment {
     pub caption: Option<String>,
     /// Whose upload the content came from.
     pub uploader: UserId,
+    /// Until when it shows `processing` (its media's [`MediaRecord::shown_after`]).
+    pub shown_after: Option<i64>,
 }
 
 /// A message about to be posted.

@@ -81,6 +81,9 @@ pub struct UploadRecord {
     pub updated_at: i64,
     /// Unix ms after which the session is dead.
     pub expires_at: i64,
+    /// Once completed: whether the completion answered `deduplicated`, kept
+    /// so that a repeated `complete` answers as the first did.
+    pub deduplicated: bool,
 }
 
 impl UploadRecord {
@@ -173,6 +176,12 @@ pub struct MediaRecord {
     pub storage_key: BlobKey,
     /// Unix ms.
     pub created_at: i64,
+    /// Until when (Unix ms) it shows `processing` whatever its content's
+    /// state: a media item made from content its owner did not hold before
+    /// goes through `processing` as new content would, so that no one learns
+    /// from the answer that someone else stored it. `status`, `failure` and
+    /// `probe` are already masked when this is in the future.
+    pub shown_after: Option<i64>,
 }
 
 /// A media item's processing status: its content's, as the API shows it.
@@ -221,6 +230,9 @@ pub struct Created {
     /// True when the content was stored already: the new bytes are redundant
     /// and the caller must delete the object at `NewContent::storage_key`.
     pub deduplicated: bool,
+    /// True when the owner held this content already (another media item of
+    /// theirs): the only dedup the API may tell them of.
+    pub owned_before: bool,
 }
 
 /// A distinct content as stored.

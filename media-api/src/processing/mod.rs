@@ -20,8 +20,61 @@ mod worker;
 
 pub use pool::{run, workers_for};
 
+use crate::backends::Backends;
 use crate::blob_store::BlobKey;
+use crate::ids::{Blake3, UploadId, UserId};
 use crate::metadata_store::Processing;
+use crate::progress_bus::{Event, EventKind, conversation_topic, upload_topic};
+
+/// Tells that a content's processing ended (`data`: its status and
+/// variants): the upload's event stream, the `media` topic, and each
+/// conversation holding it as an attachment, under the attachment's own
+/// media id. `uploader` narrows the conversations to attachments of that
+/// user's uploads (a media item shown `processing` for a while, whose
+/// content was processed long before, announces only its own).
+pub(crate) async fn announce(
+    backends: &Backends,
+    blake3: &Blake3,
+    upload: Option<UploadId>,
+    mut data: serde_json::Value,
+    uploader: Option<&UserId>,
+) {
+    data["blake3"] = blake3.to_hex().into();
+    let event = Event {
+        kind: EventKind::Processed,
+        data,
+    };
+    let bus = &backends.progress;
+    if let Some(upload) = upload {
+        let _ = bus.publish(&upload_topic(upload), &event).await;
+    }
+    if uploader.is_none() {
+        let _ = bus.publish("media", &event).await;
+    }
+    match backends.chat.attachments_holding(blake3).await {
+        Ok(attachments) => {
+            for a in attachments
+                .into_iter()
+                .filter(|a| uploader.is_none_or(|u| a.media.owner == *u))
+            {
+                let ready = Event {
+                    kind: EventKind::MediaReady,
+                    data: serde_json::json!({
+                        "media_id": a.media.media_id.to_string(),
+                        "conversation_id": a.conversation_id.to_string(),
+                        "seq": a.message_seq,
+                        "status": event.data["status"],
+                        "variants": event.data["variants"],
+                    }),
+                };
+                let _ = bus
+                    .publish(&conversation_topic(a.conversation_id), &ready)
+                    .await;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not find the content's attachments"),
+    }
+}
 
 /// What a new content gets: a job when it is a type we process; a failure at
 /// once when it was presented as media (by its declared type or file name)

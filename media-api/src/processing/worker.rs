@@ -20,7 +20,6 @@ use crate::blob_store::BlobKey;
 use crate::config::Settings;
 use crate::ids::now_ms;
 use crate::metadata_store::jobs::{Job, Processed, ProcessingState, VariantRecord};
-use crate::progress_bus::{Event, EventKind};
 
 pub(super) struct Worker {
     /// Names this worker in leases and logs.
@@ -140,41 +139,10 @@ impl Worker {
         }
     }
 
-    /// Tells the upload's event stream and the `media` topic that processing ended.
-    async fn announce(&self, job: &Job, mut data: serde_json::Value) {
-        data["blake3"] = job.blake3.to_hex().into();
-        let event = Event {
-            kind: EventKind::Processed,
-            data,
-        };
-        let bus = &self.backends.progress;
-        if let Some(upload) = job.upload_id {
-            let _ = bus
-                .publish(&crate::progress_bus::upload_topic(upload), &event)
-                .await;
-        }
-        let _ = bus.publish("media", &event).await;
-        // Every conversation holding the content as an attachment hears of
-        // it, under the attachment's own media id.
-        match self.backends.chat.attachments_holding(&job.blake3).await {
-            Ok(attachments) => {
-                for a in attachments {
-                    let ready = Event {
-                        kind: EventKind::MediaReady,
-                        data: serde_json::json!({
-                            "media_id": a.media.media_id.to_string(),
-                            "conversation_id": a.conversation_id.to_string(),
-                            "seq": a.message_seq,
-                            "status": event.data["status"],
-                            "variants": event.data["variants"],
-                        }),
-                    };
-                    let topic = crate::progress_bus::conversation_topic(a.conversation_id);
-                    let _ = bus.publish(&topic, &ready).await;
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "could not find the content's attachments"),
-        }
+    /// Tells the upload's event stream, the `media` topic and every
+    /// conversation holding the content that processing ended.
+    async fn announce(&self, job: &Job, data: serde_json::Value) {
+        super::announce(&self.backends, &job.blake3, job.upload_id, data, None).await;
     }
 
     async fn process(&self, job: &Job) -> Result<Processed, JobFailure> {

@@ -74,13 +74,15 @@ impl UploadService {
         let media_id = upload
             .media_id
             .ok_or_else(|| UploadError::Backend("completed upload without media".into()))?;
+        // The owner deleted the media since: its session has nothing to show.
         let media = self
             .backends
             .media
             .media(media_id)
             .await?
-            .ok_or_else(|| UploadError::Backend("completed upload's media is gone".into()))?;
-        Ok(Completion::of(&media, false))
+            .ok_or(UploadError::MediaDeleted)?;
+        // As the first answer said: the flag was kept with the session.
+        Ok(Completion::of(&media, upload.deduplicated))
     }
 
     /// Puts a session back to receiving after a completion that could not finish.
@@ -231,7 +233,7 @@ impl UploadService {
             .progress
             .forget(&upload_topic(upload.upload_id))
             .await;
-        let completion = Completion::of(&created.media, created.deduplicated);
+        let completion = Completion::of(&created.media, created.owned_before);
         metrics::counter!("uploads_completed_total", "kind" => "chunked").increment(1);
         self.publish(
             upload.upload_id,
@@ -255,5 +257,31 @@ impl UploadService {
         {
             tracing::error!(error = %e, key = %content.storage_key, "could not delete a redundant object");
         }
+        if let Some(shown_after) = created.media.shown_after {
+            self.announce_when_shown(content, created, shown_after);
+        }
+    }
+
+    /// A media item shown `processing` until `shown_after` tells its upload's
+    /// stream and its conversations when that ends, as new content's
+    /// processing would. Best effort: a reader that misses it (this node
+    /// stopped) still sees the status on its next read.
+    fn announce_when_shown(&self, content: &NewContent, created: &Created, shown_after: i64) {
+        let backends = self.backends.clone();
+        let (blake3, upload, media) = (content.blake3, content.origin, created.media.clone());
+        tokio::spawn(async move {
+            let wait = u64::try_from(shown_after - now_ms()).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            let Ok(Some(now)) = backends.media.media(media.media_id).await else {
+                return;
+            };
+            let variants = backends.jobs.variants(&blake3).await.unwrap_or_default();
+            let names: Vec<&str> = variants.iter().map(|v| v.preset.as_str()).collect();
+            let data = match now.failure {
+                Some(reason) => serde_json::json!({ "status": "failed", "reason": reason }),
+                None => serde_json::json!({ "status": now.status, "variants": names }),
+            };
+            processing::announce(&backends, &blake3, upload, data, Some(&media.owner)).await;
+        });
     }
 }

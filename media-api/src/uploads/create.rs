@@ -118,6 +118,7 @@ impl UploadService {
             created_at: now,
             updated_at: now,
             expires_at,
+            deduplicated: false,
         };
         if let Err(e) = self.backends.uploads.create_upload(&record).await {
             // Leave nothing behind in the store for a session that does not exist.

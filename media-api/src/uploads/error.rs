@@ -21,6 +21,9 @@ pub enum UploadError {
     /// The session completed; it takes no more chunks.
     #[error("the upload is already completed")]
     AlreadyCompleted,
+    /// The session completed, and its owner has deleted the media since.
+    #[error("the upload completed, and its media has been deleted since")]
+    MediaDeleted,
     /// Another `complete` call is running.
     #[error("another completion of this upload is in progress")]
     CompletionInProgress,

@@ -82,6 +82,6 @@ impl UploadService {
         };
         self.after_create(&content, &created).await;
         metrics::counter!("uploads_completed_total", "kind" => "single").increment(1);
-        Ok(Completion::of(&created.media, created.deduplicated))
+        Ok(Completion::of(&created.media, created.owned_before))
     }
 }

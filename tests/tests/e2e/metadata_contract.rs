@@ -51,6 +51,7 @@ fn session(owner: &str, size: u64, chunk_size: u64) -> UploadRecord {
         created_at: now,
         updated_at: now,
         expires_at: now + 3_600_000,
+        deduplicated: false,
     }
 }
 

@@ -225,8 +225,8 @@ pub(super) async fn post_message(
         .ok_or(Refusal::ContentGone)?;
         sqlx::query(
             "insert into attachments (media_id, conversation_id, message_seq, position, \
-             blake3, file_name, caption, uploader, created_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             blake3, file_name, caption, uploader, created_at, shown_after) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(a.media_id.to_string())
         .bind(id.to_string())
@@ -237,6 +237,7 @@ pub(super) async fn post_message(
         .bind(a.caption.as_deref())
         .bind(a.uploader.as_str())
         .bind(now)
+        .bind(a.shown_after)
         .execute(writer.connection())
         .await?;
         attachments.push(AttachmentRecord {
@@ -247,6 +248,7 @@ pub(super) async fn post_message(
                 a.blake3,
                 a.file_name.clone(),
                 now,
+                a.shown_after,
             )?,
             conversation_id: id,
             message_seq: seq,

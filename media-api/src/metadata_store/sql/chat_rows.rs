@@ -22,7 +22,7 @@ pub(super) const MESSAGE_COLUMNS: &str = "conversation_id, seq, message_id, clie
     body, member, role, reply_to_seq, forwarded, created_at, edited_at, deleted_at";
 pub(super) const ATTACHMENT_SELECT: &str = "select a.media_id, a.conversation_id, a.message_seq, a.blake3, \
     a.file_name, a.caption, a.uploader, a.created_at, b.size, b.content_type, b.processing, \
-    b.processing_error, b.probe, b.storage_key \
+    b.processing_error, b.probe, b.storage_key, a.shown_after \
     from attachments a join blobs b on b.blake3 = a.blake3";
 
 pub(super) type Tx = Transaction<'static, Any>;
@@ -134,6 +134,7 @@ pub(super) fn attachment_from_row(row: &AnyRow) -> Result<AttachmentRecord, Meta
             FileName::parse(&row.try_get::<String, _>("file_name")?)
                 .map_err(MetadataError::Query)?,
             row.try_get("created_at")?,
+            row.try_get("shown_after")?,
         )?,
         conversation_id: conversation_id_in(row, "conversation_id")?,
         message_seq: get_u64(row, "message_seq")?,

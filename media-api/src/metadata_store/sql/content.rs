@@ -57,7 +57,28 @@ pub(super) async fn reference_content(
         )
         .await?;
     }
-    insert_media(tx, media_id, owner, &content.blake3, file_name, now).await?;
+    // Dedup is private: only content the owner held already may be told of.
+    // Content someone else stored is shown going through `processing` for
+    // as long as its own processing took, as if it were new.
+    let owned_before = !inserted && holds(tx, owner, &content.blake3).await?;
+    let shown_after = if inserted || owned_before {
+        None
+    } else {
+        match blob.try_get::<String, _>("processing")?.as_str() {
+            "pending" => None,
+            _ => Some(now + processing_time(tx, &content.blake3).await?),
+        }
+    };
+    insert_media(
+        tx,
+        media_id,
+        owner,
+        &content.blake3,
+        file_name,
+        now,
+        shown_after,
+    )
+    .await?;
     let media = media_with_blob(
         &blob,
         media_id,
@@ -65,11 +86,49 @@ pub(super) async fn reference_content(
         content.blake3,
         file_name.clone(),
         now,
+        shown_after,
     )?;
     Ok(Created {
         media,
         deduplicated: !inserted,
+        owned_before,
     })
+}
+
+/// Whether `owner` has a media item of this content.
+async fn holds(
+    tx: &mut Transaction<'static, Any>,
+    owner: &UserId,
+    blake3: &Blake3,
+) -> Result<bool, MetadataError> {
+    let found: Option<i64> =
+        sqlx::query_scalar("select 1 from media where owner_id = $1 and blake3 = $2 limit 1")
+            .bind(owner.as_str())
+            .bind(blake3.to_hex())
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(found.is_some())
+}
+
+/// Longest a content's processing is made to look: a content stuck
+/// somewhere odd must not keep a new media item `processing` for days.
+const MAX_SHOWN_PROCESSING_MS: i64 = 15 * 60 * 1000;
+
+/// How long processing this content took, queue wait included (its last
+/// finished job's enqueue to its end); 0 for content never processed
+/// (a type that is not, whose media are `ready` at once for anyone).
+async fn processing_time(
+    tx: &mut Transaction<'static, Any>,
+    blake3: &Blake3,
+) -> Result<i64, MetadataError> {
+    let took: Option<i64> = sqlx::query_scalar(
+        "select updated_at - created_at from jobs where blake3 = $1 \
+         and state in ('done', 'dead') order by updated_at desc limit 1",
+    )
+    .bind(blake3.to_hex())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(took.unwrap_or(0).clamp(0, MAX_SHOWN_PROCESSING_MS))
 }
 
 pub(super) async fn insert_media(
@@ -79,10 +138,11 @@ pub(super) async fn insert_media(
     blake3: &Blake3,
     file_name: &FileName,
     now: i64,
+    shown_after: Option<i64>,
 ) -> Result<(), MetadataError> {
     sqlx::query(
         "insert into media (media_id, owner_id, blake3, file_name, status, created_at, \
-         updated_at) values ($1, $2, $3, $4, $5, $6, $7)",
+         updated_at, shown_after) values ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(media_id.to_string())
     .bind(owner.as_str())
@@ -91,6 +151,7 @@ pub(super) async fn insert_media(
     .bind("ready")
     .bind(now)
     .bind(now)
+    .bind(shown_after)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -69,7 +69,7 @@ impl MediaStore for SqlMetadataStore {
             return Ok(None);
         };
         let now = now_ms();
-        insert_media(&mut tx, media_id, owner, blake3, file_name, now).await?;
+        insert_media(&mut tx, media_id, owner, blake3, file_name, now, None).await?;
         tx.commit().await?;
         let media = media_with_blob(
             &blob,
@@ -78,6 +78,7 @@ impl MediaStore for SqlMetadataStore {
             *blake3,
             file_name.clone(),
             now,
+            None,
         )?;
         Ok(Some(media))
     }

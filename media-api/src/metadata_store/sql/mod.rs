@@ -31,7 +31,7 @@ use super::{
     UploadState,
 };
 use crate::config::Settings;
-use crate::ids::{Blake3, BlobKey, FileName, MediaId, UploadId, UserId};
+use crate::ids::{Blake3, BlobKey, FileName, MediaId, UploadId, UserId, now_ms};
 
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -198,12 +198,13 @@ impl SqlMetadataStore {
 
 const UPLOAD_COLUMNS: &str = "upload_id, owner_id, file_name, size, declared_type, \
     declared_blake3, chunk_size, total_chunks, state, storage_key, multipart_id, media_id, \
-    created_at, updated_at, expires_at";
+    created_at, updated_at, expires_at, deduplicated";
 
 const CHUNK_COLUMNS: &str = "chunk_number, size, sha256, chaining_value, etag";
 
 const MEDIA_SELECT: &str = "select m.media_id, m.owner_id, m.blake3, b.size, b.content_type, \
-    m.file_name, b.processing, b.processing_error, b.probe, b.storage_key, m.created_at \
+    m.file_name, b.processing, b.processing_error, b.probe, b.storage_key, m.created_at, \
+    m.shown_after \
     from media m join blobs b on b.blake3 = m.blake3";
 /// The blob's part of a media document ([`media_with_blob`] reads these).
 const BLOB_COLUMNS: &str = "size, content_type, processing, processing_error, probe, storage_key";
@@ -280,6 +281,7 @@ fn upload_from_row(row: &AnyRow) -> Result<UploadRecord, MetadataError> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         expires_at: row.try_get("expires_at")?,
+        deduplicated: row.try_get::<Option<i64>, _>("deduplicated")? == Some(1),
     })
 }
 
@@ -302,10 +304,13 @@ fn media_from_row(row: &AnyRow) -> Result<MediaRecord, MetadataError> {
         Blake3(get_hash(row, "blake3")?),
         name_from_row(row)?,
         row.try_get("created_at")?,
+        row.try_get("shown_after")?,
     )
 }
 
 /// A media document from its own fields and a row holding [`BLOB_COLUMNS`].
+/// Until `shown_after` it shows `processing`, as content new to its owner
+/// would (see [`MediaRecord::shown_after`]).
 fn media_with_blob(
     blob: &AnyRow,
     media_id: MediaId,
@@ -313,7 +318,10 @@ fn media_with_blob(
     blake3: Blake3,
     file_name: FileName,
     created_at: i64,
+    shown_after: Option<i64>,
 ) -> Result<MediaRecord, MetadataError> {
+    let shown_after = shown_after.filter(|t| *t > now_ms());
+    let masked = shown_after.is_some();
     Ok(MediaRecord {
         media_id,
         owner,
@@ -322,13 +330,25 @@ fn media_with_blob(
         content_type: blob.try_get("content_type")?,
         file_name,
         // Processing belongs to the content: every media of it shares the state.
-        status: MediaStatus::from_processing(&blob.try_get::<String, _>("processing")?)?,
-        failure: blob.try_get("processing_error")?,
-        probe: blob
-            .try_get::<Option<String>, _>("probe")?
-            .and_then(|p| serde_json::from_str(&p).ok()),
+        status: if masked {
+            MediaStatus::Processing
+        } else {
+            MediaStatus::from_processing(&blob.try_get::<String, _>("processing")?)?
+        },
+        failure: if masked {
+            None
+        } else {
+            blob.try_get("processing_error")?
+        },
+        probe: if masked {
+            None
+        } else {
+            blob.try_get::<Option<String>, _>("probe")?
+                .and_then(|p| serde_json::from_str(&p).ok())
+        },
         storage_key: key_from_row(blob, "storage_key")?,
         created_at,
+        shown_after,
     })
 }
 

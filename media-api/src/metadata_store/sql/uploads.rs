@@ -219,12 +219,14 @@ impl UploadStore for SqlMetadataStore {
         )
         .await?;
         sqlx::query(
-            "update uploads set state = $1, media_id = $2, updated_at = $3 where upload_id = $4",
+            "update uploads set state = $1, media_id = $2, updated_at = $3, deduplicated = $5 \
+             where upload_id = $4",
         )
         .bind(UploadState::Completed.as_str())
         .bind(media_id.to_string())
         .bind(now_ms())
         .bind(id.to_string())
+        .bind(i64::from(created.owned_before))
         .execute(&mut *tx)
         .await?;
         sqlx::query("delete from upload_chunks where upload_id = $1")
