@@ -118,6 +118,41 @@ pub struct Limits {
     pub upload_expiry: Duration,
     /// Most items one page of a listing may hold.
     pub max_page_size: u32,
+    /// Largest image, by its sniffed type.
+    pub max_image_size: ByteSize,
+    /// Largest audio file (voice notes, music), by its sniffed type.
+    pub max_audio_size: ByteSize,
+    /// Largest video, by its sniffed type.
+    pub max_video_size: ByteSize,
+    /// Largest file of any other type (documents, archives).
+    pub max_document_size: ByteSize,
+}
+
+impl Limits {
+    /// The size limit of a content of this (sniffed or declared) type.
+    pub fn max_size_of(&self, content_type: &str) -> u64 {
+        use transcoder::sniff::{MediaKind, kind_of};
+        match kind_of(content_type) {
+            MediaKind::Image => self.max_image_size.0,
+            MediaKind::Audio => self.max_audio_size.0,
+            MediaKind::Video => self.max_video_size.0,
+            MediaKind::Other => self.max_document_size.0,
+        }
+    }
+
+    /// The largest size any type may have.
+    pub fn max_size_of_any_type(&self) -> u64 {
+        [
+            self.max_image_size,
+            self.max_audio_size,
+            self.max_video_size,
+            self.max_document_size,
+        ]
+        .iter()
+        .map(|s| s.0)
+        .max()
+        .unwrap_or(0)
+    }
 }
 
 /// Log line format.
@@ -141,6 +176,10 @@ impl Default for Limits {
             inflight_memory: ByteSize(128 * MIB),
             upload_expiry: Duration::from_secs(24 * 3600),
             max_page_size: 200,
+            max_image_size: ByteSize(16 * MIB),
+            max_audio_size: ByteSize(100 * MIB),
+            max_video_size: ByteSize(2 * GIB),
+            max_document_size: ByteSize(2 * GIB),
         }
     }
 }

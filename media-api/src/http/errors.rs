@@ -103,6 +103,13 @@ impl From<UploadError> for ApiError {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "file-too-large", detail)
                     .with("limit", limit)
             }
+            U::TooLargeForType {
+                content_type,
+                limit,
+                ..
+            } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large-for-type", detail)
+                .with("limit", limit)
+                .with("content_type", content_type),
             U::InvalidFileName(_) => ApiError::bad_request("invalid-file-name", detail),
             U::InvalidBlake3(_) => ApiError::bad_request("invalid-blake3", detail),
             U::InvalidChunkSize(_) => ApiError::bad_request("invalid-chunk-size", detail),

@@ -207,6 +207,21 @@ impl UploadService {
             .await
             .map_err(|e| UploadError::Backend(format!("while sniffing: {e}")))?;
         let content_type = transcoder::sniff::sniff(&head).mime;
+        if let Err(refused) = self.check_type_size(content_type, upload.size) {
+            // Nothing kept: the joined object goes with the session.
+            self.drop_session(&upload, UploadState::Completing, UploadState::Aborted)
+                .await;
+            if let Err(e) = blobs.delete(key).await {
+                tracing::error!(error = %e, key = %key, "could not delete a refused object");
+            }
+            self.publish(
+                upload.upload_id,
+                EventKind::Aborted,
+                serde_json::json!({ "reason": "too-large-for-type" }),
+            )
+            .await;
+            return Err(refused);
+        }
         let claimed_media = transcoder::sniff::claims_media(
             upload.declared_type.as_deref(),
             upload.file_name.as_str(),

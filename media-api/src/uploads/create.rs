@@ -65,11 +65,14 @@ impl UploadService {
                         .into(),
                 )
             })?;
-        if size > self.limits.max_file_size.0 {
-            return Err(UploadError::FileTooLarge {
-                size,
-                limit: self.limits.max_file_size.0,
-            });
+        // Over every type's limit, no content of any type could be taken.
+        let limit = self
+            .limits
+            .max_file_size
+            .0
+            .min(self.limits.max_size_of_any_type());
+        if size > limit {
+            return Err(UploadError::FileTooLarge { size, limit });
         }
         let declared_blake3 = request
             .blake3
@@ -83,6 +86,11 @@ impl UploadService {
             return Err(UploadError::InvalidContentType(
                 "content_type must be a MIME type such as image/jpeg".into(),
             ));
+        }
+        // A stated type is refused early when its limit is already passed;
+        // the sniffed type decides at completion all the same.
+        if let Some(t) = &request.content_type {
+            self.check_type_size(t, size)?;
         }
         let chunk_size = self.choose_chunk_size(size, request.chunk_size)?;
         if let Some(blake3) = &declared_blake3

@@ -38,6 +38,16 @@ pub enum UploadError {
         /// The limit.
         limit: u64,
     },
+    /// The content's type has a lower size limit than its size.
+    #[error("a {content_type} file may be at most {limit} bytes; this one is {size}")]
+    TooLargeForType {
+        /// The sniffed (or declared) type.
+        content_type: String,
+        /// Its size.
+        size: u64,
+        /// The type's limit.
+        limit: u64,
+    },
     /// A bad file name.
     #[error("{0}")]
     InvalidFileName(String),

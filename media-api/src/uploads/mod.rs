@@ -87,6 +87,19 @@ impl UploadService {
         }
     }
 
+    /// Refuses a content whose type has a lower size limit than its size.
+    pub(super) fn check_type_size(&self, content_type: &str, size: u64) -> Result<(), UploadError> {
+        let limit = self.limits.max_size_of(content_type);
+        if size > limit {
+            return Err(UploadError::TooLargeForType {
+                content_type: content_type.to_owned(),
+                size,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
     /// The caller's session, whatever its state. Someone else's is not found.
     pub(super) async fn load(
         &self,

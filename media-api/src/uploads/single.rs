@@ -58,6 +58,7 @@ impl UploadService {
         let key = BlobKey::generate();
         let content_type =
             transcoder::sniff::sniff(&data[..data.len().min(transcoder::sniff::SNIFF_LEN)]).mime;
+        self.check_type_size(content_type, data.len() as u64)?;
         let claimed_media = transcoder::sniff::claims_media(declared_type, file_name.as_str());
         let content = NewContent {
             blake3: root,

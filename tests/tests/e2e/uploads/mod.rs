@@ -5,6 +5,7 @@
 
 mod concurrency;
 mod lifecycle;
+mod limits;
 
 use std::time::Duration;
 
