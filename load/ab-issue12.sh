@@ -5,6 +5,7 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 AB=${AB_DIR:-/tmp/ab}   # holds old/ and new/ (the two builds) and new/load
 set -a; . infra/.local/env; set +a
+set -a; . "$(dirname "$0")/quotas.env"; set +a
 export MEDIA_JWT_SECRET=ab-test-secret-long-enough-0123456789abcdef
 LOAD=$AB/new/load
 run() { # $1 = old|new, $2 = real|emb, $3.. = load args

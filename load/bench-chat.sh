@@ -19,6 +19,7 @@ OUT="${OUT:-/tmp/bench-chat}"
 PORT="${PORT:-18090}"
 mkdir -p "$OUT"
 export MALLOC_ARENA_MAX=2 MEDIA_JOBS__SERVE_WORKERS=0 MEDIA_LISTEN="127.0.0.1:$PORT"
+set -a; . "$(dirname "$0")/quotas.env"; set +a
 export MEDIA_JWT_SECRET="bench-chat-secret-0123456789abcdef0123"
 
 run() {

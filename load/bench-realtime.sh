@@ -18,6 +18,7 @@ PORT_A="${PORT_A:-18190}"
 PORT_B="${PORT_B:-18191}"
 mkdir -p "$OUT"
 export MALLOC_ARENA_MAX=2 MEDIA_JOBS__SERVE_WORKERS=0
+set -a; . "$(dirname "$0")/quotas.env"; set +a
 export MEDIA_JWT_SECRET="bench-realtime-secret-0123456789abcdef01"
 EXTRA=("$@")
 PIDS=()

@@ -17,6 +17,7 @@ use crate::config::Settings;
 use crate::downloads::Downloads;
 use crate::http::{self, AppState};
 use crate::media::{self, MediaCatalog};
+use crate::quotas::QuotaBook;
 use crate::realtime::Gateway;
 use crate::telemetry;
 use crate::uploads::{self, UploadService};
@@ -50,9 +51,19 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("while binding MEDIA_LISTEN={}", settings.listen))?;
-        let uploads = UploadService::new(backends.clone(), settings.limits.clone());
+        let quotas = QuotaBook::new(
+            backends.media.clone(),
+            backends.progress.clone(),
+            settings.quotas.clone(),
+        );
+        let uploads = UploadService::new(backends.clone(), settings.limits.clone(), quotas.clone());
         let media = MediaCatalog::new(backends.clone(), settings.limits.max_page_size);
-        let chat = Chat::new(backends.clone(), media.clone(), settings.chat.clone());
+        let chat = Chat::new(
+            backends.clone(),
+            media.clone(),
+            settings.chat.clone(),
+            quotas.clone(),
+        );
         let downloads = Downloads::new(
             backends.blobs.clone(),
             backends.url_signer.clone(),
@@ -77,6 +88,7 @@ impl Application {
             downloads,
             realtime,
             tokens,
+            quotas,
             metrics: telemetry::metrics_handle(),
             shutdown,
         };

@@ -31,6 +31,7 @@ pub mod media;
 pub mod metadata_store;
 pub mod processing;
 pub mod progress_bus;
+pub mod quotas;
 pub mod realtime;
 pub mod secrets;
 pub mod shutdown;

@@ -10,6 +10,9 @@ use crate::metadata_store::chat::{ChatStoreError, Refusal};
 /// Why a chat request is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
+    /// A quota or rate of the sender's is spent.
+    #[error("{0}")]
+    Refused(#[from] crate::quotas::Refused),
     /// `kind` is not `direct` or `group`.
     #[error("kind must be \"direct\" or \"group\"")]
     InvalidKind,

@@ -56,6 +56,9 @@ impl Chat {
         self.settings
             .limits()
             .check_message(text.as_deref(), request.attachments.len())?;
+        self.quotas
+            .charge(caller, crate::quotas::Rate::Messages, 1)
+            .await?;
         // Membership, and whether `reply_to_seq` is a message the sender
         // sees, are checked by the store as it posts.
         let mut attachments = Vec::with_capacity(request.attachments.len());
@@ -285,6 +288,9 @@ impl Chat {
         for target in targets {
             self.joined(caller, *target).await?;
         }
+        self.quotas
+            .charge(caller, crate::quotas::Rate::Messages, targets.len() as u64)
+            .await?;
         let mut docs = Vec::with_capacity(targets.len());
         let mut any_created = false;
         for target in targets {

@@ -55,6 +55,7 @@ const RETRIES: usize = 3;
 pub struct Chat {
     backends: Backends,
     media: MediaCatalog,
+    quotas: crate::quotas::QuotaBook,
     settings: ChatSettings,
     announce: Notifier,
 }
@@ -145,11 +146,17 @@ impl Chat {
     /// The messaging core over these backends.
     /// The messaging core over these backends (inside a Tokio runtime: its
     /// announcements are sent by a task of their own).
-    pub fn new(backends: Backends, media: MediaCatalog, settings: ChatSettings) -> Self {
+    pub fn new(
+        backends: Backends,
+        media: MediaCatalog,
+        settings: ChatSettings,
+        quotas: crate::quotas::QuotaBook,
+    ) -> Self {
         let announce = Notifier::spawn(backends.progress.clone());
         Self {
             backends,
             media,
+            quotas,
             settings,
             announce,
         }

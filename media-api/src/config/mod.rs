@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 mod sections;
 mod units;
 
-pub use sections::{ChatSettings, JobSettings, Limits, LogFormat, Presets, RealtimeSettings};
+pub use sections::{
+    ChatSettings, JobSettings, Limits, LogFormat, Presets, Quotas, RealtimeSettings,
+};
 use units::KIB;
 pub use units::{ByteSize, S3Location};
 
@@ -103,6 +105,8 @@ pub struct Settings {
     pub chat: ChatSettings,
     /// The realtime gateway's limits and clocks.
     pub realtime: RealtimeSettings,
+    /// What one user may store and do.
+    pub quotas: Quotas,
 }
 
 impl Default for Settings {
@@ -135,6 +139,7 @@ impl Default for Settings {
             presets: Presets::default(),
             chat: ChatSettings::default(),
             realtime: RealtimeSettings::default(),
+            quotas: Quotas::default(),
         }
     }
 }
@@ -244,6 +249,18 @@ impl Settings {
             return bad(
                 "MEDIA_JOBS__* (jobs)",
                 "max_attempts, lease and timeout must be more than zero".into(),
+            );
+        }
+        let q = &self.quotas;
+        if q.open_uploads == 0
+            || q.media_per_hour == 0
+            || q.messages_per_minute == 0
+            || q.upload_bytes_per_hour.0 == 0
+            || q.stored_bytes.0 == 0
+        {
+            return bad(
+                "MEDIA_QUOTAS__* (quotas)",
+                "every quota must be more than zero".into(),
             );
         }
         let chat = &self.chat;

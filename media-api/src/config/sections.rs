@@ -118,6 +118,11 @@ pub struct Limits {
     pub upload_expiry: Duration,
     /// Most items one page of a listing may hold.
     pub max_page_size: u32,
+    /// A completion not heard from for this long was cut off (its node
+    /// died, its request timed out): another `complete` call or the janitor
+    /// takes it over.
+    #[serde(with = "humantime_serde")]
+    pub abandoned_completion: Duration,
     /// Largest image, by its sniffed type.
     pub max_image_size: ByteSize,
     /// Largest audio file (voice notes, music), by its sniffed type.
@@ -176,6 +181,7 @@ impl Default for Limits {
             inflight_memory: ByteSize(128 * MIB),
             upload_expiry: Duration::from_secs(24 * 3600),
             max_page_size: 200,
+            abandoned_completion: Duration::from_secs(60),
             max_image_size: ByteSize(16 * MIB),
             max_audio_size: ByteSize(100 * MIB),
             max_video_size: ByteSize(2 * GIB),
@@ -285,6 +291,36 @@ impl Default for RealtimeSettings {
             heartbeat: Duration::from_secs(30),
             presence_expiry: Duration::from_secs(90),
             sync_batch: 100,
+        }
+    }
+}
+
+/// What one user may store and do (`quotas.*`), enforced across API nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quotas {
+    /// Bytes of the media a user holds (each media item counts its content's
+    /// size, however many users share it) plus their open sessions' sizes.
+    pub stored_bytes: ByteSize,
+    /// Upload sessions a user may have open at once.
+    pub open_uploads: u64,
+    /// Bytes of chunks and one-request bodies a user may send per hour.
+    pub upload_bytes_per_hour: ByteSize,
+    /// Uploads (sessions opened, one-request uploads, instant dedups) a user
+    /// may start per hour.
+    pub media_per_hour: u64,
+    /// Messages a user may post per minute (a forward posts one per target).
+    pub messages_per_minute: u64,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self {
+            stored_bytes: ByteSize(20 * GIB),
+            open_uploads: 20,
+            upload_bytes_per_hour: ByteSize(20 * GIB),
+            media_per_hour: 1000,
+            messages_per_minute: 100,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! chain of causes and answered `503 backend-unavailable` with `Retry-After`;
 //! its details never reach the client.
 
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 
 use super::problem::ApiError;
 use crate::auth::AuthError;
@@ -13,6 +13,7 @@ use crate::chat::ChatError;
 use crate::downloads::DownloadError;
 use crate::media::ListError;
 use crate::metadata_store::MetadataError;
+use crate::quotas::Refused;
 use crate::uploads::UploadError;
 
 /// 503 for a backend that failed; the cause goes to the log, with its sources.
@@ -87,11 +88,40 @@ impl From<DownloadError> for ApiError {
     }
 }
 
+impl From<Refused> for ApiError {
+    fn from(e: Refused) -> Self {
+        let detail = e.to_string();
+        match e {
+            Refused::Rate {
+                name,
+                limit,
+                retry_after,
+            } => {
+                let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail)
+                    .with("quota", name)
+                    .with("limit", limit)
+                    .with("retry_after", seconds)
+                    .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
+            }
+            Refused::Stored { limit, used, .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "quota-exceeded", detail)
+                    .with("limit", limit)
+                    .with("used", used)
+            }
+            Refused::OpenUploads { limit } => {
+                ApiError::conflict("too-many-open-uploads", detail).with("limit", limit)
+            }
+        }
+    }
+}
+
 impl From<UploadError> for ApiError {
     fn from(e: UploadError) -> Self {
         use UploadError as U;
         let detail = e.to_string();
         match &e {
+            U::Refused(r) => r.clone().into(),
             U::NotFound => ApiError::not_found("upload-not-found", detail),
             U::Expired => ApiError::new(StatusCode::GONE, "upload-expired", detail),
             U::Aborted => ApiError::new(StatusCode::GONE, "upload-aborted", detail),
@@ -151,6 +181,7 @@ impl From<ChatError> for ApiError {
         let detail = e.to_string();
         let forbidden = |code| ApiError::new(StatusCode::FORBIDDEN, code, detail.clone());
         match &e {
+            C::Refused(r) => r.clone().into(),
             C::InvalidKind => ApiError::bad_request("invalid-conversation-kind", detail),
             C::InvalidMembers(_) => ApiError::bad_request("invalid-members", detail),
             C::InvalidUser(_) => ApiError::bad_request("invalid-user-id", detail),

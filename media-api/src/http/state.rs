@@ -14,6 +14,7 @@ use crate::chat::Chat;
 use crate::config::Settings;
 use crate::downloads::Downloads;
 use crate::media::MediaCatalog;
+use crate::quotas::QuotaBook;
 use crate::realtime::Gateway;
 use crate::uploads::UploadService;
 
@@ -36,6 +37,8 @@ pub struct AppState {
     pub downloads: Downloads,
     /// This node's WebSocket connections.
     pub realtime: Gateway,
+    /// Each user's quotas and use.
+    pub quotas: QuotaBook,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Cancelled when the service begins to shut down, so long-lived

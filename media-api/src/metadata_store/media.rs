@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{Created, MediaRecord, MetadataError, NewContent};
+use super::{Created, MediaRecord, MetadataError, NewContent, Usage};
 use crate::ids::{Blake3, FileName, MediaId, UserId};
 
 /// Media: a narrow piece of the metadata seam.
@@ -46,6 +46,10 @@ pub trait MediaStore: Send + Sync + 'static {
     /// Deletes the owner's media item. When it was the content's last
     /// reference, the blob starts its grace period. True when deleted.
     async fn delete_media(&self, owner: &UserId, id: MediaId) -> Result<bool, MetadataError>;
+
+    /// What `owner` holds: their media and open upload sessions, counted
+    /// and summed (each media item counts its content's whole size).
+    async fn usage_of(&self, owner: &UserId) -> Result<Usage, MetadataError>;
 
     /// How many blobs are stored, and their bytes.
     async fn blob_totals(&self) -> Result<(u64, u64), MetadataError>;

@@ -25,7 +25,7 @@ pub use jobs::JobQueue;
 pub use media::MediaStore;
 pub use records::{
     BlobRecord, ChunkRecord, Created, MediaRecord, MediaStatus, NewContent, Processing,
-    RecordOutcome, UploadRecord, UploadState,
+    RecordOutcome, UploadRecord, UploadState, Usage,
 };
 pub use uploads::UploadStore;
 

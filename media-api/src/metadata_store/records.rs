@@ -245,3 +245,16 @@ pub struct BlobRecord {
     /// Where its bytes are.
     pub storage_key: BlobKey,
 }
+
+/// What one user holds, for their quota.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Media items they own.
+    pub media: u64,
+    /// The sizes of those media items' contents, summed.
+    pub media_bytes: u64,
+    /// Upload sessions still open (receiving or completing).
+    pub open_uploads: u64,
+    /// Those sessions' declared sizes, summed.
+    pub open_upload_bytes: u64,
+}

@@ -79,4 +79,12 @@ pub trait UploadStore: Send + Sync + 'static {
         now: i64,
         limit: u32,
     ) -> Result<Vec<UploadRecord>, MetadataError>;
+
+    /// Sessions left `completing` since before `stale_before` (their
+    /// completion was cut off: a timeout, a crash), oldest first, at most `limit`.
+    async fn abandoned_completions(
+        &self,
+        stale_before: i64,
+        limit: u32,
+    ) -> Result<Vec<UploadRecord>, MetadataError>;
 }

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 
 use super::topics::{Topics, reader_stream};
 use super::{
-    Event, EventStream, INFLIGHT_STALE_MS, LiveProgress, Presence, ProgressBus, ProgressError,
+    Charge, Event, EventStream, INFLIGHT_STALE_MS, LiveProgress, Presence, ProgressBus,
+    ProgressError, gcra,
 };
 use crate::ids::now_ms;
 
@@ -17,6 +18,8 @@ pub struct MemoryProgressBus {
     topics: Topics,
     uploads: Arc<Mutex<HashMap<String, Live>>>,
     throttles: Arc<Mutex<HashMap<String, i64>>>,
+    /// Each rate key's drain time ([`super::gcra`]), Unix ms.
+    rates: Arc<Mutex<HashMap<String, f64>>>,
     presence: Arc<Mutex<HashMap<String, Seen>>>,
 }
 
@@ -162,6 +165,28 @@ impl ProgressBus for MemoryProgressBus {
     async fn forget(&self, upload: &str) -> Result<(), ProgressError> {
         self.uploads().remove(upload);
         Ok(())
+    }
+
+    async fn charge(
+        &self,
+        key: &str,
+        cost: u64,
+        limit: u64,
+        window: std::time::Duration,
+    ) -> Result<Charge, ProgressError> {
+        let now = now_ms() as f64;
+        let mut rates = locked(&self.rates);
+        // Drained keys are dropped once the map grows, so it holds only the
+        // users active within a window.
+        if rates.len() >= 4096 && rates.len().is_power_of_two() {
+            rates.retain(|_, until| *until > now);
+        }
+        let window_ms = window.as_secs_f64() * 1000.0;
+        let (charge, next) = gcra(rates.get(key).copied(), now, cost, limit, window_ms);
+        if let Some(next) = next {
+            rates.insert(key.to_owned(), next);
+        }
+        Ok(charge)
     }
 
     async fn throttle(

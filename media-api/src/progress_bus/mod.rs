@@ -136,6 +136,58 @@ pub struct LiveProgress {
 /// clearing it, and is ignored.
 pub const INFLIGHT_STALE_MS: i64 = 60_000;
 
+/// What charging a rate said: whether the cost fit, and how much of the
+/// limit is in use (after the charge when it fit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Charge {
+    /// The cost fit within the limit and was taken.
+    pub allowed: bool,
+    /// Units counted against the limit now (the window's use).
+    pub used: u64,
+    /// When refused: how long until the cost would fit.
+    pub retry_after: std::time::Duration,
+}
+
+/// The generic cell rate algorithm: each key holds one number, the time its
+/// use will have drained (the "theoretical arrival time", Unix ms). A cost
+/// of `n` moves it `n` emission intervals (`window / limit`) later, and fits
+/// while it stays within `window` of now. Answers the charge and the key's
+/// new time when it moved. The Redis script does the same sums.
+pub fn gcra(
+    tat: Option<f64>,
+    now: f64,
+    cost: u64,
+    limit: u64,
+    window_ms: f64,
+) -> (Charge, Option<f64>) {
+    let interval = window_ms / limit.max(1) as f64;
+    let tat = tat.unwrap_or(now).max(now);
+    let used = |until: f64| ((until - now) / interval).ceil().max(0.0) as u64;
+    let next = tat + cost as f64 * interval;
+    let allow_at = next - window_ms;
+    if cost > 0 && allow_at > now {
+        let wait = if cost > limit {
+            window_ms
+        } else {
+            allow_at - now
+        };
+        return (
+            Charge {
+                allowed: false,
+                used: used(tat),
+                retry_after: std::time::Duration::from_millis(wait.ceil() as u64),
+            },
+            None,
+        );
+    }
+    let charge = Charge {
+        allowed: true,
+        used: used(next),
+        retry_after: std::time::Duration::ZERO,
+    };
+    (charge, (cost > 0).then_some(next))
+}
+
 /// Live progress and event fan-out.
 #[async_trait]
 pub trait ProgressBus: Send + Sync + 'static {
@@ -201,6 +253,16 @@ pub trait ProgressBus: Send + Sync + 'static {
 
     /// Drops an upload's live view.
     async fn forget(&self, upload: &str) -> Result<(), ProgressError>;
+
+    /// Charges `cost` units to `key`'s rate of `limit` per `window`, across
+    /// nodes ([`gcra`]); a cost of 0 only reads the use.
+    async fn charge(
+        &self,
+        key: &str,
+        cost: u64,
+        limit: u64,
+        window: std::time::Duration,
+    ) -> Result<Charge, ProgressError>;
 
     /// Answers true at most once per `window` for `key`, across nodes.
     async fn throttle(&self, key: &str, window: std::time::Duration)

@@ -20,7 +20,8 @@ use redis::aio::{ConnectionManager, PubSubSink};
 
 use super::topics::{Topics, reader_stream};
 use super::{
-    Event, EventStream, INFLIGHT_STALE_MS, LiveProgress, Presence, ProgressBus, ProgressError,
+    Charge, Event, EventStream, INFLIGHT_STALE_MS, LiveProgress, Presence, ProgressBus,
+    ProgressError,
 };
 use crate::ids::now_ms;
 
@@ -42,6 +43,30 @@ struct Hub {
 }
 
 /// A user comes online on a node: answers 1 when no node had them before.
+/// [`super::gcra`] on the server's clock, so every node counts alike.
+/// Answers whether the cost fit, the key's backlog (ms) after it, and when
+/// refused the wait (ms); numbers go back as strings to keep their fractions.
+const CHARGE: &str = r"
+local cost = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local interval = window / math.max(limit, 1)
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local nxt = tat + cost * interval
+if cost > 0 and nxt - window > now then
+  local wait = nxt - window - now
+  if cost > limit then wait = window end
+  return {0, tostring(tat - now), tostring(wait)}
+end
+if cost > 0 then
+  redis.call('SET', KEYS[1], tostring(nxt), 'PX', math.ceil(nxt - now) + 1)
+end
+return {1, tostring(nxt - now), '0'}
+";
+
 const PRESENCE_JOIN: &str = r"
 local live = 0
 for _, t in ipairs(redis.call('HVALS', KEYS[1])) do
@@ -324,6 +349,32 @@ impl ProgressBus for RedisProgressBus {
         let keys = self.keys(upload);
         let mut conn = self.manager.clone();
         conn.del::<_, ()>(&keys[..]).await.map_err(unavailable)
+    }
+
+    async fn charge(
+        &self,
+        key: &str,
+        cost: u64,
+        limit: u64,
+        window: Duration,
+    ) -> Result<Charge, ProgressError> {
+        let mut conn = self.manager.clone();
+        let window_ms = window.as_secs_f64() * 1000.0;
+        let (fit, backlog, wait): (i64, String, String) = redis::Script::new(CHARGE)
+            .key(format!("{}:rate:{key}", self.namespace))
+            .arg(cost)
+            .arg(limit)
+            .arg(window_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let number = |s: &str| s.parse::<f64>().unwrap_or(0.0).max(0.0);
+        let interval = window_ms / limit.max(1) as f64;
+        Ok(Charge {
+            allowed: fit == 1,
+            used: (number(&backlog) / interval).ceil() as u64,
+            retry_after: Duration::from_millis(number(&wait).ceil() as u64),
+        })
     }
 
     async fn throttle(&self, key: &str, window: Duration) -> Result<bool, ProgressError> {

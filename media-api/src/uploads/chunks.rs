@@ -13,6 +13,7 @@ use crate::ids::{UploadId, UserId};
 use crate::metadata_store::{ChunkRecord, RecordOutcome, UploadRecord, UploadState};
 use crate::progress_bus::upload_topic;
 use crate::progress_bus::{Event, EventKind};
+use crate::quotas::Rate;
 
 impl UploadService {
     /// Takes one chunk: streams it through the hashers into memory (within
@@ -70,6 +71,7 @@ impl UploadService {
                 _ => UploadError::AlreadyCompleted,
             });
         }
+        self.charge(owner, Rate::UploadBytes, expected).await?;
         // Wait for room before reading the body: TCP pushes back on the client.
         let _permit = self.reserve_memory(expected).await?;
         let received = self

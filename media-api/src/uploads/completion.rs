@@ -6,9 +6,7 @@
 use std::time::Duration;
 
 use super::chunk_hash::merge_root;
-use super::{
-    COMPLETION_STALE_MS, COMPLETION_WAIT, Completion, UploadError, UploadService, is_expired,
-};
+use super::{COMPLETION_WAIT, Completion, UploadError, UploadService, is_expired};
 use crate::blob_store::{BlobStoreError, ByteRange, CompletedPart, MultipartId};
 use crate::ids::{Blake3, MediaId, UploadId, UserId, now_ms};
 use crate::metadata_store::{Created, NewContent, UploadRecord, UploadState};
@@ -45,20 +43,7 @@ impl UploadService {
                     }
                 }
                 UploadState::Completing => {
-                    let stale_before = now_ms() - COMPLETION_STALE_MS;
-                    if upload.updated_at < stale_before
-                        && self
-                            .backends
-                            .uploads
-                            .transition(
-                                upload.upload_id,
-                                &[UploadState::Completing],
-                                UploadState::Completing,
-                                Some(stale_before),
-                            )
-                            .await?
-                    {
-                        tracing::warn!(upload = %upload.upload_id, "taking over an abandoned completion");
+                    if self.take_over(&upload).await? {
                         return self.finish(upload).await;
                     }
                     if started.elapsed() > COMPLETION_WAIT {
@@ -68,6 +53,30 @@ impl UploadService {
                 }
             }
         }
+    }
+
+    /// Takes over a completion not heard from for `limits.abandoned_completion`
+    /// (its node died, or its request was cut off mid-way); true when this
+    /// caller now holds it and must finish it.
+    pub(super) async fn take_over(&self, upload: &UploadRecord) -> Result<bool, UploadError> {
+        let stale_before = self.stale_before();
+        if upload.updated_at >= stale_before {
+            return Ok(false);
+        }
+        let taken = self
+            .backends
+            .uploads
+            .transition(
+                upload.upload_id,
+                &[UploadState::Completing],
+                UploadState::Completing,
+                Some(stale_before),
+            )
+            .await?;
+        if taken {
+            tracing::warn!(upload = %upload.upload_id, "taking over an abandoned completion");
+        }
+        Ok(taken)
     }
 
     pub(super) async fn completed(&self, upload: &UploadRecord) -> Result<Completion, UploadError> {

@@ -6,6 +6,7 @@ use crate::blob_store::BlobKey;
 use crate::ids::{Blake3, FileName, MediaId, UploadId, UserId, now_ms};
 use crate::metadata_store::{UploadRecord, UploadState};
 use crate::progress_bus::{Event, EventKind, upload_topic, user_topic};
+use crate::quotas::Rate;
 
 impl UploadService {
     /// The chunk size for a file: the requested one when it fits the rules,
@@ -93,6 +94,10 @@ impl UploadService {
             self.check_type_size(t, size)?;
         }
         let chunk_size = self.choose_chunk_size(size, request.chunk_size)?;
+        self.charge(owner, Rate::Media, 1).await?;
+        // An instant dedup opens no session: only the bytes count then.
+        self.check_store(owner, size, declared_blake3.is_none())
+            .await?;
         if let Some(blake3) = &declared_blake3
             && let Some(media) = self
                 .backends
@@ -103,6 +108,9 @@ impl UploadService {
             metrics::counter!("dedup_hits_total", "kind" => "instant").increment(1);
             metrics::counter!("dedup_bytes_saved_total").increment(size);
             return Ok(Opened::Existing(Completion::of(&media, true)));
+        }
+        if declared_blake3.is_some() {
+            self.check_store(owner, 0, true).await?;
         }
         let total_chunks = u32::try_from(size.div_ceil(chunk_size)).unwrap_or(u32::MAX);
         let key = BlobKey::generate();

@@ -9,6 +9,9 @@ use crate::progress_bus::ProgressError;
 /// Why an upload request failed. Each maps to one HTTP status and stable code.
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
+    /// A quota or rate of the caller's is spent.
+    #[error("{0}")]
+    Refused(#[from] crate::quotas::Refused),
     /// Unknown, someone else's, or malformed id.
     #[error("no such upload")]
     NotFound,

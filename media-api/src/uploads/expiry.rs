@@ -110,7 +110,48 @@ impl UploadService {
     }
 }
 
-/// Runs the janitor until `stop` is cancelled: every `interval`, expire what is due.
+impl UploadService {
+    /// Finishes the completions that were cut off (a request timeout, a
+    /// crashed node) and that no client came back for: each ends completed,
+    /// or back to receiving (chunks missing, the store failing) where
+    /// expiry takes it in time, or aborted; none stays `completing`.
+    /// Answers how many it took.
+    pub async fn finish_abandoned(&self) -> Result<usize, UploadError> {
+        const BATCH: u32 = 100;
+        let mut taken = 0;
+        loop {
+            let stale = self
+                .backends
+                .uploads
+                .abandoned_completions(self.stale_before(), BATCH)
+                .await?;
+            let full = stale.len() == BATCH as usize;
+            let mut moved = 0;
+            for upload in stale {
+                if !self.take_over(&upload).await? {
+                    continue;
+                }
+                moved += 1;
+                let id = upload.upload_id;
+                match self.finish(upload).await {
+                    Ok(_) => {
+                        tracing::info!(upload = %id, "janitor finished an abandoned completion")
+                    }
+                    Err(e) => {
+                        tracing::info!(upload = %id, outcome = %e, "janitor ended an abandoned completion")
+                    }
+                }
+            }
+            taken += moved;
+            if !full || moved == 0 {
+                return Ok(taken);
+            }
+        }
+    }
+}
+
+/// Runs the janitor until `stop` is cancelled: every `interval`, expire what
+/// is due and end abandoned completions.
 pub async fn run_janitor(
     service: UploadService,
     interval: Duration,
@@ -124,6 +165,11 @@ pub async fn run_janitor(
         match service.expire_due().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(expired = n, "janitor expired upload sessions"),
+            Err(e) => tracing::warn!(error = %e, "janitor run failed"),
+        }
+        match service.finish_abandoned().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(taken = n, "janitor ended abandoned completions"),
             Err(e) => tracing::warn!(error = %e, "janitor run failed"),
         }
     }

@@ -42,6 +42,7 @@ use crate::ids::{UploadId, UserId, now_ms};
 use crate::metadata_store::{UploadRecord, UploadState};
 use crate::progress_bus::upload_topic;
 use crate::progress_bus::{Event, EventKind};
+use crate::quotas::{QuotaBook, Rate};
 
 /// S3's most parts in one multipart upload.
 pub const MAX_PARTS: u64 = 10_000;
@@ -49,9 +50,6 @@ pub const MAX_PARTS: u64 = 10_000;
 const INLINE_HASH_MAX: usize = 1024 * 1024;
 /// How often a streaming chunk reports its bytes.
 const INFLIGHT_REPORT_EVERY: u64 = 1024 * 1024;
-/// A completion not heard from for this long was abandoned (its node died);
-/// another `complete` call may take it over.
-const COMPLETION_STALE_MS: i64 = 60_000;
 /// How long a `complete` call waits for a concurrent one before answering.
 const COMPLETION_WAIT: Duration = Duration::from_secs(30);
 
@@ -60,6 +58,7 @@ const COMPLETION_WAIT: Duration = Duration::from_secs(30);
 pub struct UploadService {
     backends: Backends,
     limits: Limits,
+    quotas: QuotaBook,
     /// Permits are KiB of chunk bytes that may be held in memory.
     memory: Arc<Semaphore>,
 }
@@ -78,13 +77,41 @@ pub(super) fn kib(bytes: u64) -> u32 {
 
 impl UploadService {
     /// A service over these backends and limits.
-    pub fn new(backends: Backends, limits: Limits) -> Self {
+    pub fn new(backends: Backends, limits: Limits, quotas: QuotaBook) -> Self {
         let memory = Arc::new(Semaphore::new(kib(limits.inflight_memory.0) as usize));
         Self {
             backends,
             limits,
+            quotas,
             memory,
         }
+    }
+
+    /// Refuses `size` more bytes past the owner's stored-bytes quota, or a
+    /// new session (`session`) past their open sessions.
+    /// Unix ms before which a completion not heard from was abandoned.
+    pub(super) fn stale_before(&self) -> i64 {
+        now_ms()
+            - i64::try_from(self.limits.abandoned_completion.as_millis()).unwrap_or(i64::MAX / 2)
+    }
+
+    pub(super) async fn check_store(
+        &self,
+        owner: &UserId,
+        size: u64,
+        session: bool,
+    ) -> Result<(), UploadError> {
+        Ok(self.quotas.check_store(owner, size, session).await??)
+    }
+
+    /// Charges the owner's rate.
+    pub(super) async fn charge(
+        &self,
+        owner: &UserId,
+        rate: Rate,
+        cost: u64,
+    ) -> Result<(), UploadError> {
+        Ok(self.quotas.charge(owner, rate, cost).await?)
     }
 
     /// Refuses a content whose type has a lower size limit than its size.

@@ -9,6 +9,7 @@ use crate::blob_store::BlobKey;
 use crate::ids::{Blake3, FileName, MediaId, UserId};
 use crate::metadata_store::NewContent;
 use crate::processing;
+use crate::quotas::Rate;
 
 impl UploadService {
     /// A one-request upload of a small file.
@@ -29,6 +30,11 @@ impl UploadService {
         if content_length.is_some_and(|len| len > limit) {
             return Err(UploadError::BodyTooLarge { limit });
         }
+        self.charge(owner, Rate::Media, 1).await?;
+        if let Some(len) = content_length {
+            self.charge(owner, Rate::UploadBytes, len).await?;
+            self.check_store(owner, len, false).await?;
+        }
         // A declared length reserves what it needs; a chunked body, the limit.
         let expected = content_length.unwrap_or(limit);
         let _permit = self
@@ -44,6 +50,11 @@ impl UploadService {
             buffer.extend_from_slice(&frame);
         }
         let data = buffer.freeze();
+        if content_length.is_none() {
+            self.charge(owner, Rate::UploadBytes, data.len() as u64)
+                .await?;
+            self.check_store(owner, data.len() as u64, false).await?;
+        }
         // Hashing a small body takes less time than handing it to another
         // thread and back (a 100 KB body hashes in about 30 µs); large ones
         // go to the blocking pool so the runtime's workers stay responsive.

@@ -8,7 +8,7 @@ use super::{
     to_i64,
 };
 use crate::ids::{Blake3, FileName, MediaId, UserId, now_ms};
-use crate::metadata_store::{Created, MediaRecord, MediaStore, MetadataError, NewContent};
+use crate::metadata_store::{Created, MediaRecord, MediaStore, MetadataError, NewContent, Usage};
 
 #[async_trait]
 impl MediaStore for SqlMetadataStore {
@@ -129,6 +129,28 @@ impl MediaStore for SqlMetadataStore {
         super::chat_log::mark_if_unreferenced(&mut tx, &blake3).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn usage_of(&self, owner: &UserId) -> Result<Usage, MetadataError> {
+        // Each walks the owner's rows by its own index.
+        let row = sqlx::query(
+            "select (select count(*) from media where owner_id = $1) as media, \
+             (select cast(coalesce(sum(b.size), 0) as bigint) from media m \
+              join blobs b on b.blake3 = m.blake3 where m.owner_id = $1) as media_bytes, \
+             (select count(*) from uploads where owner_id = $1 \
+              and state in ('receiving', 'completing')) as open_uploads, \
+             (select cast(coalesce(sum(size), 0) as bigint) from uploads where owner_id = $1 \
+              and state in ('receiving', 'completing')) as open_upload_bytes",
+        )
+        .bind(owner.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Usage {
+            media: get_u64(&row, "media")?,
+            media_bytes: get_u64(&row, "media_bytes")?,
+            open_uploads: get_u64(&row, "open_uploads")?,
+            open_upload_bytes: get_u64(&row, "open_upload_bytes")?,
+        })
     }
 
     async fn blob_totals(&self) -> Result<(u64, u64), MetadataError> {

@@ -261,11 +261,34 @@ impl UploadStore for SqlMetadataStore {
         now: i64,
         limit: u32,
     ) -> Result<Vec<UploadRecord>, MetadataError> {
+        self.oldest_in("receiving", "expires_at", now, limit).await
+    }
+
+    async fn abandoned_completions(
+        &self,
+        stale_before: i64,
+        limit: u32,
+    ) -> Result<Vec<UploadRecord>, MetadataError> {
+        self.oldest_in("completing", "updated_at", stale_before, limit)
+            .await
+    }
+}
+
+impl SqlMetadataStore {
+    /// Sessions in `state` whose `clock` column is before `before`, oldest
+    /// first, at most `limit` (each pair has its partial index).
+    async fn oldest_in(
+        &self,
+        state: &'static str,
+        clock: &'static str,
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<UploadRecord>, MetadataError> {
         sqlx::query(&format!(
-            "select {UPLOAD_COLUMNS} from uploads where state = 'receiving' and expires_at < $1 \
-             order by expires_at limit $2"
+            "select {UPLOAD_COLUMNS} from uploads where state = '{state}' and {clock} < $1 \
+             order by {clock} limit $2"
         ))
-        .bind(now)
+        .bind(before)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?

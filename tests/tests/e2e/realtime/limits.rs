@@ -94,7 +94,14 @@ async fn a_reader_too_slow_is_closed_with_4008_and_the_node_holds_no_more(set: B
     // Its own process, so its memory is its own.
     const SECRET: &str = "realtime-slow-reader-secret-0123456789abc";
     let (settings, _dir) = test_settings(set).await;
-    let node = ServiceProcess::start(&settings, free_port(), SECRET).await;
+    let rate = (BIG_MESSAGES * 2).to_string();
+    let node = ServiceProcess::start_with(
+        &settings,
+        free_port(),
+        SECRET,
+        &[("MEDIA_QUOTAS__MESSAGES_PER_MINUTE", rate.as_str())],
+    )
+    .await;
     let http = reqwest::Client::new();
     let call = |method: Method, path: &str, user: &str, body: Value| {
         http.request(method, format!("{}{path}", node.base))

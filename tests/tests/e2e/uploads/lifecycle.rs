@@ -311,6 +311,7 @@ async fn the_janitor_keeps_up_with_any_number_of_expired_sessions(set: BackendSe
     const SESSIONS: usize = 250;
     let (mut settings, dir) = test_settings(set).await;
     settings.limits.upload_expiry = Duration::from_millis(300);
+    settings.quotas.open_uploads = SESSIONS as u64;
     // Its own runs stay out of the way: the test runs one step by hand.
     settings.janitor_interval = Duration::from_secs(3600);
     let app = TestApp::spawn_with(set, settings, dir).await;
@@ -347,5 +348,56 @@ async fn the_janitor_keeps_up_with_any_number_of_expired_sessions(set: BackendSe
         );
     }
     assert_eq!(app.state.uploads.expire_due().await.expect("janitor"), 0);
+    app.stop().await;
+}
+
+both_sets!(a_completion_cut_off_is_finished_or_rolled_back_by_the_janitor);
+async fn a_completion_cut_off_is_finished_or_rolled_back_by_the_janitor(set: BackendSet) {
+    use media_api::metadata_store::UploadState;
+    let (mut settings, dir) = test_settings(set).await;
+    settings.limits.abandoned_completion = Duration::from_millis(500);
+    settings.janitor_interval = Duration::from_millis(200);
+    let app = TestApp::spawn_with(set, settings, dir).await;
+    let alice = app.user("alice");
+    let data = random_bytes(20 * MIB, 70);
+    // Two sessions whose `complete` was cut off right after it began (the
+    // request timed out, or its node died) and whose client never came
+    // back: one with every chunk, one missing a chunk.
+    let (whole, cs, total) = session(&alice, "whole.bin", data.len()).await;
+    alice
+        .send_chunks(&whole, &data, cs, &(1..=total).collect::<Vec<_>>(), 2)
+        .await;
+    let (partial, _, _) = session(&alice, "partial.bin", data.len()).await;
+    alice.send_chunks(&partial, &data, cs, &[1, 3], 2).await;
+    for id in [&whole, &partial] {
+        let id = media_api::ids::UploadId::parse(id).expect("id");
+        let moved = app
+            .state
+            .backends
+            .uploads
+            .transition(id, &[UploadState::Receiving], UploadState::Completing, None)
+            .await
+            .expect("transition");
+        assert!(moved);
+    }
+    assert_eq!(progress(&alice, &whole).await["state"], "completing");
+    // The janitor finishes the first and puts the second back to receiving.
+    let ended = eventually(Duration::from_secs(15), || async {
+        progress(&alice, &whole).await["state"] == "completed"
+            && progress(&alice, &partial).await["state"] == "receiving"
+    })
+    .await;
+    assert!(
+        ended,
+        "{set:?}: {} / {}",
+        progress(&alice, &whole).await,
+        progress(&alice, &partial).await
+    );
+    let done = json_of(alice.complete(&whole).await, 200).await;
+    assert!(stored_bytes(&app, done["media_id"].as_str().expect("id")).await == data);
+    // The client of the second sends its last chunk and completes.
+    alice.send_chunks(&partial, &data, cs, &[2], 1).await;
+    let done = json_of(alice.complete(&partial).await, 200).await;
+    assert_eq!(done["blake3"], blake3::hash(&data).to_hex().as_str());
     app.stop().await;
 }

@@ -91,3 +91,195 @@ async fn a_file_over_its_types_limit_is_refused_and_nothing_is_kept(set: Backend
     assert_eq!(media_count(&alice).await, 2);
     app.stop().await;
 }
+
+async fn me(user: &User<'_>) -> serde_json::Value {
+    json_of(user.get("/v1/me").await, 200).await
+}
+
+async fn post_raw(user: &User<'_>, name: &str, body: Vec<u8>) -> reqwest::Response {
+    user.app
+        .client
+        .post(user.app.url(&format!("/v1/media?file_name={name}")))
+        .bearer_auth(&user.token)
+        .body(body)
+        .send()
+        .await
+        .expect("post")
+}
+
+both_sets!(stored_bytes_and_open_sessions_are_limited_per_user_and_shown_by_me);
+async fn stored_bytes_and_open_sessions_are_limited_per_user_and_shown_by_me(set: BackendSet) {
+    let (mut settings, dir) = test_settings(set).await;
+    settings.quotas.stored_bytes = media_api::config::ByteSize(MIB as u64);
+    settings.quotas.open_uploads = 2;
+    let app = TestApp::spawn_with(set, settings, dir).await;
+    let (alice, bob) = (app.user("alice"), app.user("bob"));
+    let data = random_bytes(600_000, 10);
+    let first = alice.post_media("a.bin", &data).await;
+    // A second copy counts again: it is what she references.
+    let over = problem_of(
+        post_raw(&alice, "b.bin", random_bytes(600_000, 11)).await,
+        413,
+        "quota-exceeded",
+    )
+    .await;
+    assert_eq!(over["limit"], MIB, "{set:?}: {over}");
+    assert_eq!(over["used"], 600_000, "{set:?}: {over}");
+    let hash = blake3::hash(&data).to_hex().to_string();
+    let r = alice
+        .create_upload(json!({"file_name": "again.bin", "size": data.len(), "blake3": hash}))
+        .await;
+    problem_of(r, 413, "quota-exceeded").await;
+    // Bob's quota is his own, though he stores the same content.
+    bob.post_media("b.bin", &data).await;
+
+    // Open sessions count their declared size, and their number.
+    let r = alice
+        .create_upload(json!({"file_name": "c.bin", "size": 300_000}))
+        .await;
+    let open = json_of(r, 201).await;
+    let r = alice
+        .create_upload(json!({"file_name": "d.bin", "size": 200_000}))
+        .await;
+    problem_of(r, 413, "quota-exceeded").await;
+    let r = alice
+        .create_upload(json!({"file_name": "e.bin", "size": 1}))
+        .await;
+    json_of(r, 201).await;
+    let r = alice
+        .create_upload(json!({"file_name": "f.bin", "size": 1}))
+        .await;
+    let many = problem_of(r, 409, "too-many-open-uploads").await;
+    assert_eq!(many["limit"], 2);
+    let account = me(&alice).await;
+    assert_eq!(
+        account["usage"]["stored_bytes"], 900_001,
+        "{set:?}: {account}"
+    );
+    assert_eq!(account["usage"]["media"], 1, "{account}");
+    assert_eq!(account["usage"]["open_uploads"], 2, "{account}");
+    assert_eq!(account["limits"]["stored_bytes"], MIB, "{account}");
+    assert_eq!(account["limits"]["open_uploads"], 2, "{account}");
+    assert_eq!(account["limits"]["max_image_size"], 16 * MIB, "{account}");
+
+    // Ending a session and deleting a media item give room back.
+    let open_id = open["upload_id"].as_str().expect("id");
+    assert_eq!(
+        alice
+            .delete(&format!("/v1/uploads/{open_id}"))
+            .await
+            .status(),
+        204
+    );
+    let first_id = first["media_id"].as_str().expect("id");
+    assert_eq!(
+        alice
+            .delete(&format!("/v1/media/{first_id}"))
+            .await
+            .status(),
+        204
+    );
+    let account = me(&alice).await;
+    assert_eq!(account["usage"]["stored_bytes"], 1, "{set:?}: {account}");
+    alice.post_media("g.bin", &random_bytes(900_000, 12)).await;
+    // Nothing refused was stored: bob's and alice's two items.
+    let page = json_of(alice.get("/v1/media").await, 200).await;
+    assert_eq!(page["items"].as_array().expect("items").len(), 1);
+    app.stop().await;
+}
+
+both_sets!(rates_answer_429_with_retry_after_on_every_node);
+async fn rates_answer_429_with_retry_after_on_every_node(set: BackendSet) {
+    let (mut settings, dir) = test_settings(set).await;
+    settings.quotas.messages_per_minute = 5;
+    settings.quotas.media_per_hour = 3;
+    settings.quotas.upload_bytes_per_hour = media_api::config::ByteSize(MIB as u64);
+    let app = TestApp::spawn_with(set, settings, dir).await;
+    let other = match set {
+        BackendSet::Real => Some(app.another_node().await),
+        BackendSet::Embedded => None,
+    };
+    let (alice, bob) = (app.user("alice"), app.user("bob"));
+    let conversation = media_e2e::group(&alice, &["bob"]).await;
+    for i in 0..5 {
+        media_e2e::say(&alice, &conversation, &format!("hello {i}")).await;
+    }
+    let send = |user: &User<'_>| {
+        let path = format!("/v1/conversations/{conversation}/messages");
+        let body =
+            json!({"client_message_id": uuid::Uuid::now_v7().to_string(), "text": "one more"});
+        let (client, url, token) = (
+            user.app.client.clone(),
+            user.app.url(&path),
+            user.token.clone(),
+        );
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("send")
+        }
+    };
+    let r = send(&alice).await;
+    assert_eq!(r.status(), 429, "{set:?}");
+    let retry: u64 = media_e2e::header(&r, "retry-after")
+        .parse()
+        .expect("Retry-After");
+    let refused = problem_of(r, 429, "rate-limited").await;
+    assert_eq!(refused["quota"], "messages_per_minute", "{refused}");
+    assert_eq!(refused["limit"], 5);
+    assert!(
+        (1..=12).contains(&retry),
+        "{set:?}: one message drains in 12 s, not {retry}"
+    );
+    // Another node counts the same minute.
+    if let Some(other) = &other {
+        let alice_there = other.user("alice");
+        problem_of(send(&alice_there).await, 429, "rate-limited").await;
+    }
+    // Bob's minute is his own.
+    assert_eq!(send(&bob).await.status(), 201);
+    assert_eq!(me(&alice).await["usage"]["messages_per_minute"], 5);
+
+    // Uploads started per hour.
+    for i in 0..3 {
+        let r = alice
+            .create_upload(json!({"file_name": format!("{i}.bin"), "size": 10}))
+            .await;
+        json_of(r, 201).await;
+    }
+    let r = alice
+        .create_upload(json!({"file_name": "4.bin", "size": 10}))
+        .await;
+    assert!(!media_e2e::header(&r, "retry-after").is_empty());
+    let refused = problem_of(r, 429, "rate-limited").await;
+    assert_eq!(refused["quota"], "media_per_hour");
+
+    // Bytes sent per hour, counted as they are sent.
+    let session = bob.open("big.bin", 700_000).await;
+    let id = session["upload_id"].as_str().expect("id");
+    let chunk = session["chunk_size"].as_u64().expect("chunk") as usize;
+    let data = random_bytes(700_000, 13);
+    let total = session["total_chunks"].as_u64().expect("total") as usize;
+    bob.send_chunks(id, &data, chunk, &(1..=total).collect::<Vec<_>>(), 1)
+        .await;
+    let r = post_raw(&bob, "more.bin", random_bytes(400_000, 14)).await;
+    let refused = problem_of(r, 429, "rate-limited").await;
+    assert_eq!(
+        refused["quota"], "upload_bytes_per_hour",
+        "{set:?}: {refused}"
+    );
+    let account = me(&bob).await;
+    // The hour drains continuously: a few bytes have drained since.
+    let used = account["usage"]["upload_bytes_per_hour"]
+        .as_u64()
+        .expect("used");
+    assert!((690_000..=700_000).contains(&used), "{set:?}: {account}");
+    if let Some(other) = other {
+        other.stop().await;
+    }
+    app.stop().await;
+}

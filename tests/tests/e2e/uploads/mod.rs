@@ -140,6 +140,8 @@ both_sets!(chunk_size_is_chosen_and_requests_are_checked);
 async fn chunk_size_is_chosen_and_requests_are_checked(set: BackendSet) {
     let (mut settings, dir) = test_settings(set).await;
     settings.limits.max_file_size = "200GiB".parse().expect("size");
+    settings.limits.max_document_size = "200GiB".parse().expect("size");
+    settings.quotas.stored_bytes = "1024TiB".parse().expect("size");
     let app = TestApp::spawn_with(set, settings, dir).await;
     let alice = app.user("alice");
     // 100 GiB in 8 MiB chunks would be 12,800 parts: the size doubles.
