@@ -2,19 +2,27 @@
 //!
 //! Layout under its root:
 //! - `objects/<key>`: whole objects.
+//! - `objects/<key>~parts/`: an object a multipart upload made: its parts,
+//!   `00000`, `00001`, … in order, each with its 32-byte SHA-256 header, and
+//!   `manifest`, their sizes, so a read opens the manifest and then each part
+//!   as the read reaches it: no directory listing, one descriptor at a time.
 //! - `multipart/<id>/key`: the key an upload completes to.
-//! - `multipart/<id>/<part:05>-<sha256>`: one file per part *version*. Completion
-//!   picks the version whose digest it names, so a part re-sent with other
-//!   bytes can never be joined in place of the one the caller recorded.
+//! - `multipart/<id>/<part:05>`: a part: its SHA-256, then its bytes. A part
+//!   sent again replaces it by one rename (the last one wins, as on S3), and
+//!   completion checks the header against the digest it names, so a part
+//!   re-sent with other bytes can never be joined in place of the one the
+//!   caller recorded.
 //! - `tmp/`: files being written; every write lands by an atomic rename.
+//!
+//! Objects a multipart upload made before the manifest existed (parts
+//! without headers, no `manifest`) are still read, by listing their directory.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
 use super::signed_url::{SignedParams, UrlSigner};
@@ -28,10 +36,6 @@ use super::{
 pub struct FsBlobStore {
     root: PathBuf,
     signer: UrlSigner,
-    /// Held while a part version lands and its older versions go, so two
-    /// concurrent sends of one part leave exactly the last one (as on S3).
-    /// The filesystem store serves one process, so a process lock suffices.
-    part_swap: Arc<Mutex<()>>,
 }
 
 impl FsBlobStore {
@@ -51,11 +55,7 @@ impl FsBlobStore {
                 "removed abandoned temporary files of the filesystem store"
             );
         }
-        Ok(Self {
-            root,
-            signer,
-            part_swap: Arc::default(),
-        })
+        Ok(Self { root, signer })
     }
 
     fn object_path(&self, key: &BlobKey) -> PathBuf {
@@ -70,29 +70,26 @@ impl FsBlobStore {
             .join(format!("{}{PARTS_SUFFIX}", key.as_str()))
     }
 
-    /// The files an object is made of, with their sizes, in order: the
-    /// object's own file, or the parts its multipart upload completed with.
-    fn segments(&self, key: &BlobKey) -> Result<Vec<(PathBuf, u64)>, BlobStoreError> {
+    /// The files an object is made of, in order: the object's own file, or
+    /// the parts its multipart upload completed with (from its manifest).
+    fn segments(&self, key: &BlobKey) -> Result<Vec<Segment>, BlobStoreError> {
         match std::fs::metadata(self.object_path(key)) {
-            Ok(m) => return Ok(vec![(self.object_path(key), m.len())]),
+            Ok(m) => {
+                return Ok(vec![Segment {
+                    path: self.object_path(key),
+                    skip: 0,
+                    len: m.len(),
+                }]);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(e)),
         }
-        let entries = match std::fs::read_dir(self.parts_path(key)) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(BlobStoreError::NotFound);
-            }
-            Err(e) => return Err(io_err(e)),
-        };
-        let mut parts = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io_err)?;
-            parts.push((entry.path(), entry.metadata().map_err(io_err)?.len()));
+        let dir = self.parts_path(key);
+        match std::fs::read_to_string(dir.join(MANIFEST)) {
+            Ok(manifest) => parse_manifest(&dir, &manifest),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => legacy_segments(&dir),
+            Err(e) => Err(io_err(e)),
         }
-        // Named by their zero-padded position.
-        parts.sort();
-        Ok(parts)
     }
 
     fn upload_dir(&self, upload: &MultipartId) -> Result<PathBuf, BlobStoreError> {
@@ -171,19 +168,92 @@ fn sweep_abandoned(dir: &Path, age: std::time::Duration) -> usize {
 
 /// The suffix of the directory holding a multipart object's parts.
 const PARTS_SUFFIX: &str = "~parts";
+/// The file in a multipart object's directory listing its parts' sizes.
+const MANIFEST: &str = "manifest";
+/// The first line of a manifest.
+const MANIFEST_HEADER: &str = "parts v1";
+/// Bytes before a part's data: its SHA-256.
+const PART_HEADER: u64 = 32;
 
-fn swap_lock(swap: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
-    swap.lock().unwrap_or_else(|p| p.into_inner())
+/// A part's file in its upload's directory, and in its object's.
+fn part_name(number: u32) -> String {
+    format!("{number:05}")
 }
 
-fn part_prefix(number: u32) -> String {
-    format!("{number:05}-")
+/// Why assembling an object stopped.
+enum Failure {
+    Io(std::io::Error),
+    /// The part there is not the one named.
+    Part(u32),
 }
 
-/// A part's file in its upload's directory: its number, then its SHA-256, so
-/// a completion can only take the exact bytes it names.
-fn part_name(number: u32, sha256: &[u8; 32]) -> String {
-    format!("{}{}", part_prefix(number), hex::encode(sha256))
+/// One file of an object: where, how many header bytes to skip, how long.
+#[derive(Debug, Clone)]
+struct Segment {
+    path: PathBuf,
+    skip: u64,
+    len: u64,
+}
+
+fn parse_manifest(dir: &Path, manifest: &str) -> Result<Vec<Segment>, BlobStoreError> {
+    let mut lines = manifest.lines();
+    if lines.next() != Some(MANIFEST_HEADER) {
+        return Err(BlobStoreError::Other(format!(
+            "{}: not a parts manifest",
+            dir.display()
+        )));
+    }
+    lines
+        .enumerate()
+        .map(|(position, line)| {
+            let len = line.parse::<u64>().map_err(|_| {
+                BlobStoreError::Other(format!("{}: bad manifest line", dir.display()))
+            })?;
+            Ok(Segment {
+                path: dir.join(part_name(u32::try_from(position).unwrap_or(u32::MAX))),
+                skip: PART_HEADER,
+                len,
+            })
+        })
+        .collect()
+}
+
+/// An object completed before manifests: its parts have no headers, and
+/// their sizes come from listing the directory.
+fn legacy_segments(dir: &Path) -> Result<Vec<Segment>, BlobStoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(BlobStoreError::NotFound);
+        }
+        Err(e) => return Err(io_err(e)),
+    };
+    let mut parts = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err)?;
+        parts.push(Segment {
+            path: entry.path(),
+            skip: 0,
+            len: entry.metadata().map_err(io_err)?.len(),
+        });
+    }
+    // Named by their zero-padded position.
+    parts.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(parts)
+}
+
+/// The SHA-256 header of a part file.
+fn part_header(path: &Path) -> std::io::Result<[u8; 32]> {
+    let mut header = [0u8; 32];
+    std::fs::File::open(path)?.read_exact(&mut header)?;
+    Ok(header)
+}
+
+/// Opens a segment at `from` (an offset into its data), as the read reaches it.
+async fn open_at(segment: &Segment, from: u64) -> std::io::Result<tokio::fs::File> {
+    let mut file = tokio::fs::File::open(&segment.path).await?;
+    tokio::io::AsyncSeekExt::seek(&mut file, SeekFrom::Start(segment.skip + from)).await?;
+    Ok(file)
 }
 
 #[async_trait]
@@ -222,17 +292,15 @@ impl BlobStore for FsBlobStore {
             if !dir.join("key").is_file() {
                 return Err(BlobStoreError::NoSuchUpload);
             }
+            // Only after a completion was refused: listing is fine here.
             let mut parts = Vec::new();
             for entry in std::fs::read_dir(&dir).map_err(io_err)? {
-                let name = entry
-                    .map_err(io_err)?
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned();
-                if let Some((n, sha)) = name.split_once('-')
-                    && let Ok(n) = n.parse::<u32>()
+                let entry = entry.map_err(io_err)?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Ok(n) = name.parse::<u32>()
+                    && let Ok(sha) = part_header(&entry.path())
                 {
-                    parts.push((n, format!("\"{sha}\"")));
+                    parts.push((n, format!("\"{}\"", hex::encode(sha))));
                 }
             }
             parts.sort();
@@ -253,9 +321,9 @@ impl BlobStore for FsBlobStore {
     ) -> Result<BlobBody, BlobStoreError> {
         let store = self.clone();
         let key = key.clone();
-        let (files, total, len) = blocking(move || {
+        let (pieces, total, len) = blocking(move || {
             let segments = store.segments(&key)?;
-            let total = segments.iter().map(|(_, len)| len).sum::<u64>();
+            let total = segments.iter().map(|s| s.len).sum::<u64>();
             let (start, len) = match range {
                 None => (0, total),
                 Some(r) => {
@@ -269,29 +337,40 @@ impl BlobStore for FsBlobStore {
                     (r.start, end - r.start + 1)
                 }
             };
-            // Open every file the range touches now, so a delete racing the
-            // read cannot take a part away half way (open files stay readable).
-            let (mut files, mut offset) = (Vec::new(), 0u64);
-            for (path, size) in segments {
+            // The pieces of the files the range touches: (segment, from, len).
+            let (mut pieces, mut offset) = (Vec::new(), 0u64);
+            for segment in segments {
+                let size = segment.len;
                 let (from, to) = (start.max(offset), (start + len).min(offset + size));
                 if from < to {
-                    let mut file = std::fs::File::open(&path).map_err(|e| match e.kind() {
-                        std::io::ErrorKind::NotFound => BlobStoreError::NotFound,
-                        _ => io_err(e),
-                    })?;
-                    file.seek(SeekFrom::Start(from - offset)).map_err(io_err)?;
-                    files.push((file, to - from));
+                    pieces.push((segment, from - offset, to - from));
                 }
                 offset += size;
             }
-            Ok((files, total, len))
+            // The first file opens now, so a missing object answers here.
+            if let Some((segment, _, _)) = pieces.first() {
+                std::fs::metadata(&segment.path).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => BlobStoreError::NotFound,
+                    _ => io_err(e),
+                })?;
+            }
+            Ok((pieces, total, len))
         })
         .await?;
-        let stream = futures_util::stream::iter(files)
-            .flat_map(|(file, len)| {
-                let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), len);
-                tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024)
+        // Each file is opened when the read reaches it and closed when it
+        // is done: one descriptor at a time, whatever the number of parts.
+        // (An object deleted mid-read ends the read with an error; the GC
+        // deletes only content unreferenced for `gc_grace`.)
+        let stream = futures_util::stream::iter(pieces)
+            .then(|(segment, from, len)| async move {
+                let file = open_at(&segment, from).await?;
+                let reader = tokio::io::AsyncReadExt::take(file, len);
+                Ok::<_, std::io::Error>(tokio_util::io::ReaderStream::with_capacity(
+                    reader,
+                    256 * 1024,
+                ))
             })
+            .try_flatten()
             .boxed();
         Ok(BlobBody { len, total, stream })
     }
@@ -299,7 +378,7 @@ impl BlobStore for FsBlobStore {
     async fn head(&self, key: &BlobKey) -> Result<Option<u64>, BlobStoreError> {
         let (store, key) = (self.clone(), key.clone());
         blocking(move || match store.segments(&key) {
-            Ok(segments) => Ok(Some(segments.iter().map(|(_, len)| len).sum())),
+            Ok(segments) => Ok(Some(segments.iter().map(|s| s.len).sum())),
             Err(BlobStoreError::NotFound) => Ok(None),
             Err(e) => Err(e),
         })
@@ -375,7 +454,6 @@ impl BlobStore for FsBlobStore {
     ) -> Result<String, BlobStoreError> {
         let dir = self.upload_dir(upload)?;
         let tmp = self.tmp_path();
-        let swap = self.part_swap.clone();
         blocking(move || {
             if !dir.join("key").is_file() {
                 return Err(BlobStoreError::NoSuchUpload);
@@ -394,22 +472,14 @@ impl BlobStore for FsBlobStore {
                     });
                 }
             }
-            let name = part_name(number, &sha256);
             let mut file = std::fs::File::create(&tmp).map_err(io_err)?;
+            file.write_all(&sha256).map_err(io_err)?;
             for frame in data.frames() {
                 file.write_all(frame).map_err(io_err)?;
             }
             file.sync_data().map_err(io_err)?;
-            let _guard = swap_lock(&swap);
-            std::fs::rename(&tmp, dir.join(&name)).map_err(io_err)?;
-            // The part is replaced: older versions of it are gone, as on S3.
-            for entry in std::fs::read_dir(&dir).map_err(io_err)? {
-                let entry = entry.map_err(io_err)?;
-                let other = entry.file_name().to_string_lossy().into_owned();
-                if other.starts_with(&part_prefix(number)) && other != name {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
+            // One rename replaces an older version of the part, as on S3.
+            std::fs::rename(&tmp, dir.join(part_name(number))).map_err(io_err)?;
             Ok(format!("\"{}\"", hex::encode(sha256)))
         })
         .await
@@ -424,7 +494,6 @@ impl BlobStore for FsBlobStore {
         let dir = self.upload_dir(upload)?;
         let (tmp, dest) = (self.tmp_path(), self.parts_path(key));
         let parts = parts.to_vec();
-        let swap = self.part_swap.clone();
         blocking(move || {
             if !dir.join("key").is_file() {
                 return Err(BlobStoreError::NoSuchUpload);
@@ -435,44 +504,71 @@ impl BlobStore for FsBlobStore {
                 // key is this upload's own, so only the clean-up is left.
                 return std::fs::remove_dir_all(&dir).map_err(io_err);
             }
-            let _guard = swap_lock(&swap);
             // The object is its parts, in order: they are moved (renamed), not
             // copied, and appear together when their directory is renamed in.
             let moves: Vec<(PathBuf, PathBuf)> = parts
                 .iter()
                 .enumerate()
                 .map(|(position, part)| {
-                    let from = dir.join(part_name(part.number, &part.sha256));
-                    (from, tmp.join(format!("{position:05}")))
+                    let from = dir.join(part_name(part.number));
+                    let position = u32::try_from(position).unwrap_or(u32::MAX);
+                    (from, tmp.join(part_name(position)))
                 })
                 .collect();
-            for (part, (from, _)) in parts.iter().zip(&moves) {
-                if !from.is_file() {
-                    return Err(BlobStoreError::InvalidPart {
-                        part: Some(part.number),
-                        reason: "no part with that number and SHA-256 was uploaded".into(),
-                    });
-                }
-            }
             std::fs::create_dir_all(&tmp).map_err(io_err)?;
+            // Moved out first, then checked: a part sent again meanwhile
+            // lands in the upload's directory, not in what is checked.
             let assembled = (|| {
-                for (i, (from, to)) in moves.iter().enumerate() {
+                let mut manifest = format!("{MANIFEST_HEADER}\n");
+                for (i, ((from, to), part)) in moves.iter().zip(&parts).enumerate() {
                     if let Err(e) = std::fs::rename(from, to) {
-                        return Err((i, e));
+                        return Err((i, Failure::Io(e)));
+                    }
+                    let header = part_header(to);
+                    let len = std::fs::metadata(to).map(|m| m.len());
+                    match (header, len) {
+                        (Ok(sha), Ok(len)) if sha == part.sha256 && len >= PART_HEADER => {
+                            manifest.push_str(&format!("{}\n", len - PART_HEADER));
+                        }
+                        (Err(e), _) | (_, Err(e))
+                            if e.kind() != std::io::ErrorKind::UnexpectedEof =>
+                        {
+                            return Err((i + 1, Failure::Io(e)));
+                        }
+                        _ => return Err((i + 1, Failure::Part(part.number))),
                     }
                 }
+                let done = moves.len();
+                write_atomically(
+                    &tmp.join(MANIFEST).with_extension("new"),
+                    &tmp.join(MANIFEST),
+                    manifest.as_bytes(),
+                )
+                .map_err(|e| (done, Failure::Io(std::io::Error::other(e.to_string()))))?;
                 if let Some(parent) = dest.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| (moves.len(), e))?;
+                    std::fs::create_dir_all(parent).map_err(|e| (done, Failure::Io(e)))?;
                 }
-                std::fs::rename(&tmp, &dest).map_err(|e| (moves.len(), e))
+                std::fs::rename(&tmp, &dest).map_err(|e| (done, Failure::Io(e)))
             })();
-            if let Err((moved, e)) = assembled {
+            if let Err((moved, failure)) = assembled {
                 // Put the parts back: the upload stays whole and can complete later.
                 for (from, to) in moves[..moved].iter().rev() {
                     let _ = std::fs::rename(to, from);
                 }
-                let _ = std::fs::remove_dir(&tmp);
-                return Err(io_err(e));
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(match failure {
+                    Failure::Io(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        BlobStoreError::InvalidPart {
+                            part: parts.get(moved).map(|p| p.number),
+                            reason: "no part with that number was uploaded".into(),
+                        }
+                    }
+                    Failure::Io(e) => io_err(e),
+                    Failure::Part(number) => BlobStoreError::InvalidPart {
+                        part: Some(number),
+                        reason: "no part with that number and SHA-256 was uploaded".into(),
+                    },
+                });
             }
             std::fs::remove_dir_all(&dir).map_err(io_err)
         })

@@ -499,3 +499,85 @@ async fn filesystem_store_sweeps_abandoned_temporary_files_at_start() {
     );
     assert!(tmp.join("live-write").exists(), "a fresh write was removed");
 }
+
+/// Descriptors this process holds open on files under `dir`.
+fn open_files_under(dir: &std::path::Path) -> usize {
+    let dir = dir.canonicalize().expect("dir");
+    std::fs::read_dir("/proc/self/fd")
+        .expect("fds")
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter(|target| target.starts_with(&dir))
+        .count()
+}
+
+/// An object of 10,000 parts (S3's most) reads with one part file open at a
+/// time: a download opens each part as it reaches it, so neither the
+/// descriptor limit nor the number of parts bounds what can be served.
+#[tokio::test]
+async fn filesystem_store_reads_ten_thousand_parts_one_descriptor_at_a_time() {
+    const PARTS: usize = 10_000;
+    const PART: usize = 100;
+    let (settings, dir) = test_settings(BackendSet::Embedded).await;
+    let (store, _) = blob_store::from_settings(&settings)
+        .await
+        .expect("blob store");
+    let key = BlobKey::generate();
+    let upload = store.create_multipart(&key).await.expect("create");
+    let data = pattern(PARTS * PART, 9);
+    let completed: Vec<CompletedPart> = futures_util::stream::iter(0..PARTS)
+        .map(|i| {
+            let (store, key, upload) = (store.clone(), key.clone(), upload.clone());
+            let bytes = data[i * PART..(i + 1) * PART].to_vec();
+            async move {
+                let number = i as u32 + 1;
+                let sha = sha256(&bytes);
+                let etag = store
+                    .upload_part(&key, &upload, number, bytes.into(), sha)
+                    .await
+                    .expect("part");
+                CompletedPart {
+                    number,
+                    etag,
+                    sha256: sha,
+                }
+            }
+        })
+        .buffered(32)
+        .collect()
+        .await;
+    store
+        .complete_multipart(&key, &upload, &completed)
+        .await
+        .expect("complete");
+
+    let mut body = store.get(&key, None).await.expect("get").stream;
+    let mut got = Vec::with_capacity(data.len());
+    let mut most_open = 0;
+    while let Some(frame) = body.next().await {
+        got.extend_from_slice(&frame.expect("frame"));
+        most_open = most_open.max(open_files_under(dir.path()));
+    }
+    assert!(got == data, "the object's bytes differ");
+    assert!(
+        most_open <= 1,
+        "{most_open} files were open at once reading {PARTS} parts"
+    );
+    // A range across part boundaries, from the middle.
+    let range = ByteRange {
+        start: 123_456,
+        end: Some(234_567),
+    };
+    let part = store
+        .get(&key, Some(range))
+        .await
+        .expect("range")
+        .collect()
+        .await
+        .expect("read");
+    assert!(part == data[123_456..=234_567], "the range's bytes differ");
+    assert_eq!(
+        store.head(&key).await.expect("head"),
+        Some(data.len() as u64)
+    );
+}
