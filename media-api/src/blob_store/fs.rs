@@ -314,6 +314,22 @@ impl BlobStore for FsBlobStore {
         blocking(move || write_atomically(&tmp, &dest, &data)).await
     }
 
+    async fn put_file(&self, key: &BlobKey, path: &Path) -> Result<(), BlobStoreError> {
+        // Copied by the kernel into a temporary file, synced, renamed in.
+        let (tmp, dest, from) = (self.tmp_path(), self.object_path(key), path.to_owned());
+        blocking(move || {
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(io_err)?;
+            }
+            std::fs::copy(&from, &tmp).map_err(io_err)?;
+            std::fs::File::open(&tmp)
+                .and_then(|f| f.sync_data())
+                .map_err(io_err)?;
+            std::fs::rename(&tmp, &dest).map_err(io_err)
+        })
+        .await
+    }
+
     async fn get(
         &self,
         key: &BlobKey,

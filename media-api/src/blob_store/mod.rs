@@ -242,6 +242,17 @@ pub enum BlobStoreError {
 }
 
 /// Where bytes live. Every operation is safe to retry.
+/// The part size [`BlobStore::put_file`] sends a large file in.
+const PUT_FILE_PART: u64 = 8 * 1024 * 1024;
+
+/// Reads up to `size` bytes of `file` (fewer at its end).
+async fn read_up_to(file: &mut tokio::fs::File, size: u64) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(size).read_to_end(&mut buffer).await?;
+    Ok(buffer)
+}
+
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
     /// `s3` or `filesystem`, for readiness and logs.
@@ -255,6 +266,50 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Stores a whole object (small objects; large ones go multipart).
     async fn put(&self, key: &BlobKey, data: Bytes) -> Result<(), BlobStoreError>;
+
+    /// Stores the file at `path` as an object without reading it whole into
+    /// memory: at most one part (8 MiB, or the store's minimum if larger) is
+    /// held at a time, through a multipart upload when it is bigger.
+    async fn put_file(&self, key: &BlobKey, path: &std::path::Path) -> Result<(), BlobStoreError> {
+        let io = |e: std::io::Error| BlobStoreError::Other(format!("{}: {e}", path.display()));
+        let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+        let len = file.metadata().await.map_err(io)?.len();
+        let part = self.min_part_size().max(PUT_FILE_PART);
+        if len <= part {
+            let data = read_up_to(&mut file, len).await.map_err(io)?;
+            return self.put(key, Bytes::from(data)).await;
+        }
+        let upload = self.create_multipart(key).await?;
+        let written = async {
+            let mut parts = Vec::new();
+            let mut number = 1u32;
+            loop {
+                let data = read_up_to(&mut file, part).await.map_err(io)?;
+                if data.is_empty() {
+                    break;
+                }
+                let sha256: [u8; 32] = {
+                    use sha2::Digest;
+                    sha2::Sha256::digest(&data).into()
+                };
+                let etag = self
+                    .upload_part(key, &upload, number, PartBody::from(data), sha256)
+                    .await?;
+                parts.push(CompletedPart {
+                    number,
+                    etag,
+                    sha256,
+                });
+                number += 1;
+            }
+            self.complete_multipart(key, &upload, &parts).await
+        }
+        .await;
+        if written.is_err() {
+            let _ = self.abort_multipart(key, &upload).await;
+        }
+        written
+    }
 
     /// Reads an object or a range of it.
     async fn get(

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::TryStreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
@@ -202,12 +201,10 @@ impl Worker {
         let mut variants = Vec::with_capacity(result.rendered.len());
         for r in &result.rendered {
             let key = super::variant_key(&job.blake3.to_hex(), &r.preset, r.version);
-            let bytes = tokio::fs::read(&r.path)
-                .await
-                .map_err(JobFailure::backend)?;
+            // Streamed from the child's file: a transcode is never held whole.
             self.backends
                 .blobs
-                .put(&key, Bytes::from(bytes))
+                .put_file(&key, &r.path)
                 .await
                 .map_err(JobFailure::backend)?;
             variants.push(VariantRecord {

@@ -581,3 +581,25 @@ async fn filesystem_store_reads_ten_thousand_parts_one_descriptor_at_a_time() {
         Some(data.len() as u64)
     );
 }
+
+both_sets!(blob_store_stores_a_file_part_by_part);
+async fn blob_store_stores_a_file_part_by_part(set: BackendSet) {
+    let (store, dir) = blob_store(set).await;
+    // One over the part size (multipart on both stores' paths), and a small one.
+    for (len, seed) in [(17 * MIB + 5, 3u8), (1000, 4)] {
+        let data = pattern(len, seed);
+        let path = dir.path().join(format!("file-{seed}"));
+        std::fs::write(&path, &data).expect("write");
+        let key = BlobKey::generate();
+        store.put_file(&key, &path).await.expect("put_file");
+        assert!(
+            read_all(store.as_ref(), &key).await == data,
+            "{set:?}: {len} bytes differ"
+        );
+        assert_eq!(store.head(&key).await.expect("head"), Some(len as u64));
+    }
+    assert!(
+        store.list_multipart().await.expect("list").is_empty(),
+        "{set:?}: a multipart upload was left behind"
+    );
+}
