@@ -69,20 +69,25 @@ impl Worker {
             .await;
             return;
         }
-        // Keep the lease while working.
-        let beat = {
-            let (jobs, job, id) = (jobs.clone(), job.clone(), self.id.clone());
-            let lease = self.settings.jobs.lease;
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(lease / 3).await;
-                    if !matches!(jobs.heartbeat(&job, &id, lease).await, Ok(true)) {
-                        return;
-                    }
-                }
-            })
+        // Keep the lease while working; a lease lost stops the work (another
+        // worker has the job now).
+        let lost = CancellationToken::new();
+        let beat = tokio::spawn(keep_lease(
+            jobs.clone(),
+            job.clone(),
+            self.id.clone(),
+            self.settings.jobs.lease,
+            lost.clone(),
+        ));
+        let outcome = tokio::select! {
+            outcome = self.process(&job) => outcome,
+            // The child is killed as the work is dropped.
+            () = lost.cancelled() => {
+                tracing::warn!("lost the job's lease; stopped working on it");
+                beat.abort();
+                return;
+            }
         };
-        let outcome = self.process(&job).await;
         beat.abort();
         match outcome {
             Ok(processed) => match jobs.complete(&job, &self.id, &processed).await {
@@ -234,5 +239,47 @@ impl Worker {
         }
         file.flush().await?;
         Ok(())
+    }
+}
+
+/// Beats the job's lease every third of it until aborted. A beat that fails
+/// (the database slow or briefly gone) is tried again every 200 ms, for as
+/// long as the lease it last renewed still holds: one late or failed beat
+/// does not lose the job. Cancels `lost` when the lease is gone (another
+/// worker claimed the job, or it ran out while the beats failed).
+async fn keep_lease(
+    jobs: Arc<dyn crate::metadata_store::JobQueue>,
+    job: Job,
+    worker: String,
+    lease: Duration,
+    lost: CancellationToken,
+) {
+    let mut held_until = Instant::now() + lease;
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        loop {
+            // A beat that hangs past the lease is as good as failed.
+            let left = held_until.saturating_duration_since(Instant::now());
+            let beat = tokio::time::timeout(left, jobs.heartbeat(&job, &worker, lease)).await;
+            match beat {
+                Ok(Ok(true)) => {
+                    held_until = Instant::now() + lease;
+                    break;
+                }
+                Ok(Ok(false)) => {
+                    lost.cancel();
+                    return;
+                }
+                Ok(Err(e)) if Instant::now() < held_until => {
+                    tracing::warn!(error = %e, "a heartbeat failed; trying again");
+                    metrics::counter!("job_heartbeat_retries_total").increment(1);
+                    tokio::time::sleep(Duration::from_millis(200).min(lease / 10)).await;
+                }
+                Ok(Err(_)) | Err(_) => {
+                    lost.cancel();
+                    return;
+                }
+            }
+        }
     }
 }

@@ -351,3 +351,61 @@ async fn serve_on_the_real_backends_processes_uploads_or_says_why_not() {
         service.kill().await;
     }
 }
+
+/// The database away for a moment mid-job: the heartbeat fails, tries again,
+/// and keeps the lease, so the other worker never takes the job over and it
+/// runs once. (Before, the first failed beat ended the heartbeat: the lease
+/// ran out and a second worker ran the same job.)
+#[tokio::test]
+async fn a_failed_heartbeat_is_retried_and_the_job_runs_once() {
+    use sqlx::Connection;
+    let set = BackendSet::Real;
+    let (mut settings, dir) = test_settings(set).await;
+    settings.jobs.serve_workers = Some(2);
+    settings.jobs.lease = Duration::from_secs(3);
+    settings.jobs.poll_interval = Duration::from_millis(200);
+    let url = {
+        use secrecy::ExposeSecret;
+        settings
+            .database_url
+            .as_ref()
+            .expect("database")
+            .expose_secret()
+            .to_owned()
+    };
+    let app = TestApp::spawn_with(set, settings, dir).await;
+    let alice = app.user("alice");
+    let bytes = std::fs::read(movie()).expect("movie");
+    let done = alice.upload("movie.mp4", &bytes).await;
+    let id = done["media_id"].as_str().expect("id").to_owned();
+    let jobs = app.state.backends.jobs.clone();
+    let running = eventually(Duration::from_secs(30), || async {
+        jobs.counts()
+            .await
+            .expect("counts")
+            .iter()
+            .any(|(s, n)| *s == JobState::Running && *n == 1)
+    })
+    .await;
+    assert!(running, "no worker claimed the job");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every statement on the queue fails for 1.5 s: the table is not there.
+    let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+    sqlx::query("alter table jobs rename to jobs_away")
+        .execute(&mut conn)
+        .await
+        .expect("rename");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    sqlx::query("alter table jobs_away rename to jobs")
+        .execute(&mut conn)
+        .await
+        .expect("rename back");
+    let media = settled(&alice, &id).await;
+    assert_eq!(media["status"], "ready", "{media}");
+    let attempts: i64 = sqlx::query_scalar("select attempts from jobs")
+        .fetch_one(&mut conn)
+        .await
+        .expect("attempts");
+    assert_eq!(attempts, 1, "the job was claimed {attempts} times");
+    app.stop().await;
+}
