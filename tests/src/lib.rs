@@ -533,3 +533,19 @@ macro_rules! both_sets {
         }
     };
 }
+
+/// Runs one statement on `app`'s database directly: a state the service's
+/// own code cannot produce today (a stale mark, a row a bug left), to show
+/// the service recovers from it.
+pub async fn raw_sql(app: &TestApp, sql: &str) {
+    use secrecy::ExposeSecret;
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let settings = &app.state.settings;
+    let url = match &settings.database_url {
+        Some(url) => url.expose_secret().to_owned(),
+        None => format!("sqlite://{}", settings.data_dir.join("media.db").display()),
+    };
+    let mut conn = sqlx::AnyConnection::connect(&url).await.expect("connect");
+    sqlx::query(sql).execute(&mut conn).await.expect(sql);
+}

@@ -19,20 +19,30 @@ use crate::metadata_store::MetadataError;
 /// One GC pass: deletes every blob unreferenced for longer than `grace`.
 /// Returns how many it deleted.
 pub async fn collect_garbage(backends: &Backends, grace: Duration) -> Result<usize, MetadataError> {
+    const PAGE: u32 = 100;
     let cutoff = now_ms() - i64::try_from(grace.as_millis()).unwrap_or(i64::MAX / 2);
     let mut deleted = 0;
+    // Paged by (unreferenced_since, blake3): a content that cannot be
+    // collected (still referenced, a statement failing on it) is passed
+    // over, never holding up the ones behind it.
+    let mut after = None;
     loop {
-        let candidates = backends.gc.gc_candidates(cutoff, 100).await?;
-        if candidates.is_empty() {
+        let candidates = backends.gc.gc_candidates(cutoff, after, PAGE).await?;
+        let Some(last) = candidates.last() else {
             break;
-        }
-        let mut progressed = false;
-        for blob in &candidates {
+        };
+        after = Some((last.unreferenced_since, last.blob.blake3));
+        for candidate in &candidates {
+            let blob = &candidate.blob;
             // The decision; the objects go only after it.
-            let Some(variant_keys) = backends.gc.gc_delete_blob(&blob.blake3, cutoff).await? else {
-                continue;
+            let variant_keys = match backends.gc.gc_delete_blob(&blob.blake3, cutoff).await {
+                Ok(Some(keys)) => keys,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, blake3 = %blob.blake3, "GC could not decide on a content; passing it over");
+                    continue;
+                }
             };
-            progressed = true;
             deleted += 1;
             metrics::counter!("gc_blobs_deleted_total").increment(1);
             metrics::counter!("gc_bytes_deleted_total").increment(blob.size);
@@ -43,7 +53,7 @@ pub async fn collect_garbage(backends: &Backends, grace: Duration) -> Result<usi
                 }
             }
         }
-        if !progressed || candidates.len() < 100 {
+        if candidates.len() < PAGE as usize {
             break;
         }
     }

@@ -480,3 +480,64 @@ async fn a_copy_of_someone_elses_content_answers_and_processes_as_new_content(se
     problem_of(alice.complete(&upload).await, 410, "media-deleted").await;
     app.stop().await;
 }
+
+both_sets!(two_references_dropped_at_once_leave_the_content_to_the_gc);
+async fn two_references_dropped_at_once_leave_the_content_to_the_gc(set: BackendSet) {
+    let app = spawn(set, Duration::ZERO, Duration::from_millis(100)).await;
+    let (alice, bob) = (app.user("alice"), app.user("bob"));
+    for round in 0..30u64 {
+        let data = random_bytes(1000, 1000 + round);
+        let (a, b) = tokio::join!(
+            alice.post_media("x.bin", &data),
+            bob.post_media("x.bin", &data)
+        );
+        let (a, b) = (
+            a["media_id"].as_str().expect("id"),
+            b["media_id"].as_str().expect("id"),
+        );
+        // Both last references go in the same moment.
+        let (pa, pb) = (format!("/v1/media/{a}"), format!("/v1/media/{b}"));
+        let (ra, rb) = tokio::join!(alice.delete(&pa), bob.delete(&pb));
+        assert_eq!((ra.status().as_u16(), rb.status().as_u16()), (204, 204));
+    }
+    let empty = eventually(Duration::from_secs(15), || async {
+        objects(&app).await.is_empty()
+    })
+    .await;
+    assert!(
+        empty,
+        "{set:?}: {} contents nobody references stayed",
+        objects(&app).await.len()
+    );
+    app.stop().await;
+}
+
+both_sets!(content_the_gc_cannot_collect_does_not_hold_up_the_rest);
+async fn content_the_gc_cannot_collect_does_not_hold_up_the_rest(set: BackendSet) {
+    let app = spawn(set, Duration::ZERO, Duration::from_millis(100)).await;
+    let alice = app.user("alice");
+    // 120 contents still referenced but marked unreferenced long ago (as a
+    // lost race or a bug would leave them): the oldest candidates of every pass.
+    for i in 0..120u64 {
+        alice
+            .post_media("kept.bin", &random_bytes(100, 2000 + i))
+            .await;
+    }
+    media_e2e::raw_sql(&app, "update blobs set unreferenced_since = 1").await;
+    // A content really unreferenced, marked now: behind all of them.
+    let gone = alice.post_media("gone.bin", &random_bytes(100, 3000)).await;
+    let id = gone["media_id"].as_str().expect("id");
+    assert_eq!(alice.delete(&format!("/v1/media/{id}")).await.status(), 204);
+    let collected = eventually(Duration::from_secs(15), || async {
+        objects(&app).await.len() == 120
+    })
+    .await;
+    assert!(collected, "{set:?}: {} objects", objects(&app).await.len());
+    // The ones still referenced are there, and readable.
+    let page = json_of(alice.get("/v1/media?limit=200").await, 200).await;
+    for item in page["items"].as_array().expect("items") {
+        let id = item["media_id"].as_str().expect("id");
+        assert_eq!(stored_bytes(&app, id).await.len(), 100);
+    }
+    app.stop().await;
+}

@@ -95,6 +95,15 @@ pub(super) async fn insert_event(
 /// Starts the content's grace period when no media item and no attachment
 /// references it any more.
 pub(super) async fn mark_if_unreferenced(tx: &mut Tx, blake3: &str) -> Result<(), MetadataError> {
+    // Lock the blob row first. Two transactions dropping the last two
+    // references at once would otherwise each still see the other's (not
+    // yet committed) reference and neither would mark it: the content would
+    // never be collected. Locked, the second waits for the first and then
+    // (a new statement, a new snapshot under read committed) sees it gone.
+    sqlx::query("update blobs set unreferenced_since = unreferenced_since where blake3 = $1")
+        .bind(blake3)
+        .execute(&mut **tx)
+        .await?;
     sqlx::query(
         "update blobs set unreferenced_since = $2 where blake3 = $1 \
          and unreferenced_since is null \
