@@ -534,10 +534,8 @@ macro_rules! both_sets {
     };
 }
 
-/// Runs one statement on `app`'s database directly: a state the service's
-/// own code cannot produce today (a stale mark, a row a bug left), to show
-/// the service recovers from it.
-pub async fn raw_sql(app: &TestApp, sql: &str) {
+/// A direct connection to `app`'s database.
+async fn raw_connection(app: &TestApp) -> sqlx::AnyConnection {
     use secrecy::ExposeSecret;
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
@@ -546,6 +544,23 @@ pub async fn raw_sql(app: &TestApp, sql: &str) {
         Some(url) => url.expose_secret().to_owned(),
         None => format!("sqlite://{}", settings.data_dir.join("media.db").display()),
     };
-    let mut conn = sqlx::AnyConnection::connect(&url).await.expect("connect");
+    sqlx::AnyConnection::connect(&url).await.expect("connect")
+}
+
+/// Runs one statement on `app`'s database directly: a state the service's
+/// own code cannot produce today (a stale mark, a row a bug left), to show
+/// the service recovers from it.
+pub async fn raw_sql(app: &TestApp, sql: &str) {
+    let mut conn = raw_connection(app).await;
     sqlx::query(sql).execute(&mut conn).await.expect(sql);
+}
+
+/// The first column of a query on `app`'s database, as text: what the
+/// service recorded, where the API does not show it (the order jobs ran in).
+pub async fn raw_column(app: &TestApp, sql: &str) -> Vec<String> {
+    let mut conn = raw_connection(app).await;
+    sqlx::query_scalar(sql)
+        .fetch_all(&mut conn)
+        .await
+        .expect(sql)
 }

@@ -52,6 +52,7 @@ pub(super) async fn reference_content(
             tx,
             &content.blake3,
             content.origin,
+            Some(owner),
             crate::metadata_store::jobs::LIVE_PRIORITY,
             now,
         )

@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::SqlMetadataStore;
-use crate::ids::{Blake3, UploadId, now_ms};
+use crate::ids::{Blake3, UploadId, UserId, now_ms};
 use crate::metadata_store::jobs::{
     Job, JobQueue, JobState, Processed, ProcessingTarget, VariantRecord,
 };
@@ -26,13 +26,17 @@ pub(super) async fn enqueue(
     tx: &mut Transaction<'static, Any>,
     blake3: &Blake3,
     origin: Option<UploadId>,
+    owner: Option<&UserId>,
     priority: i64,
     now: i64,
 ) -> Result<(), MetadataError> {
+    // Its rank among its owner's queued jobs: workers take rank 0 of every
+    // owner before anyone's rank 1 (within a priority).
     sqlx::query(
         "insert into jobs (job_id, kind, blake3, upload_id, priority, state, attempts, \
-         max_attempts, run_after, created_at, updated_at) \
-         values ($1, 'process', $2, $3, $4, 'queued', 0, $5, $6, $6, $6)",
+         max_attempts, run_after, created_at, updated_at, owner_id, fair_rank) \
+         values ($1, 'process', $2, $3, $4, 'queued', 0, $5, $6, $6, $6, $7, \
+         (select count(*) from jobs where owner_id = $7 and state = 'queued'))",
     )
     .bind(uuid::Uuid::now_v7().to_string())
     .bind(blake3.to_hex())
@@ -40,6 +44,7 @@ pub(super) async fn enqueue(
     .bind(priority)
     .bind(i64::from(store.max_attempts))
     .bind(now)
+    .bind(owner.map(UserId::as_str))
     .execute(&mut **tx)
     .await?;
     if store.dialect == Dialect::Postgres {
@@ -78,7 +83,7 @@ fn opt_u32(row: &AnyRow, column: &str) -> Result<Option<u32>, MetadataError> {
 impl JobQueue for SqlMetadataStore {
     async fn reprocess(&self, blake3: &Blake3, priority: i64) -> Result<(), MetadataError> {
         let mut tx = self.pool.begin().await?;
-        enqueue(self, &mut tx, blake3, None, priority, now_ms()).await?;
+        enqueue(self, &mut tx, blake3, None, None, priority, now_ms()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -91,7 +96,7 @@ impl JobQueue for SqlMetadataStore {
              where job_id = (select job_id from jobs \
                  where (state = 'queued' and run_after <= $3) \
                     or (state = 'running' and lease_until < $3) \
-                 order by priority, run_after limit 1{}) \
+                 order by priority, fair_rank, run_after limit 1{}) \
              returning job_id, kind, blake3, upload_id, priority, attempts, max_attempts, created_at",
             self.lock_clause(" for update skip locked")
         ))

@@ -409,3 +409,42 @@ async fn a_failed_heartbeat_is_retried_and_the_job_runs_once() {
     assert_eq!(attempts, 1, "the job was claimed {attempts} times");
     app.stop().await;
 }
+
+both_sets!(one_users_backlog_does_not_hold_up_another_users_first_upload);
+async fn one_users_backlog_does_not_hold_up_another_users_first_upload(set: BackendSet) {
+    const BACKLOG: usize = 24;
+    let (mut settings, dir) = test_settings(set).await;
+    // Nothing processes until everything is queued: then one worker.
+    settings.jobs.serve_workers = Some(0);
+    let app = TestApp::spawn_with(set, settings.clone(), dir).await;
+    let (alice, bob) = (app.user("alice"), app.user("bob"));
+    for i in 0..BACKLOG {
+        post(&alice, "a.png", "image/png", good_png(100 + i as u8)).await;
+    }
+    let bobs = post(&bob, "b.png", "image/png", good_png(200)).await;
+    let mut worker = worker_process(&settings);
+    let media = settled(&bob, bobs["media_id"].as_str().expect("id")).await;
+    assert_eq!(media["status"], "ready");
+    let all_done = eventually(Duration::from_secs(120), || async {
+        media_e2e::raw_column(&app, "select state from jobs")
+            .await
+            .iter()
+            .all(|s| s == "done")
+    })
+    .await;
+    assert!(all_done, "{set:?}: the backlog was not processed");
+    let _ = worker.kill().await;
+    // The order the jobs finished in: bob's first upload came after at most
+    // one of alice's (rank 0 each), not after all of them.
+    let order = media_e2e::raw_column(
+        &app,
+        "select coalesce(owner_id, '') from jobs order by updated_at, job_id",
+    )
+    .await;
+    let position = order.iter().position(|o| o == "bob").expect("bob's job");
+    assert!(
+        position <= 1,
+        "{set:?}: bob's job ran after {position} of alice's: {order:?}"
+    );
+    app.stop().await;
+}
