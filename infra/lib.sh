@@ -39,8 +39,10 @@ apt_install() {
 # What the workspace needs to build: clang for bindgen, pkg-config, and the
 # FFmpeg development libraries the transcoder links, and cmake + nasm to build
 # the libjpeg-turbo 3 it bundles (bookworm ships 2.1).
+# bubblewrap is the decoder's sandbox at run time (jobs.sandbox); prlimit
+# (util-linux, always there) sets its limits.
 BUILD_PACKAGES=(clang libclang-dev pkg-config libavcodec-dev libavformat-dev libavutil-dev
-    libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev cmake nasm)
+    libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev cmake nasm bubblewrap)
 
 # What the tests and benchmarks run besides the service: the ffmpeg command
 # line (fixtures, ffprobe, the transcode baseline) and libvips' vipsthumbnail

@@ -10,6 +10,9 @@ use transcoder::image_render::{self, DecodeLimits, ImagePreset};
 
 use crate::measure::{Comparison, Report, time_pair};
 
+/// The demuxers the service lets FFmpeg open an MP4 with.
+const MP4_DEMUXERS: &str = "mov,mp4,m4a,3gp,3g2,mj2";
+
 /// Options of `load processing`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Options {
@@ -153,14 +156,14 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<Report> {
                 .arg(&movie),
         )?;
         let preset = VideoPreset::default();
-        let probe = av::probe(&movie)?;
+        let probe = av::probe(&movie, MP4_DEMUXERS)?;
         let ours_mp4 = dir.join("ours.mp4");
         let ffmpeg_mp4 = dir.join("ffmpeg.mp4");
         let (ours, baseline) = time_pair(
             ("ours: h264_720p (in process)", "ffmpeg, same settings"),
             options.transcodes,
             || {
-                av::transcode_video(&movie, &ours_mp4, &preset, &probe)?;
+                av::transcode_video(&movie, &ours_mp4, &preset, MP4_DEMUXERS, &probe)?;
                 Ok(())
             },
             || {

@@ -45,6 +45,9 @@ pub enum RenderJob {
         presets: AvPresets,
         /// Duration and frame-size limits.
         limits: AvLimits,
+        /// The sniffed type: FFmpeg may open the file only with its
+        /// demuxers ([`crate::sniff::demuxers_for`]).
+        content_type: String,
     },
 }
 
@@ -106,8 +109,17 @@ pub fn run(spec_path: &std::path::Path) -> Result<RenderResult, RenderError> {
             Err(e @ ImageError::Io(..)) => Err(RenderError::Internal(e.to_string())),
             Err(e) => Err(RenderError::Media(e.to_string())),
         },
-        RenderJob::Av { presets, limits } => {
-            match av::render(&spec.input, &spec.out_dir, presets, *limits) {
+        RenderJob::Av {
+            presets,
+            limits,
+            content_type,
+        } => {
+            let Some(demuxers) = crate::sniff::demuxers_for(content_type) else {
+                return Err(RenderError::Media(format!(
+                    "{content_type} is not a type FFmpeg may open"
+                )));
+            };
+            match av::render(&spec.input, &spec.out_dir, presets, *limits, demuxers) {
                 Ok((probe, rendered)) => Ok(RenderResult {
                     probe: serde_json::to_value(probe)
                         .map_err(|e| internal("encoding the probe", &e))?,

@@ -102,6 +102,27 @@ pub const PROCESSED_AUDIO: &[&str] = &[
     "audio/amr",
 ];
 
+/// The FFmpeg demuxers a content of this sniffed type may be opened with,
+/// as FFmpeg's `format_whitelist` names them; `None` for a type FFmpeg never
+/// reads. Nothing else is allowed: a file sniffed as MP3 that FFmpeg would
+/// probe as a playlist (HLS), a concat list or any other container that
+/// reads other files or URLs is refused.
+pub fn demuxers_for(mime: &str) -> Option<&'static str> {
+    Some(match mime {
+        "video/mp4" | "video/x-m4v" | "video/quicktime" | "video/3gpp" | "audio/m4a" => {
+            "mov,mp4,m4a,3gp,3g2,mj2"
+        }
+        "video/webm" | "video/x-matroska" => "matroska,webm",
+        "audio/mpeg" => "mp3",
+        "audio/aac" => "aac",
+        "audio/ogg" | "audio/opus" => "ogg",
+        "audio/x-flac" => "flac",
+        "audio/x-wav" => "wav",
+        "audio/amr" => "amr",
+        _ => return None,
+    })
+}
+
 /// Whether content of this (sniffed) type gets processed.
 pub fn is_processed(mime: &str) -> bool {
     PROCESSED_IMAGES.contains(&mime)

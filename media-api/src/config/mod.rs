@@ -18,7 +18,7 @@ mod sections;
 mod units;
 
 pub use sections::{
-    ChatSettings, JobSettings, Limits, LogFormat, Presets, Quotas, RealtimeSettings,
+    ChatSettings, JobSettings, Limits, LogFormat, Presets, Quotas, RealtimeSettings, SandboxMode,
 };
 use units::KIB;
 pub use units::{ByteSize, S3Location};

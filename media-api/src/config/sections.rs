@@ -44,6 +44,28 @@ pub struct JobSettings {
     /// The `media-render` binary each job runs as a child process (unset:
     /// the one beside this binary).
     pub render_program: Option<PathBuf>,
+    /// How the child is isolated: `auto` (in a bubblewrap sandbox when `bwrap`
+    /// is installed, else with only its environment emptied, warned at
+    /// start), `bwrap` (required: jobs fail without it), or `off`.
+    pub sandbox: SandboxMode,
+    /// Most files one job's child may have open.
+    pub max_open_files: u64,
+    /// Most processes and threads the child's user may run (`ulimit -u`;
+    /// counts every task of the service's user, so keep it well above what
+    /// the host runs under that user).
+    pub max_processes: u64,
+}
+
+/// How a job's child process is isolated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxMode {
+    /// bubblewrap when installed, else the environment emptied only.
+    Auto,
+    /// bubblewrap, required.
+    Bwrap,
+    /// The environment emptied only.
+    Off,
 }
 
 impl Default for JobSettings {
@@ -60,6 +82,9 @@ impl Default for JobSettings {
             memory: ByteSize(2 * GIB),
             poll_interval: Duration::from_secs(5),
             render_program: None,
+            sandbox: SandboxMode::Auto,
+            max_open_files: 256,
+            max_processes: 4096,
         }
     }
 }

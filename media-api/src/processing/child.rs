@@ -1,6 +1,14 @@
 //! The child-process runner: each job's decoding runs in `media-render`
-//! under `ulimit -v` (address space) and `ulimit -t` (CPU seconds) and a
-//! wall-clock timeout, and how it ended becomes a typed [`JobFailure`].
+//! under resource limits set by `prlimit` (address space, CPU seconds, open
+//! files, processes) and a wall-clock timeout, and how it ended becomes a
+//! typed [`JobFailure`].
+//!
+//! The child is a sandbox. Its environment is empty but for `PATH` (no
+//! database or Redis URL, no secret, no AWS key reaches it). With bubblewrap
+//! (`bwrap`, Debian's `bubblewrap`) it also runs in new user, network, PID,
+//! IPC and mount namespaces whose filesystem is `/usr` read-only, the render
+//! program, and the job's own directory: the data directory and its secrets
+//! do not exist there, and it has no network but its own loopback.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -8,7 +16,7 @@ use std::process::Stdio;
 use anyhow::Context;
 use transcoder::render::{EXIT_MEDIA_REFUSED, RenderResult, RenderSpec};
 
-use crate::config::Settings;
+use crate::config::{SandboxMode, Settings};
 
 /// How a job failed, which decides whether it is tried again. Its
 /// [`as_str`](FailureKind::as_str) is the `reason` label of
@@ -153,6 +161,92 @@ pub(crate) fn render_program(settings: &Settings) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// Sets the child's resource limits, then runs it (util-linux).
+const PRLIMIT: &str = "/usr/bin/prlimit";
+
+/// The child's whole environment.
+const SANDBOX_PATH: &str = "/usr/bin:/bin";
+
+/// bubblewrap's arguments before the per-job binds: every namespace new, a
+/// filesystem of `/usr` read-only (and the merged-`/usr` links), fresh
+/// `/proc`, `/dev` and `/tmp`, and the child dies with its worker.
+const BWRAP_ARGS: &[&str] = &[
+    "--unshare-all",
+    "--die-with-parent",
+    "--new-session",
+    "--clearenv",
+    "--setenv",
+    "PATH",
+    SANDBOX_PATH,
+    "--ro-bind",
+    "/usr",
+    "/usr",
+    "--symlink",
+    "usr/bin",
+    "/bin",
+    "--symlink",
+    "usr/sbin",
+    "/sbin",
+    "--symlink",
+    "usr/lib",
+    "/lib",
+    "--symlink",
+    "usr/lib64",
+    "/lib64",
+    "--ro-bind-try",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.cache",
+    // Debian links some libraries (BLAS, which FFmpeg's filters pull in)
+    // through its alternatives.
+    "--ro-bind-try",
+    "/etc/alternatives",
+    "/etc/alternatives",
+    "--proc",
+    "/proc",
+    "--dev",
+    "/dev",
+    "--tmpfs",
+    "/tmp",
+];
+
+/// Where `bwrap` is, when the mode wants it and it is installed.
+fn sandbox(mode: SandboxMode) -> Option<&'static Path> {
+    static BWRAP: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    if mode == SandboxMode::Off {
+        return None;
+    }
+    BWRAP
+        .get_or_init(|| {
+            ["/usr/bin/bwrap", "/bin/bwrap"]
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file())
+        })
+        .as_deref()
+}
+
+/// Says at start how jobs' children will be isolated.
+pub(crate) fn announce_sandbox(mode: SandboxMode) {
+    match (mode, sandbox(mode)) {
+        (SandboxMode::Off, _) => tracing::warn!(
+            "jobs.sandbox is off: decoders run with an empty environment only, able to read \
+             what this service's user can and to reach the network"
+        ),
+        (_, Some(bwrap)) => {
+            tracing::info!(bwrap = %bwrap.display(), "decoders run in a bubblewrap sandbox")
+        }
+        (SandboxMode::Bwrap, None) => tracing::error!(
+            "jobs.sandbox is bwrap, and bubblewrap is not installed: every job will fail \
+             (install Debian's bubblewrap package)"
+        ),
+        (SandboxMode::Auto, None) => tracing::warn!(
+            "bubblewrap (bwrap) is not installed: decoders run with an empty environment only, \
+             able to read what this service's user can and to reach the network; install \
+             Debian's bubblewrap package"
+        ),
+    }
+}
+
 /// Runs `media-render` on `spec` (written into `dir`) under the configured
 /// resource limits and wall-clock timeout.
 pub(crate) async fn run_render(
@@ -167,17 +261,51 @@ pub(crate) async fn run_render(
     )
     .map_err(JobFailure::backend)?;
     let exe = render_program(settings).map_err(JobFailure::backend)?;
+    if !exe.is_file() {
+        return Err(JobFailure::backend(format!(
+            "the render program {} is not installed",
+            exe.display()
+        )));
+    }
     let limits = &settings.jobs;
-    // `ulimit` in a shell that then becomes the child: limits without unsafe pre_exec.
-    let script = format!(
-        "ulimit -v {} && ulimit -t {} && exec \"$0\" --spec \"$1\"",
-        limits.memory.0 / 1024,
-        limits.cpu_seconds
-    );
-    let child = tokio::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(script)
+    // util-linux's `prlimit` sets the limits and becomes the child: limits
+    // without unsafe pre_exec. The CPU limit's hard value is a second past
+    // the soft one, so the child gets SIGXCPU (told apart) before SIGKILL.
+    let prlimit = [
+        format!("--as={0}:{0}", limits.memory.0),
+        format!("--cpu={}:{}", limits.cpu_seconds, limits.cpu_seconds + 1),
+        format!("--nofile={0}:{0}", limits.max_open_files),
+        format!("--nproc={0}:{0}", limits.max_processes),
+        "--".to_owned(),
+    ];
+    let mut command = match sandbox(limits.sandbox) {
+        Some(bwrap) => {
+            let mut c = tokio::process::Command::new(bwrap);
+            c.args(BWRAP_ARGS)
+                .arg("--ro-bind")
+                .arg(&exe)
+                .arg(&exe)
+                .arg("--bind")
+                .arg(dir)
+                .arg(dir)
+                .arg("--chdir")
+                .arg(dir)
+                .arg(PRLIMIT);
+            c
+        }
+        None if limits.sandbox == SandboxMode::Bwrap => {
+            return Err(JobFailure::backend(
+                "jobs.sandbox is bwrap, and bubblewrap (bwrap) is not installed",
+            ));
+        }
+        None => tokio::process::Command::new(PRLIMIT),
+    };
+    let child = command
+        .env_clear()
+        .env("PATH", SANDBOX_PATH)
+        .args(prlimit)
         .arg(exe)
+        .arg("--spec")
         .arg(&spec_path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -200,7 +328,7 @@ pub(crate) async fn run_render(
         let message = message.trim_start_matches("media-render: ").to_owned();
         return Err(match output.status.code() {
             Some(EXIT_MEDIA_REFUSED) => JobFailure::media(FailureKind::Refused, message),
-            // The shell could not run the program: an installation fault.
+            // prlimit could not run the program: an installation fault.
             Some(code @ (126 | 127)) => JobFailure::backend(format!(
                 "the render program could not be run (status {code}): {message}"
             )),

@@ -35,6 +35,7 @@ pub async fn run(
         ),
         Err(e) => tracing::error!(error = %e, "cannot locate the render program"),
     }
+    super::child::announce_sandbox(settings.jobs.sandbox);
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..workers {
         let worker = Worker {

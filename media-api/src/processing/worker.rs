@@ -195,6 +195,7 @@ impl Worker {
                         .unwrap_or(u64::MAX),
                     max_pixels: presets.max_video_pixels,
                 },
+                content_type: target.content_type.clone(),
             },
         };
         let spec = RenderSpec {

@@ -83,10 +83,16 @@ fn init() -> Result<(), AvError> {
     Ok(())
 }
 
-fn open_input(input: &Path) -> Result<format::context::Input, AvError> {
+/// Opens `input` with only the `demuxers` named (FFmpeg's
+/// `format_whitelist`, from [`crate::sniff::demuxers_for`]) and only the
+/// `file` protocol: a container cannot make FFmpeg read another file or URL.
+fn open_input(input: &Path, demuxers: &str) -> Result<format::context::Input, AvError> {
     init()?;
-    format::input(&input)
-        .map_err(|e| AvError::Undecodable(format!("{e} (not a readable container)")))
+    let mut options = ffmpeg::Dictionary::new();
+    options.set("format_whitelist", demuxers);
+    options.set("protocol_whitelist", "file");
+    format::input_with_dictionary(&input, options)
+        .map_err(|e| AvError::Undecodable(format!("{e} (not a readable {demuxers} file)")))
 }
 
 /// The picture track: the best video stream that is not cover art.
@@ -143,8 +149,8 @@ fn decoder_for(stream: &format::stream::Stream<'_>) -> Result<decoder::Decoder, 
 }
 
 /// Reads what the container says about `input`.
-pub fn probe(input: &Path) -> Result<Probe, AvError> {
-    probe_context(&open_input(input)?)
+pub fn probe(input: &Path, demuxers: &str) -> Result<Probe, AvError> {
+    probe_context(&open_input(input, demuxers)?)
 }
 
 fn probe_context(ictx: &format::context::Input) -> Result<Probe, AvError> {
@@ -234,12 +240,13 @@ pub fn render(
     out_dir: &Path,
     presets: &AvPresets,
     limits: AvLimits,
+    demuxers: &str,
 ) -> Result<(Probe, Vec<Rendered>), AvError> {
-    let probe = probe(input)?;
+    let probe = probe(input, demuxers)?;
     check_limits(&probe, limits)?;
     let mut out = Vec::new();
     if probe.has_video() {
-        let poster = poster_frame(input, &probe)?;
+        let poster = poster_frame(input, demuxers, &probe)?;
         let size = image_render::ImageInfo {
             width: poster.width(),
             height: poster.height(),
@@ -254,6 +261,7 @@ pub fn render(
             input,
             &out_dir.join(format!("{}.mp4", presets.video.name)),
             &presets.video,
+            demuxers,
             &probe,
         )?);
     } else {
@@ -261,14 +269,19 @@ pub fn render(
             input,
             &out_dir.join(format!("{}.ogg", presets.audio.name)),
             &presets.audio,
+            demuxers,
         )?);
     }
     Ok((probe, out))
 }
 
 /// The frame about one second in (the first, for shorter videos), upright.
-pub fn poster_frame(input: &Path, probe: &Probe) -> Result<image::DynamicImage, AvError> {
-    let mut ictx = open_input(input)?;
+pub fn poster_frame(
+    input: &Path,
+    demuxers: &str,
+    probe: &Probe,
+) -> Result<image::DynamicImage, AvError> {
+    let mut ictx = open_input(input, demuxers)?;
     let stream =
         video_stream(&ictx).ok_or_else(|| AvError::Undecodable("no video track".into()))?;
     let index = stream.index();
@@ -396,9 +409,64 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let junk = dir.path().join("junk.mp4");
         std::fs::write(&junk, [0x42u8; 4096]).expect("write");
-        assert!(matches!(probe(&junk), Err(AvError::Undecodable(_))));
+        assert!(matches!(probe(&junk, "mp3"), Err(AvError::Undecodable(_))));
         let empty = dir.path().join("empty.mp4");
         std::fs::write(&empty, b"").expect("write");
-        assert!(matches!(probe(&empty), Err(AvError::Undecodable(_))));
+        assert!(matches!(probe(&empty, "mp3"), Err(AvError::Undecodable(_))));
+    }
+
+    /// One second of 8 kHz mono 16-bit silence as a WAV file.
+    fn wav() -> Vec<u8> {
+        let data = vec![0u8; 16_000];
+        let mut w = Vec::new();
+        w.extend_from_slice(b"RIFF");
+        w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+        w.extend_from_slice(b"WAVEfmt ");
+        w.extend_from_slice(&16u32.to_le_bytes());
+        w.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        w.extend_from_slice(&1u16.to_le_bytes()); // mono
+        w.extend_from_slice(&8000u32.to_le_bytes());
+        w.extend_from_slice(&16_000u32.to_le_bytes());
+        w.extend_from_slice(&2u16.to_le_bytes());
+        w.extend_from_slice(&16u16.to_le_bytes());
+        w.extend_from_slice(b"data");
+        w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        w.extend_from_slice(&data);
+        w
+    }
+
+    /// A file that FFmpeg, left to choose, would open with a demuxer that
+    /// reads another file (a concat list naming one) is refused when only
+    /// the sniffed type's demuxers are allowed.
+    #[test]
+    fn only_the_allowed_demuxers_open_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("other.wav"), wav()).expect("wav");
+        let list = dir.path().join("original");
+        std::fs::write(&list, "ffconcat version 1.0\nfile 'other.wav'\n").expect("list");
+        // Left to choose, FFmpeg follows the list to the other file.
+        let followed = probe(&list, "concat,wav").expect("the concat demuxer reads the other file");
+        assert_eq!(
+            followed.audio_codec.as_deref(),
+            Some("pcm_s16le"),
+            "{followed:?}"
+        );
+        // Held to what the content was sniffed as, it is refused.
+        for demuxers in [
+            "mp3",
+            "wav",
+            "mov,mp4,m4a,3gp,3g2,mj2",
+            "matroska,webm",
+            "ogg",
+        ] {
+            assert!(
+                matches!(probe(&list, demuxers), Err(AvError::Undecodable(_))),
+                "{demuxers}"
+            );
+        }
+        // The WAV itself opens with its own demuxer, not with another's.
+        let other = dir.path().join("other.wav");
+        assert!(probe(&other, "wav").is_ok());
+        assert!(probe(&other, "mp3").is_err());
     }
 }

@@ -360,9 +360,10 @@ pub fn transcode_video(
     input: &Path,
     output: &Path,
     preset: &VideoPreset,
+    demuxers: &str,
     probe: &Probe,
 ) -> Result<Rendered, AvError> {
-    let mut ictx = open_input(input)?;
+    let mut ictx = open_input(input, demuxers)?;
     let mut octx = format::output_as(&output, "mp4").map_err(output_error)?;
     let stream =
         video_stream(&ictx).ok_or_else(|| AvError::Undecodable("no video track".into()))?;
@@ -397,8 +398,9 @@ pub fn transcode_audio(
     input: &Path,
     output: &Path,
     preset: &AudioPreset,
+    demuxers: &str,
 ) -> Result<Rendered, AvError> {
-    let mut ictx = open_input(input)?;
+    let mut ictx = open_input(input, demuxers)?;
     let mut octx = format::output_as(&output, "ogg").map_err(output_error)?;
     let stream = ictx
         .streams()
@@ -430,7 +432,9 @@ fn finished(
     let size = std::fs::metadata(path)
         .map_err(|e| image_render::ImageError::Io(path.to_owned(), e))?
         .len();
-    let probe = probe(path)?;
+    // Our own output, opened with the demuxer of what we wrote.
+    let demuxers = crate::sniff::demuxers_for(content_type).unwrap_or("mov,mp4,ogg");
+    let probe = probe(path, demuxers)?;
     Ok(Rendered {
         preset: name.to_owned(),
         version,

@@ -3,6 +3,7 @@
 //! `av`, the workers' life (processes, signals, priorities) in `workers`.
 
 mod av;
+mod sandbox;
 mod workers;
 
 use av::garbage_moov_mp4;

@@ -59,7 +59,19 @@ fn children_of(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// Whether `pid` runs `media-render` (not the shell that starts it).
+/// Every process below `pid` (the render child runs inside its sandbox,
+/// a few processes down).
+fn descendants_of(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut next = children_of(pid);
+    while let Some(p) = next.pop() {
+        next.extend(children_of(p));
+        found.push(p);
+    }
+    found
+}
+
+/// Whether `pid` runs `media-render` (not the sandbox or `prlimit` that start it).
 fn is_render(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
         c.split('\0')
@@ -72,7 +84,7 @@ fn is_render(pid: u32) -> bool {
 async fn rendering(pid: u32) -> u32 {
     let mut child = None;
     let found = eventually(Duration::from_secs(30), || {
-        let now = children_of(pid).into_iter().find(|c| is_render(*c));
+        let now = descendants_of(pid).into_iter().find(|c| is_render(*c));
         child = now;
         async move { now.is_some() }
     })
@@ -97,7 +109,7 @@ async fn a_worker_stopped_mid_transcode_finishes_its_job_before_exiting(set: Bac
     // The transcode was in flight when the signal arrived: its render child
     // was still running after it.
     assert!(
-        children_of(pid).contains(&render),
+        descendants_of(pid).contains(&render),
         "{set:?}: the render child had finished before SIGTERM; the test proves nothing"
     );
     // The grace period (30 s) covers the running transcode.
@@ -124,10 +136,20 @@ async fn a_worker_killed_mid_transcode_is_replaced_and_the_variant_made_once(set
     let render = rendering(pid).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
-        children_of(pid).contains(&render),
+        descendants_of(pid).contains(&render),
         "{set:?}: the render child had finished before SIGKILL; the test proves nothing"
     );
     first.kill().await.expect("SIGKILL the worker");
+    // Its sandboxed child dies with it: no orphan decodes on.
+    let gone = eventually(Duration::from_secs(5), || async move {
+        std::fs::read_to_string(format!("/proc/{render}/stat"))
+            .map_or(true, |stat| stat.contains(") Z "))
+    })
+    .await;
+    assert!(
+        gone,
+        "{set:?}: the render child outlived its SIGKILLed worker"
+    );
     let media = json_of(alice.get(&format!("/v1/media/{id}")).await, 200).await;
     assert_eq!(
         media["status"], "processing",
