@@ -15,7 +15,7 @@ if [ "${1:-start}" = stop ]; then
     exit 0
 fi
 
-apt_install nginx
+apt_install nginx libnginx-mod-http-set-misc libnginx-mod-http-headers-more-filter
 mkdir -p "$dir/cache" "$dir/tmp"
 # Started as root, nginx's workers run as `nobody`: they must own what they write.
 if [ "$(id -u)" -eq 0 ]; then

@@ -358,3 +358,101 @@ async fn the_nginx_edge_caches_presigned_fetches_and_serves_ranges() {
     assert_ne!(header(&r, "x-cache-status"), "HIT");
     app.stop().await;
 }
+
+/// Fetched through the edge as a browser would, a first time and from cache:
+/// each file keeps its sniffed type and its disposition with its name (the
+/// store drops the URL's overrides on the ranged fetches the edge makes).
+#[tokio::test]
+async fn the_edge_keeps_each_files_type_and_name_first_and_cached() {
+    let (mut settings, dir) = test_settings(BackendSet::Real).await;
+    settings.cdn_base_url = Some(media_e2e::real_env("MEDIA_CDN_BASE_URL"));
+    let app = TestApp::spawn_with(BackendSet::Real, settings, dir).await;
+    let alice = app.user("alice");
+    let png = media_e2e::test_image(image::ImageFormat::Png, 64, 48, 3);
+    let video = std::fs::read(media_e2e::ffmpeg_fixture(
+        "edge-clip.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=15:duration=1",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+    ))
+    .expect("movie");
+    let html = b"<!DOCTYPE html><html><script>alert(1)</script></html>".to_vec();
+    let document = random_bytes(2 * MIB + 17, 54);
+    let files: [(&str, &[u8], &str, &str); 4] = [
+        ("photo.png", &png, "image/png", "inline;"),
+        ("clip.mp4", &video, "video/mp4", "inline;"),
+        ("page.html", &html, "text/html", "attachment;"),
+        (
+            "Überweisung März €.pdf",
+            &document,
+            "application/octet-stream",
+            "attachment;",
+        ),
+    ];
+    for (name, bytes, content_type, disposition) in files {
+        let done = alice.post_media(name, bytes).await;
+        let url = location(&alice, done["media_id"].as_str().expect("id")).await;
+        for (attempt, cache) in [(1, "MISS"), (2, "HIT")] {
+            let r = fetch(&app, &url, None).await;
+            assert_eq!(r.status(), 200, "{name} fetch {attempt}");
+            assert_eq!(
+                header(&r, "x-cache-status"),
+                cache,
+                "{name} fetch {attempt}"
+            );
+            assert!(
+                header(&r, "content-type").starts_with(content_type),
+                "{name} fetch {attempt}: {}",
+                header(&r, "content-type")
+            );
+            let got = header(&r, "content-disposition");
+            assert!(
+                got.starts_with(disposition),
+                "{name} fetch {attempt}: {got}"
+            );
+            let named = got.split("filename*=UTF-8''").nth(1).map(percent_decoded);
+            assert_eq!(
+                named.as_deref(),
+                Some(name),
+                "{name} fetch {attempt}: {got}"
+            );
+            assert!(r.bytes().await.expect("bytes") == *bytes, "{name}");
+        }
+        // A range from cache keeps them too.
+        let part = fetch(&app, &url, Some("bytes=0-9")).await;
+        assert_eq!(part.status(), 206);
+        assert!(
+            header(&part, "content-type").starts_with(content_type),
+            "{name}"
+        );
+    }
+    app.stop().await;
+}
+
+/// An RFC 8187 value decoded.
+fn percent_decoded(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(byte) = value
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
