@@ -78,6 +78,7 @@ impl Application {
             settings.realtime.clone(),
             shutdown.clone(),
         );
+        let streams = http::streams::StreamSlots::new(settings.limits.max_streams_per_user);
         let tokens = TokenAuthority::new(&secret).with_max_lifetime(settings.max_token_lifetime);
         let state = AppState {
             settings: Arc::new(settings),
@@ -89,6 +90,7 @@ impl Application {
             realtime,
             tokens,
             quotas,
+            streams,
             metrics: telemetry::metrics_handle(),
             shutdown,
         };
@@ -156,10 +158,15 @@ impl Application {
             stopping.clone(),
         ));
         let signalled = stopping.clone();
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+        tokio::spawn(async move {
             shutdown.await;
             signalled.cancel();
         });
+        let limits = http::ConnectionLimits {
+            header_read_timeout: state.settings.header_read_timeout,
+            max_connections: state.settings.max_connections,
+        };
+        let serve = http::serve(listener, router, limits, stopping.clone());
         let deadline = async {
             stopping.cancelled().await;
             tokio::time::sleep(grace).await;

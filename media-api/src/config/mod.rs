@@ -83,6 +83,11 @@ pub struct Settings {
     /// How long in-flight requests get to finish after SIGTERM/SIGINT.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Longest a connection may take to send a request's headers (slowloris).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Most HTTP connections served at once; more wait to be accepted.
+    pub max_connections: usize,
     /// How often the janitor looks for expired upload sessions.
     #[serde(with = "humantime_serde")]
     pub janitor_interval: Duration,
@@ -130,6 +135,8 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(30),
             upload_request_timeout: Duration::from_secs(15 * 60),
             shutdown_grace: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
             janitor_interval: Duration::from_secs(60),
             gc_grace: Duration::from_secs(24 * 3600),
             gc_interval: Duration::from_secs(60),

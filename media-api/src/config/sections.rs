@@ -148,6 +148,9 @@ pub struct Limits {
     /// takes it over.
     #[serde(with = "humantime_serde")]
     pub abandoned_completion: Duration,
+    /// Upload event streams and realtime sockets one user may hold open on
+    /// one node, together.
+    pub max_streams_per_user: usize,
     /// Largest image, by its sniffed type.
     pub max_image_size: ByteSize,
     /// Largest audio file (voice notes, music), by its sniffed type.
@@ -207,6 +210,7 @@ impl Default for Limits {
             upload_expiry: Duration::from_secs(24 * 3600),
             max_page_size: 200,
             abandoned_completion: Duration::from_secs(60),
+            max_streams_per_user: 32,
             max_image_size: ByteSize(16 * MIB),
             max_audio_size: ByteSize(100 * MIB),
             max_video_size: ByteSize(2 * GIB),

@@ -12,9 +12,12 @@ mod health;
 mod media;
 pub mod problem;
 mod realtime;
+mod server;
 mod state;
+pub mod streams;
 mod uploads;
 
+pub use server::{ConnectionLimits, serve};
 pub use state::AppState;
 
 use std::time::{Duration, Instant};

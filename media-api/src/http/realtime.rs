@@ -79,6 +79,7 @@ async fn upgrade(
             format!("GET /v1/realtime upgrades to a WebSocket: {e}"),
         )
     })?;
+    let slot = state.streams.take(&caller.user)?;
     let max = usize::try_from(state.settings.realtime.max_frame_bytes.0).unwrap_or(usize::MAX);
     // Small buffers: an idle socket costs the node little (tungstenite's
     // default is 128 KiB each way); a frame is written as it comes.
@@ -87,7 +88,10 @@ async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| session(state, caller, socket)))
+        .on_upgrade(move |socket| async move {
+            session(state, caller, socket).await;
+            drop(slot);
+        }))
 }
 
 /// Why a connection ended.

@@ -39,6 +39,8 @@ pub struct AppState {
     pub realtime: Gateway,
     /// Each user's quotas and use.
     pub quotas: QuotaBook,
+    /// Each user's open event streams and sockets on this node.
+    pub streams: super::streams::StreamSlots,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Cancelled when the service begins to shut down, so long-lived

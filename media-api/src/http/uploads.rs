@@ -166,6 +166,7 @@ async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let id = upload_id(&id)?;
     let caller_expires_at = caller.expires_at;
+    let slot = state.streams.take(&caller.user)?;
     let rx = events::stream(
         state.uploads.clone(),
         state.media.clone(),
@@ -181,6 +182,11 @@ async fn events(
             .json_data(event.data())
             .unwrap_or_default();
         Some((Ok(sse), rx))
+    });
+    // The slot is given back when the stream ends or its reader goes.
+    let stream = stream.map(move |event| {
+        let _held = &slot;
+        event
     });
     // The stream ends when the token that opened it expires.
     let left = crate::ids::millis_until(caller_expires_at);

@@ -7,6 +7,7 @@
 //! (the real backends `infra/up.sh` starts), so a failure names its set.
 
 mod chat;
+mod connections;
 mod dedup;
 mod downloads;
 mod foundation;

@@ -31,7 +31,11 @@ const SLACK: usize = 60;
 
 #[tokio::test]
 async fn a_node_holds_one_redis_subscriber_however_many_sockets_and_streams() {
-    let app = spawn(BackendSet::Real, |_| {}).await;
+    // One user watches one upload from many streams here.
+    let app = spawn(BackendSet::Real, |s| {
+        s.limits.max_streams_per_user = VIEWERS + 1;
+    })
+    .await;
     let alice = app.user("alice");
     let members: Vec<String> = (0..USERS).map(|i| format!("member-{i}")).collect();
     let names: Vec<&str> = members.iter().map(String::as_str).collect();
