@@ -258,6 +258,18 @@ impl Settings {
                 "max_attempts, lease and timeout must be more than zero".into(),
             );
         }
+        let l = &self.limits;
+        if l.inflight_memory_per_user.0 > l.inflight_memory.0
+            || l.inflight_memory_per_user.0 < l.max_chunk_size.0
+            || l.min_body_rate.0 == 0
+        {
+            return bad(
+                "MEDIA_LIMITS__INFLIGHT_MEMORY_PER_USER (limits.inflight_memory_per_user)",
+                "must be at least max_chunk_size and at most inflight_memory, and \
+                 min_body_rate more than zero"
+                    .into(),
+            );
+        }
         let q = &self.quotas;
         if q.open_uploads == 0
             || q.media_per_hour == 0

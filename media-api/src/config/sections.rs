@@ -138,6 +138,15 @@ pub struct Limits {
     /// Bytes of chunk data held in memory at once across all requests; past it,
     /// new chunk requests wait instead of the process growing.
     pub inflight_memory: ByteSize,
+    /// One user's share of `inflight_memory`: their requests past it wait,
+    /// so one user's parallel uploads cannot take the whole node's budget.
+    pub inflight_memory_per_user: ByteSize,
+    /// Slowest a request body may arrive, on average, after `body_grace`:
+    /// a slower one is cut off (`408 body-too-slow`) and gives its memory back.
+    pub min_body_rate: ByteSize,
+    /// How long a body may take before `min_body_rate` applies.
+    #[serde(with = "humantime_serde")]
+    pub body_grace: Duration,
     /// How long an upload session may stay incomplete.
     #[serde(with = "humantime_serde")]
     pub upload_expiry: Duration,
@@ -207,6 +216,9 @@ impl Default for Limits {
             max_chunk_size: ByteSize(64 * MIB),
             max_json_body: ByteSize(64 * KIB),
             inflight_memory: ByteSize(128 * MIB),
+            inflight_memory_per_user: ByteSize(64 * MIB),
+            min_body_rate: ByteSize(4 * KIB),
+            body_grace: Duration::from_secs(15),
             upload_expiry: Duration::from_secs(24 * 3600),
             max_page_size: 200,
             abandoned_completion: Duration::from_secs(60),

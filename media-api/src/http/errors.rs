@@ -152,6 +152,10 @@ impl From<UploadError> for ApiError {
             U::InvalidContentDigest(_) => ApiError::bad_request("invalid-content-digest", detail),
             U::ContentDigestMismatch => ApiError::bad_request("content-digest-mismatch", detail),
             U::ChunkIncomplete(_) => ApiError::bad_request("chunk-incomplete", detail),
+            U::BodyTooSlow { rate } => {
+                ApiError::new(StatusCode::REQUEST_TIMEOUT, "body-too-slow", detail)
+                    .with("min_rate", rate)
+            }
             U::ChunkConflict(_) => ApiError::conflict("chunk-conflict", detail),
             U::ChunksMissing(missing) => {
                 ApiError::conflict("chunks-missing", detail).with("missing_chunks", missing)

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
 use super::chunk_hash::ChunkHasher;
-use super::{ChunkPut, ChunkReceipt, INFLIGHT_REPORT_EVERY, UploadError, UploadService, kib};
+use super::{ChunkPut, ChunkReceipt, INFLIGHT_REPORT_EVERY, UploadError, UploadService};
 use crate::blob_store::{MultipartId, PartBody};
 use crate::ids::{UploadId, UserId};
 use crate::metadata_store::{ChunkRecord, RecordOutcome, UploadRecord, UploadState};
@@ -73,7 +73,7 @@ impl UploadService {
         }
         self.charge(owner, Rate::UploadBytes, expected).await?;
         // Wait for room before reading the body: TCP pushes back on the client.
-        let _permit = self.reserve_memory(expected).await?;
+        let _permit = self.memory.reserve(owner, expected).await?;
         let received = self
             .receive(&upload, number, expected, put.sha256, body, true)
             .await?;
@@ -153,28 +153,6 @@ impl UploadService {
         self.receipt(&upload, number, &record).await
     }
 
-    /// Holds `bytes` of the in-flight memory budget until the permit drops,
-    /// waiting while the budget is spent.
-    pub(super) async fn reserve_memory(
-        &self,
-        bytes: u64,
-    ) -> Result<MemoryReservation, UploadError> {
-        let permits = kib(bytes);
-        let permit = match self.memory.clone().try_acquire_many_owned(permits) {
-            Ok(p) => p,
-            Err(_) => {
-                metrics::counter!("upload_memory_waits_total").increment(1);
-                self.memory
-                    .clone()
-                    .acquire_many_owned(permits)
-                    .await
-                    .map_err(|_| UploadError::Backend("shutting down".into()))?
-            }
-        };
-        metrics::gauge!("upload_memory_reserved_bytes").increment(f64::from(permits) * 1024.0);
-        Ok(MemoryReservation { _permit: permit })
-    }
-
     pub(super) async fn recorded(
         &self,
         upload: &UploadRecord,
@@ -199,7 +177,7 @@ impl UploadService {
         number: u32,
         expected: u64,
         declared_sha256: Option<[u8; 32]>,
-        mut body: S,
+        body: S,
         keep: bool,
     ) -> Result<Received, UploadError>
     where
@@ -220,9 +198,10 @@ impl UploadService {
             number,
             armed: false,
         };
+        let mut body = self.paced(body);
         let outcome: Result<(), UploadError> = async {
             while let Some(frame) = body.next().await {
-                let frame = frame.map_err(|e| UploadError::ChunkIncomplete(e.to_string()))?;
+                let frame = frame?;
                 total += frame.len() as u64;
                 if total > expected {
                     return Err(UploadError::ChunkSizeMismatch {
@@ -285,19 +264,6 @@ impl UploadService {
         if let Err(e) = result {
             tracing::debug!(error = %e, "could not report in-flight bytes");
         }
-    }
-}
-
-/// Part of the in-flight memory budget, given back on drop.
-pub(super) struct MemoryReservation {
-    _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl Drop for MemoryReservation {
-    fn drop(&mut self) {
-        let bytes =
-            f64::from(u32::try_from(self._permit.num_permits()).unwrap_or(u32::MAX)) * 1024.0;
-        metrics::gauge!("upload_memory_reserved_bytes").decrement(bytes);
     }
 }
 

@@ -93,6 +93,12 @@ pub enum UploadError {
     /// The client went away mid-body.
     #[error("the chunk body ended early: {0}")]
     ChunkIncomplete(String),
+    /// The body arrived slower than `limits.min_body_rate`.
+    #[error("the body arrived slower than {rate} bytes a second; send it again")]
+    BodyTooSlow {
+        /// The least rate, bytes a second.
+        rate: u64,
+    },
     /// The chunk was received before with other bytes.
     #[error("chunk {0} was already received with different bytes")]
     ChunkConflict(u32),

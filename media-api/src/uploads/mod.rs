@@ -24,13 +24,12 @@ mod documents;
 mod error;
 pub mod events;
 mod expiry;
+mod memory;
 mod progress;
 mod single;
 
 use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::sync::Semaphore;
 
 pub use documents::{ChunkPut, ChunkReceipt, Completion, CreateUpload, Opened, Progress};
 pub use error::UploadError;
@@ -59,14 +58,14 @@ pub struct UploadService {
     backends: Backends,
     limits: Limits,
     quotas: QuotaBook,
-    /// Permits are KiB of chunk bytes that may be held in memory.
-    memory: Arc<Semaphore>,
+    /// Chunk bytes that may be held in memory, the node's and each user's.
+    memory: Arc<memory::MemoryBudget>,
 }
 
 impl std::fmt::Debug for UploadService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UploadService")
-            .field("memory_kib_free", &self.memory.available_permits())
+            .field("memory_kib_free", &self.memory.free_kib())
             .finish_non_exhaustive()
     }
 }
@@ -78,7 +77,10 @@ pub(super) fn kib(bytes: u64) -> u32 {
 impl UploadService {
     /// A service over these backends and limits.
     pub fn new(backends: Backends, limits: Limits, quotas: QuotaBook) -> Self {
-        let memory = Arc::new(Semaphore::new(kib(limits.inflight_memory.0) as usize));
+        let memory = Arc::new(memory::MemoryBudget::new(
+            limits.inflight_memory.0,
+            limits.inflight_memory_per_user.0,
+        ));
         Self {
             backends,
             limits,
@@ -89,6 +91,11 @@ impl UploadService {
 
     /// Refuses `size` more bytes past the owner's stored-bytes quota, or a
     /// new session (`session`) past their open sessions.
+    /// `body` held to `limits.min_body_rate` after `limits.body_grace`.
+    fn paced<S>(&self, body: S) -> memory::Paced<S> {
+        memory::Paced::new(body, self.limits.min_body_rate.0, self.limits.body_grace)
+    }
+
     /// Unix ms before which a completion not heard from was abandoned.
     pub(super) fn stale_before(&self) -> i64 {
         now_ms()

@@ -38,12 +38,13 @@ impl UploadService {
         // A declared length reserves what it needs; a chunked body, the limit.
         let expected = content_length.unwrap_or(limit);
         let _permit = self
-            .reserve_memory(expected.min(self.limits.inflight_memory.0))
+            .memory
+            .reserve(owner, expected.min(self.limits.inflight_memory.0))
             .await?;
-        let mut body = body;
+        let mut body = self.paced(body);
         let mut buffer = BytesMut::with_capacity(usize::try_from(expected).unwrap_or(0));
         while let Some(frame) = body.next().await {
-            let frame = frame.map_err(|e| UploadError::ChunkIncomplete(e.to_string()))?;
+            let frame = frame?;
             if (buffer.len() + frame.len()) as u64 > limit {
                 return Err(UploadError::BodyTooLarge { limit });
             }

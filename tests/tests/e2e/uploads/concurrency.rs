@@ -295,6 +295,7 @@ async fn chunks_past_the_memory_budget_wait_instead_of_failing(set: BackendSet) 
         &[
             ("MEDIA_LIMITS__MAX_CHUNK_SIZE", "8MiB"),
             ("MEDIA_LIMITS__INFLIGHT_MEMORY", "8MiB"),
+            ("MEDIA_LIMITS__INFLIGHT_MEMORY_PER_USER", "8MiB"),
         ],
     )
     .await;

@@ -1,6 +1,8 @@
 //! The limits a user meets: size limits by content type (on the sniffed
 //! type, and early on a stated one), quotas and rates.
 
+use std::time::Duration;
+
 use media_e2e::both_sets;
 use media_e2e::{BackendSet, TestApp, User, json_of, problem_of, random_bytes, test_settings};
 use serde_json::json;
@@ -281,5 +283,120 @@ async fn rates_answer_429_with_retry_after_on_every_node(set: BackendSet) {
     if let Some(other) = other {
         other.stop().await;
     }
+    app.stop().await;
+}
+
+/// 8 MiB chunks, a node budget and a user share of that many MiB.
+fn budget(settings: &mut media_api::Settings, node_mib: u64, share_mib: u64) {
+    let mib = |n: u64| media_api::config::ByteSize(n * MIB as u64);
+    settings.limits.max_chunk_size = mib(8);
+    settings.limits.default_chunk_size = mib(8);
+    settings.limits.inflight_memory = mib(node_mib);
+    settings.limits.inflight_memory_per_user = mib(share_mib);
+}
+
+/// A chunk PUT whose body is sent by hand: the headers and `sent` bytes of a
+/// `len`-byte body, then nothing until the connection is dropped.
+async fn held_chunk(
+    app: &TestApp,
+    token: &str,
+    id: &str,
+    n: usize,
+    len: usize,
+    sent: &[u8],
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "PUT /v1/uploads/{id}/chunks/{n} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: {len}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream.write_all(sent).await.expect("body");
+    stream
+}
+
+both_sets!(one_users_uploads_take_only_their_share_of_the_memory_budget);
+async fn one_users_uploads_take_only_their_share_of_the_memory_budget(set: BackendSet) {
+    let (mut settings, dir) = test_settings(set).await;
+    budget(&mut settings, 16, 8);
+    let app = TestApp::spawn_with(set, settings, dir).await;
+    let (alice, bob) = (app.user("alice"), app.user("bob"));
+    let data = random_bytes(16 * MIB, 15);
+    let hers = alice.open("hers.bin", data.len()).await;
+    let her_id = hers["upload_id"].as_str().expect("id").to_owned();
+    // Alice's first chunk arrives slowly: it holds her whole share.
+    let _slow = held_chunk(&app, &alice.token, &her_id, 1, 8 * MIB, &data[..MIB]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Her second chunk waits for her share...
+    let second = tokio::spawn({
+        let (client, url, token) = (
+            app.client.clone(),
+            app.url(&format!("/v1/uploads/{her_id}/chunks/2")),
+            alice.token.clone(),
+        );
+        let body = data[8 * MIB..].to_vec();
+        async move { client.put(url).bearer_auth(token).body(body).send().await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ...while bob's goes through at once: the rest of the node's budget is
+    // not hers to take.
+    let his = bob.open("his.bin", 8 * MIB).await;
+    let his_id = his["upload_id"].as_str().expect("id");
+    let put = tokio::time::timeout(
+        Duration::from_secs(5),
+        bob.put_chunk(his_id, 1, data[..8 * MIB].to_vec()),
+    )
+    .await;
+    assert_eq!(
+        put.expect("bob's chunk waited behind alice's").status(),
+        200,
+        "{set:?}"
+    );
+    assert!(
+        !second.is_finished(),
+        "{set:?}: alice's second chunk took more than her share"
+    );
+    app.stop().await;
+}
+
+both_sets!(a_body_slower_than_the_least_rate_is_cut_off_and_frees_its_memory);
+async fn a_body_slower_than_the_least_rate_is_cut_off_and_frees_its_memory(set: BackendSet) {
+    use tokio::io::AsyncReadExt;
+    let (mut settings, dir) = test_settings(set).await;
+    budget(&mut settings, 8, 8);
+    settings.limits.min_body_rate = media_api::config::ByteSize(64 * 1024);
+    settings.limits.body_grace = Duration::from_secs(1);
+    let app = TestApp::spawn_with(set, settings, dir).await;
+    let alice = app.user("alice");
+    let data = random_bytes(8 * MIB, 16);
+    let session = alice.open("slow.bin", data.len()).await;
+    let id = session["upload_id"].as_str().expect("id").to_owned();
+    // 100 KB, then nothing: holding the node's whole budget.
+    let started = std::time::Instant::now();
+    let mut slow = held_chunk(&app, &alice.token, &id, 1, 8 * MIB, &data[..100_000]).await;
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut answer))
+        .await
+        .expect("no answer to a stalled body")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{set:?}: {answer}");
+    assert!(answer.contains("body-too-slow"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    // Its memory is free again: the chunk sent whole goes through.
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        alice.put_chunk(&id, 1, data.clone()),
+    )
+    .await
+    .expect("the budget was never given back");
+    assert_eq!(r.status(), 200);
     app.stop().await;
 }
