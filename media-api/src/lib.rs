@@ -10,6 +10,8 @@
 //!   `shutdown`;
 //! - the seams, each a trait with two implementations: `metadata_store`,
 //!   `progress_bus`, `blob_store`; `backends` connects them;
+//! - `quotas`, each user's stored bytes, open sessions and rates, over the
+//!   metadata store and the progress bus;
 //! - the domains, each owning its types, errors and rules: `uploads`,
 //!   `media`, `downloads`, `processing`, and `chat` (the messaging core over
 //!   `chat-core`'s rules);

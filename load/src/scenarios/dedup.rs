@@ -26,6 +26,11 @@ pub(crate) struct DedupOptions {
     /// How long to hammer the owner's instant dedup, in seconds.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Uploads, one at a time, of new content and of someone else's content
+    /// (each by a user who never held it), interleaved: what the dedup side
+    /// channel's timing is, in the latencies of the two labels.
+    #[arg(long, default_value_t = 200)]
+    timing: usize,
 }
 
 pub(crate) async fn dedup(o: &DedupOptions) -> anyhow::Result<ScenarioReport> {
@@ -83,6 +88,31 @@ pub(crate) async fn dedup(o: &DedupOptions) -> anyhow::Result<ScenarioReport> {
         .collect::<Vec<u64>>()
         .await;
     let instant_seconds = instant_started.elapsed().as_secs_f64();
+    // Phase 3: what a user who does not hold a content sees of whether
+    // anyone else does, one request at a time so nothing else interferes.
+    for i in 0..o.timing {
+        let fresh = bytes::Bytes::from(noise(o.size_kib << 10, seed ^ (i as u64 + 1)));
+        for (label, user, body) in [
+            (
+                "POST /v1/media (new content)",
+                format!("load-new-{i}"),
+                fresh,
+            ),
+            (
+                "POST /v1/media (someone else's content)",
+                format!("load-copy-{i}"),
+                content.clone(),
+            ),
+        ] {
+            let token = target.token(&user)?;
+            let post = target
+                .client
+                .post(target.url("/v1/media?file_name=timing.bin"))
+                .bearer_auth(token)
+                .body(body);
+            target.send(label, post).await;
+        }
+    }
     let mut rates = BTreeMap::new();
     rates.insert(
         "same-content uploads/s".into(),
@@ -94,7 +124,7 @@ pub(crate) async fn dedup(o: &DedupOptions) -> anyhow::Result<ScenarioReport> {
     );
     let report = finish(
         "dedup",
-        serde_json::json!({"users": o.users, "size_KiB": o.size_kib, "clients": o.clients, "seconds": o.seconds}),
+        serde_json::json!({"users": o.users, "size_KiB": o.size_kib, "clients": o.clients, "seconds": o.seconds, "timing": o.timing}),
         &target,
         started,
         watch,

@@ -74,7 +74,7 @@ pub(super) async fn reference_content(
         tx,
         media_id,
         owner,
-        &content.blake3,
+        (&content.blake3, content.size),
         file_name,
         now,
         shown_after,
@@ -132,15 +132,26 @@ async fn processing_time(
     Ok(took.unwrap_or(0).clamp(0, MAX_SHOWN_PROCESSING_MS))
 }
 
+/// Inserts a media row of `(blake3, size)` content and counts it in the
+/// owner's usage.
 pub(super) async fn insert_media(
     tx: &mut Transaction<'static, Any>,
     media_id: MediaId,
     owner: &UserId,
-    blake3: &Blake3,
+    (blake3, size): (&Blake3, u64),
     file_name: &FileName,
     now: i64,
     shown_after: Option<i64>,
 ) -> Result<(), MetadataError> {
+    sqlx::query(
+        "insert into user_usage (owner_id, media, media_bytes) values ($1, 1, $2) \
+         on conflict (owner_id) do update set media = user_usage.media + 1, \
+         media_bytes = user_usage.media_bytes + excluded.media_bytes",
+    )
+    .bind(owner.as_str())
+    .bind(to_i64(size)?)
+    .execute(&mut **tx)
+    .await?;
     sqlx::query(
         "insert into media (media_id, owner_id, blake3, file_name, status, created_at, \
          updated_at, shown_after) values ($1, $2, $3, $4, $5, $6, $7, $8)",

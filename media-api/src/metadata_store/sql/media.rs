@@ -69,7 +69,16 @@ impl MediaStore for SqlMetadataStore {
             return Ok(None);
         };
         let now = now_ms();
-        insert_media(&mut tx, media_id, owner, blake3, file_name, now, None).await?;
+        insert_media(
+            &mut tx,
+            media_id,
+            owner,
+            (blake3, size),
+            file_name,
+            now,
+            None,
+        )
+        .await?;
         tx.commit().await?;
         let media = media_with_blob(
             &blob,
@@ -126,17 +135,27 @@ impl MediaStore for SqlMetadataStore {
             tx.rollback().await?;
             return Ok(false);
         };
+        sqlx::query(
+            "update user_usage set media = media - 1, \
+             media_bytes = media_bytes - (select size from blobs where blake3 = $2) \
+             where owner_id = $1",
+        )
+        .bind(owner.as_str())
+        .bind(&blake3)
+        .execute(&mut *tx)
+        .await?;
         super::chat_log::mark_if_unreferenced(&mut tx, &blake3).await?;
         tx.commit().await?;
         Ok(true)
     }
 
     async fn usage_of(&self, owner: &UserId) -> Result<Usage, MetadataError> {
-        // Each walks the owner's rows by its own index.
+        // The media from the counter kept with them; the open sessions
+        // (at most `quotas.open_uploads` of them) by their index.
         let row = sqlx::query(
-            "select (select count(*) from media where owner_id = $1) as media, \
-             (select cast(coalesce(sum(b.size), 0) as bigint) from media m \
-              join blobs b on b.blake3 = m.blake3 where m.owner_id = $1) as media_bytes, \
+            "select coalesce((select media from user_usage where owner_id = $1), 0) as media, \
+             coalesce((select media_bytes from user_usage where owner_id = $1), 0) \
+              as media_bytes, \
              (select count(*) from uploads where owner_id = $1 \
               and state in ('receiving', 'completing')) as open_uploads, \
              (select cast(coalesce(sum(size), 0) as bigint) from uploads where owner_id = $1 \
