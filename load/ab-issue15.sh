@@ -17,9 +17,19 @@ run() { # $1 = old|new, $2 = real|emb, $3.. = load args
     # The old build knows no [quotas]; the new one gets them raised.
     local quotas=()
     if [ "$which" = new ]; then mapfile -t quotas < <(grep -v '^#' load/quotas.env); fi
-    local unset=()
+    # The same share of the memory budget for both: the code's cost, not
+    # the per-user share's (AB_SHARE=default measures that too).
+    if [ "$which" = new ] && [ "${AB_SHARE:-equal}" = equal ]; then
+        quotas+=(MEDIA_LIMITS__INFLIGHT_MEMORY_PER_USER=128MiB)
+    fi
+    local unset=() db=""
     if [ "$set" = emb ]; then
         unset=(-u MEDIA_DATABASE_URL -u MEDIA_REDIS_URL -u MEDIA_BLOB_STORE -u MEDIA_CDN_BASE_URL)
+    else
+        # A database of its own: each build migrates its own schema.
+        db="ab_${which}_$RANDOM"
+        psql -q "$MEDIA_DATABASE_URL" -c "create database $db" >/dev/null
+        quotas+=(MEDIA_DATABASE_URL="${MEDIA_DATABASE_URL%/*}/$db")
     fi
     env "${unset[@]}" "${quotas[@]}" MALLOC_ARENA_MAX=2 MEDIA_LISTEN=127.0.0.1:$port \
         MEDIA_DATA_DIR=$dir MEDIA_GC_GRACE=1m MEDIA_JOBS__SERVE_WORKERS=0 \
@@ -31,6 +41,7 @@ run() { # $1 = old|new, $2 = real|emb, $3.. = load args
     $LOAD "$@" --base http://127.0.0.1:$port --service-pid $pid
     kill $pid; wait $pid 2>/dev/null
     rm -rf "$dir"
+    if [ -n "$db" ]; then psql -q "$MEDIA_DATABASE_URL" -c "drop database $db" >/dev/null; fi
 }
 mkdir -p "$AB/baseline"
 for round in 1 2; do

@@ -275,11 +275,17 @@ impl UploadService {
             metrics::counter!("dedup_hits_total", "kind" => "completion").increment(1);
             metrics::counter!("dedup_bytes_saved_total").increment(content.size);
         }
-        if created.deduplicated
-            && created.media.storage_key != content.storage_key
-            && let Err(e) = self.backends.blobs.delete(&content.storage_key).await
-        {
-            tracing::error!(error = %e, key = %content.storage_key, "could not delete a redundant object");
+        if created.deduplicated && created.media.storage_key != content.storage_key {
+            // After the answer, not before it: a copy of someone else's
+            // content must not answer later than new content would (the
+            // dedup side channel). An object left by a crash here is no
+            // row's, and costs only space.
+            let (blobs, key) = (self.backends.blobs.clone(), content.storage_key.clone());
+            tokio::spawn(async move {
+                if let Err(e) = blobs.delete(&key).await {
+                    tracing::error!(error = %e, key = %key, "could not delete a redundant object");
+                }
+            });
         }
         if let Some(shown_after) = created.media.shown_after {
             self.announce_when_shown(content, created, shown_after);
