@@ -29,6 +29,8 @@ pub struct Backends {
     pub jobs: Arc<dyn JobQueue>,
     /// Conversations, messages and the sync log (the same database).
     pub chat: Arc<dyn ChatStore>,
+    /// The operators' queries.
+    pub admin: Arc<dyn crate::metadata_store::admin::AdminStore>,
     /// Live progress and events.
     pub progress: Arc<dyn ProgressBus>,
     /// Content bytes.
@@ -89,6 +91,7 @@ impl Backends {
             gc: stores.gc,
             jobs: stores.jobs,
             chat: stores.chat,
+            admin: stores.admin,
             progress,
             blobs,
             url_signer,

@@ -71,11 +71,7 @@ async fn readyz(State(state): State<AppState>, headers: HeaderMap) -> Response {
 /// Prometheus text exposition, for an admin token.
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if !admin_of(&headers, &state.tokens)? {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "admin-required",
-            "/metrics needs a token with the admin scope",
-        ));
+        return Err(super::admin::admin_required());
     }
     Ok((
         [(

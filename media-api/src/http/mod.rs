@@ -4,6 +4,7 @@
 //! `errors`) into a response; no rule and no backend call lives here.
 
 mod account;
+mod admin;
 mod auth;
 mod chat;
 mod downloads;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
     let json_limit = usize::try_from(settings.limits.max_json_body.0).unwrap_or(usize::MAX);
     let api = Router::new()
         .merge(health::router())
+        .merge(admin::router(state.clone(), json_limit))
         .merge(account::router())
         .merge(uploads::router(json_limit))
         .merge(media::router())

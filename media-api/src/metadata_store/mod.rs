@@ -7,6 +7,7 @@
 //! share (`$n` parameters, `on conflict`, `returning`, bigint milliseconds for
 //! time), and the few statements that must differ are picked by [`Dialect`].
 
+pub mod admin;
 pub mod chat;
 pub mod gc;
 pub mod jobs;
@@ -91,6 +92,8 @@ pub struct Stores {
     pub jobs: Arc<dyn JobQueue>,
     /// Conversations, messages, receipts and the sync log.
     pub chat: Arc<dyn ChatStore>,
+    /// The operators' queries.
+    pub admin: Arc<dyn admin::AdminStore>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -111,6 +114,7 @@ pub async fn from_settings(settings: &Settings) -> anyhow::Result<Stores> {
         media: store.clone(),
         gc: store.clone(),
         jobs: store.clone(),
-        chat: store,
+        chat: store.clone(),
+        admin: store,
     })
 }

@@ -14,6 +14,7 @@ use sqlx::any::AnyRow;
 use sqlx::migrate::Migrator;
 use sqlx::{Any, Row, Transaction};
 
+mod admin;
 mod chat;
 mod chat_log;
 mod chat_members;

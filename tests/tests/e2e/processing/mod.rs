@@ -237,7 +237,7 @@ pub(crate) fn good_png(seed: u8) -> Vec<u8> {
 }
 
 /// A valid PNG header that claims 100,000 × 100,000 pixels, and almost nothing else.
-fn png_bomb() -> Vec<u8> {
+pub(crate) fn png_bomb() -> Vec<u8> {
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     let mut ihdr = b"IHDR".to_vec();
     ihdr.extend(100_000u32.to_be_bytes());

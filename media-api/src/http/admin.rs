@@ -1,0 +1,245 @@
+//! The operators' API (`/v1/admin/…`): statistics, the processing jobs and
+//! the audit log. Every route needs a token with the `admin` scope (`403
+//! admin-required` otherwise), and every call, refused or not, is written
+//! to the audit log: who, when, what, with which request, and the outcome.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::problem::{ApiError, Json, Path, Query};
+use super::state::AppState;
+use crate::auth::Caller;
+use crate::ids::now_ms;
+use crate::metadata_store::admin::AuditEntry;
+
+/// The longest request body kept in an audit entry.
+const AUDITED_BODY: usize = 4096;
+
+pub(crate) fn router(state: AppState, json_limit: usize) -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/stats", get(stats))
+        .route("/v1/admin/jobs", get(jobs))
+        .route("/v1/admin/jobs/{job_id}/retry", post(retry))
+        .route("/v1/admin/audit", get(audit_log))
+        .layer(middleware::from_fn_with_state((state, json_limit), audited))
+}
+
+/// Proof that the caller's token carries the `admin` scope.
+pub(crate) struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if !caller.admin {
+            return Err(admin_required());
+        }
+        Ok(Self)
+    }
+}
+
+/// `403 admin-required`.
+pub(crate) fn admin_required() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "admin-required",
+        "this route needs a token with the admin scope",
+    )
+}
+
+/// Writes every call to the audit log once it is answered.
+async fn audited(
+    State((state, json_limit)): State<(AppState, usize)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let admin = super::auth::bearer(&parts.headers)
+        .ok()
+        .flatten()
+        .and_then(|token| state.tokens.verify(token).ok())
+        .map_or_else(|| "-".to_owned(), |c| c.user.as_str().to_owned());
+    let action = format!(
+        "{} {}",
+        parts.method,
+        parts.uri.path_and_query().map_or("", |p| p.as_str())
+    );
+    let (response, body) = match axum::body::to_bytes(body, json_limit).await {
+        Ok(bytes) => {
+            let kept = (!bytes.is_empty()).then(|| {
+                String::from_utf8_lossy(&bytes[..bytes.len().min(AUDITED_BODY)]).into_owned()
+            });
+            let request = Request::from_parts(parts, Body::from(bytes));
+            (next.run(request).await, kept)
+        }
+        Err(_) => (
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "the request body is over the JSON limit",
+            )
+            .into_response(),
+            None,
+        ),
+    };
+    let entry = AuditEntry {
+        audit_id: uuid::Uuid::now_v7().to_string(),
+        at: now_ms(),
+        admin,
+        action,
+        request: body,
+        status: response.status().as_u16(),
+    };
+    if let Err(e) = state.backends.admin.record_audit(&entry).await {
+        tracing::error!(error = %e, action = %entry.action, "could not write the audit log");
+    }
+    response
+}
+
+async fn stats(State(state): State<AppState>, _: Admin) -> Result<Json<Value>, ApiError> {
+    let s = state.backends.admin.stats().await?;
+    let dead: u64 = s
+        .jobs
+        .iter()
+        .filter(|(state, _, _)| state == "dead")
+        .map(|(_, _, n)| n)
+        .sum();
+    Ok(Json(json!({
+        "users": s.users,
+        "media": s.media,
+        "attachments": s.attachments,
+        "contents": s.contents,
+        "logical_bytes": s.logical_bytes,
+        "stored_bytes": s.stored_bytes,
+        "variant_bytes": s.variant_bytes,
+        "dedup_ratio": if s.stored_bytes == 0 { 1.0 } else { s.logical_bytes as f64 / s.stored_bytes as f64 },
+        "by_content_type": s.by_content_type.iter().map(|(t, n, bytes)| {
+            json!({"content_type": t, "contents": n, "bytes": bytes})
+        }).collect::<Vec<_>>(),
+        "uploads": s.uploads_by_state.iter().map(|(state, n)| (state.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
+        "jobs": s.jobs.iter().map(|(state, kind, n)| json!({"state": state, "kind": kind, "count": n})).collect::<Vec<_>>(),
+        "dead_jobs": dead,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    state: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// A page size within the configured bounds (50 unless asked).
+fn page_size(state: &AppState, limit: Option<u32>) -> Result<u32, ApiError> {
+    let max = state.settings.limits.max_page_size;
+    match limit {
+        None => Ok(50.min(max)),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid-limit",
+            format!("limit must be from 1 to {max}"),
+        )),
+    }
+}
+
+/// The cursor of the next page: the last item's id, when the page is full.
+fn next_cursor<T>(items: &[T], limit: u32, id: impl Fn(&T) -> &String) -> Option<String> {
+    (items.len() == limit as usize)
+        .then(|| items.last().map(|item| id(item).clone()))
+        .flatten()
+}
+
+/// An id cursor: what the listing's ids look like, nothing else.
+fn cursor(query: &PageQuery) -> Result<Option<&str>, ApiError> {
+    match query.cursor.as_deref() {
+        Some(c) if c.len() > 64 || !c.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') => Err(
+            ApiError::bad_request("invalid-cursor", "not a cursor of this listing"),
+        ),
+        c => Ok(c),
+    }
+}
+
+async fn jobs(
+    State(state): State<AppState>,
+    _: Admin,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let job_state = query.state.as_deref().unwrap_or("dead");
+    if !["queued", "running", "done", "dead"].contains(&job_state) {
+        return Err(ApiError::bad_request(
+            "invalid-state",
+            "state must be queued, running, done or dead",
+        ));
+    }
+    let limit = page_size(&state, query.limit)?;
+    let items = state
+        .backends
+        .admin
+        .jobs_in_state(job_state, cursor(&query)?, limit)
+        .await?;
+    let next = next_cursor(&items, limit, |j| &j.job_id);
+    Ok(Json(json!({ "items": items, "next_cursor": next })))
+}
+
+async fn retry(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(job_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::not_found("job-not-found", "no dead job with that id");
+    if job_id.len() > 64 {
+        return Err(not_found());
+    }
+    if !state.backends.admin.retry_job(&job_id).await? {
+        return Err(not_found());
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "job_id": job_id, "state": "queued" })),
+    )
+        .into_response())
+}
+
+async fn audit_log(
+    State(state): State<AppState>,
+    _: Admin,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if query.state.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid-query",
+            "the audit log takes limit and cursor",
+        ));
+    }
+    let limit = page_size(&state, query.limit)?;
+    let items = state
+        .backends
+        .admin
+        .audit_log(cursor(&query)?, limit)
+        .await?;
+    let next = next_cursor(&items, limit, |e| &e.audit_id);
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|e| {
+            json!({
+                "audit_id": e.audit_id,
+                "at": crate::ids::rfc3339(e.at),
+                "admin": e.admin,
+                "action": e.action,
+                "request": e.request.as_deref().map(|r| serde_json::from_str::<Value>(r).unwrap_or(Value::String(r.to_owned()))),
+                "status": e.status,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "items": items, "next_cursor": next })))
+}

@@ -1,0 +1,102 @@
+//! What the operators' API reads and writes: the audit log, the service's
+//! statistics, and the processing jobs by state.
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use super::MetadataError;
+
+/// One call to the admin API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    /// Its id (a UUIDv7: entries sort by it in time).
+    pub audit_id: String,
+    /// Unix ms.
+    pub at: i64,
+    /// Who called (the token's user; `-` when no valid token was sent).
+    pub admin: String,
+    /// `METHOD /path?query`.
+    pub action: String,
+    /// The request's body (its selector), when it had one.
+    pub request: Option<String>,
+    /// The answer's status.
+    pub status: u16,
+}
+
+/// Counts over the whole service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Users who own media or upload sessions.
+    pub users: u64,
+    /// Media items.
+    pub media: u64,
+    /// Attachments in conversations.
+    pub attachments: u64,
+    /// Distinct contents stored.
+    pub contents: u64,
+    /// Bytes as the users see them: every media item and attachment counts
+    /// its content's size.
+    pub logical_bytes: u64,
+    /// Bytes of the distinct contents stored.
+    pub stored_bytes: u64,
+    /// Bytes of the variants stored.
+    pub variant_bytes: u64,
+    /// Per sniffed type: contents and their bytes.
+    pub by_content_type: Vec<(String, u64, u64)>,
+    /// Upload sessions per state.
+    pub uploads_by_state: Vec<(String, u64)>,
+    /// Jobs per state and kind.
+    pub jobs: Vec<(String, String, u64)>,
+}
+
+/// A processing job as the operators see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobRow {
+    /// Its id.
+    pub job_id: String,
+    /// Its kind (`process`).
+    pub kind: String,
+    /// The content it is about.
+    pub blake3: String,
+    /// `queued`, `running`, `done` or `dead`.
+    pub state: String,
+    /// 0 for live uploads, 100 for batch work.
+    pub priority: i64,
+    /// Claims so far.
+    pub attempts: u64,
+    /// Its last error, as logged (internal detail included: operators only).
+    pub last_error: Option<String>,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub updated_at: i64,
+}
+
+/// The operators' queries.
+#[async_trait]
+pub trait AdminStore: Send + Sync + 'static {
+    /// Writes one entry to the audit log.
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), MetadataError>;
+
+    /// The audit log, newest first, strictly before `before` (an entry id), at most `limit`.
+    async fn audit_log(
+        &self,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, MetadataError>;
+
+    /// Counts over the whole service.
+    async fn stats(&self) -> Result<Stats, MetadataError>;
+
+    /// Jobs in `state`, by id, strictly after `after`, at most `limit`.
+    async fn jobs_in_state(
+        &self,
+        state: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<JobRow>, MetadataError>;
+
+    /// Queues a dead job again, with its attempts reset; false when there
+    /// is no dead job with that id.
+    async fn retry_job(&self, job_id: &str) -> Result<bool, MetadataError>;
+}

@@ -1,0 +1,187 @@
+//! The operators' statements.
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::{SqlMetadataStore, get_u64};
+use crate::ids::now_ms;
+use crate::metadata_store::MetadataError;
+use crate::metadata_store::admin::{AdminStore, AuditEntry, JobRow, Stats};
+
+const JOB_COLUMNS: &str =
+    "job_id, kind, blake3, state, priority, attempts, last_error, created_at, updated_at";
+
+#[async_trait]
+impl AdminStore for SqlMetadataStore {
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), MetadataError> {
+        sqlx::query(
+            "insert into admin_audit (audit_id, at, admin_id, action, request, status) \
+             values ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&entry.audit_id)
+        .bind(entry.at)
+        .bind(&entry.admin)
+        .bind(&entry.action)
+        .bind(entry.request.as_deref())
+        .bind(i64::from(entry.status))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn audit_log(
+        &self,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, MetadataError> {
+        let sql = format!(
+            "select audit_id, at, admin_id, action, request, status from admin_audit{} \
+             order by audit_id desc limit $1",
+            if before.is_some() {
+                " where audit_id < $2"
+            } else {
+                ""
+            }
+        );
+        let mut query = sqlx::query(&sql).bind(i64::from(limit));
+        if let Some(before) = before {
+            query = query.bind(before.to_owned());
+        }
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(AuditEntry {
+                    audit_id: row.try_get("audit_id")?,
+                    at: row.try_get("at")?,
+                    admin: row.try_get("admin_id")?,
+                    action: row.try_get("action")?,
+                    request: row.try_get("request")?,
+                    status: u16::try_from(row.try_get::<i64, _>("status")?).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn stats(&self) -> Result<Stats, MetadataError> {
+        let totals = sqlx::query(
+            "select \
+             (select count(*) from (select owner_id from media union \
+              select owner_id from uploads) u) as users, \
+             (select count(*) from media) as media, \
+             (select count(*) from attachments) as attachments, \
+             (select count(*) from blobs) as contents, \
+             (select cast(coalesce(sum(b.size), 0) as bigint) from media m \
+              join blobs b on b.blake3 = m.blake3) as media_bytes, \
+             (select cast(coalesce(sum(b.size), 0) as bigint) from attachments a \
+              join blobs b on b.blake3 = a.blake3) as attachment_bytes, \
+             (select cast(coalesce(sum(size), 0) as bigint) from blobs) as stored_bytes, \
+             (select cast(coalesce(sum(size), 0) as bigint) from variants) as variant_bytes",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let by_type = sqlx::query(
+            "select content_type, count(*) as n, cast(coalesce(sum(size), 0) as bigint) as bytes \
+             from blobs group by content_type order by bytes desc",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get("content_type")?,
+                get_u64(r, "n")?,
+                get_u64(r, "bytes")?,
+            ))
+        })
+        .collect::<Result<_, MetadataError>>()?;
+        let uploads =
+            sqlx::query("select state, count(*) as n from uploads group by state order by state")
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get("state")?, get_u64(r, "n")?)))
+                .collect::<Result<_, MetadataError>>()?;
+        let jobs = sqlx::query(
+            "select state, kind, count(*) as n from jobs group by state, kind order by state, kind",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("state")?, r.try_get("kind")?, get_u64(r, "n")?)))
+        .collect::<Result<_, MetadataError>>()?;
+        Ok(Stats {
+            users: get_u64(&totals, "users")?,
+            media: get_u64(&totals, "media")?,
+            attachments: get_u64(&totals, "attachments")?,
+            contents: get_u64(&totals, "contents")?,
+            logical_bytes: get_u64(&totals, "media_bytes")? + get_u64(&totals, "attachment_bytes")?,
+            stored_bytes: get_u64(&totals, "stored_bytes")?,
+            variant_bytes: get_u64(&totals, "variant_bytes")?,
+            by_content_type: by_type,
+            uploads_by_state: uploads,
+            jobs,
+        })
+    }
+
+    async fn jobs_in_state(
+        &self,
+        state: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<JobRow>, MetadataError> {
+        sqlx::query(&format!(
+            "select {JOB_COLUMNS} from jobs where state = $1 and job_id > $2 \
+             order by job_id limit $3"
+        ))
+        .bind(state)
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(JobRow {
+                job_id: r.try_get("job_id")?,
+                kind: r.try_get("kind")?,
+                blake3: r.try_get("blake3")?,
+                state: r.try_get("state")?,
+                priority: r.try_get("priority")?,
+                attempts: get_u64(r, "attempts")?,
+                last_error: r.try_get("last_error")?,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
+            })
+        })
+        .collect()
+    }
+
+    async fn retry_job(&self, job_id: &str) -> Result<bool, MetadataError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let blake3: Option<String> = sqlx::query_scalar(
+            "update jobs set state = 'queued', attempts = 0, run_after = $1, lease_until = null, \
+             worker_id = null, updated_at = $1 where job_id = $2 and state = 'dead' \
+             returning blake3",
+        )
+        .bind(now)
+        .bind(job_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(blake3) = blake3 else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        // Its content shows `processing` again until the job ends.
+        sqlx::query(
+            "update blobs set processing = 'pending', processing_error = null where blake3 = $1",
+        )
+        .bind(blake3)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.work.notify_waiters();
+        Ok(true)
+    }
+}
