@@ -53,6 +53,25 @@ async fn a_connection_that_trickles_its_headers_is_closed() {
         .await
         .expect("get");
     assert_eq!(r.status(), 200);
+    // Kept alive and then idle, a connection is closed too, so idle
+    // connections cannot hold the connection cap.
+    let mut kept = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = [0u8; 512];
+    let n = kept.read(&mut answer).await.expect("read");
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    assert!(
+        closed_within(&mut kept, Duration::from_secs(3)).await,
+        "an idle kept-alive connection was kept open"
+    );
     app.stop().await;
 }
 
