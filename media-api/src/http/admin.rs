@@ -29,6 +29,7 @@ pub(crate) fn router(state: AppState, json_limit: usize) -> Router<AppState> {
         .route("/v1/admin/jobs", get(jobs))
         .route("/v1/admin/jobs/{job_id}/retry", post(retry))
         .route("/v1/admin/audit", get(audit_log))
+        .route("/v1/admin/content/{blake3}", get(content))
         .layer(middleware::from_fn_with_state((state, json_limit), audited))
 }
 
@@ -128,6 +129,43 @@ async fn stats(State(state): State<AppState>, _: Admin) -> Result<Json<Value>, A
         "uploads": s.uploads_by_state.iter().map(|(state, n)| (state.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
         "jobs": s.jobs.iter().map(|(state, kind, n)| json!({"state": state, "kind": kind, "count": n})).collect::<Vec<_>>(),
         "dead_jobs": dead,
+    })))
+}
+
+/// One content: what it is, who references it, its variants.
+async fn content(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(blake3): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let blake3 = crate::ids::Blake3::parse(&blake3)
+        .map_err(|e| ApiError::bad_request("invalid-blake3", e))?;
+    let report = state
+        .backends
+        .admin
+        .content(&blake3)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found("content-not-found", "no content with that BLAKE3 is stored")
+        })?;
+    let variants = state.backends.jobs.variants(&blake3).await?;
+    let counts = |list: &[(String, u64)], key: &str| -> Vec<Value> {
+        list.iter()
+            .map(|(who, n)| json!({ key: who, "count": n }))
+            .collect()
+    };
+    Ok(Json(json!({
+        "blake3": blake3.to_hex(),
+        "size": report.size,
+        "content_type": report.content_type,
+        "processing": report.processing,
+        "created_at": crate::ids::rfc3339(report.created_at),
+        "unreferenced_since": report.unreferenced_since.map(crate::ids::rfc3339),
+        "media": counts(&report.media_by_owner, "owner"),
+        "attachments": counts(&report.attachments_by_conversation, "conversation_id"),
+        "variants": variants.iter().map(|v| json!({
+            "name": v.preset, "version": v.version, "content_type": v.content_type, "size": v.size,
+        })).collect::<Vec<_>>(),
     })))
 }
 

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use super::MetadataError;
+use crate::ids::Blake3;
 
 /// One call to the admin API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -72,6 +73,25 @@ pub struct JobRow {
     pub updated_at: i64,
 }
 
+/// One content as the operators see it: what it is and who references it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContentReport {
+    /// Bytes.
+    pub size: u64,
+    /// Sniffed type.
+    pub content_type: String,
+    /// `pending`, `ready`, `failed` or `skipped`.
+    pub processing: String,
+    /// Unix ms it was first stored.
+    pub created_at: i64,
+    /// Unix ms it lost its last reference, while it waits for the GC.
+    pub unreferenced_since: Option<i64>,
+    /// Media items per owner.
+    pub media_by_owner: Vec<(String, u64)>,
+    /// Attachments per conversation.
+    pub attachments_by_conversation: Vec<(String, u64)>,
+}
+
 /// The operators' queries.
 #[async_trait]
 pub trait AdminStore: Send + Sync + 'static {
@@ -87,6 +107,9 @@ pub trait AdminStore: Send + Sync + 'static {
 
     /// Counts over the whole service.
     async fn stats(&self) -> Result<Stats, MetadataError>;
+
+    /// One content and its references; `None` when it is not stored.
+    async fn content(&self, blake3: &Blake3) -> Result<Option<ContentReport>, MetadataError>;
 
     /// Jobs in `state`, by id, strictly after `after`, at most `limit`.
     async fn jobs_in_state(

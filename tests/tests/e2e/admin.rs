@@ -7,15 +7,22 @@ use media_e2e::{BackendSet, TestApp, eventually, json_of, problem_of, random_byt
 use reqwest::Method;
 use serde_json::json;
 
-/// Every admin route, with a request that would be valid for an admin.
-const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/v1/admin/stats"),
-    ("GET", "/v1/admin/jobs?state=dead"),
+/// Every admin route, with a request that would be valid for an admin, and
+/// what the admin gets (404 for a job or content that does not exist).
+const ROUTES: &[(&str, &str, u16)] = &[
+    ("GET", "/v1/admin/stats", 200),
+    ("GET", "/v1/admin/jobs?state=dead", 200),
     (
         "POST",
         "/v1/admin/jobs/0190e0a0-0000-7000-8000-000000000000/retry",
+        404,
     ),
-    ("GET", "/v1/admin/audit"),
+    ("GET", "/v1/admin/audit", 200),
+    (
+        "GET",
+        "/v1/admin/content/af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
+        404,
+    ),
 ];
 
 async fn call(app: &TestApp, method: &str, path: &str, token: Option<&str>) -> reqwest::Response {
@@ -32,7 +39,7 @@ async fn admin_routes_refuse_everyone_else_and_every_call_is_audited(set: Backen
     let app = TestApp::spawn(set).await;
     let alice = app.user("alice");
     let admin = app.admin_token();
-    for (method, path) in ROUTES {
+    for (method, path, expected) in ROUTES {
         problem_of(call(&app, method, path, None).await, 401, "token-missing").await;
         let refused = problem_of(
             call(&app, method, path, Some(&alice.token)).await,
@@ -45,8 +52,7 @@ async fn admin_routes_refuse_everyone_else_and_every_call_is_audited(set: Backen
             .await
             .status()
             .as_u16();
-        let expected = if *method == "POST" { 404 } else { 200 };
-        assert_eq!(status, expected, "{set:?} {method} {path} as admin");
+        assert_eq!(status, *expected, "{set:?} {method} {path} as admin");
     }
     // The log holds every one of those calls, newest first, refusals included.
     let log = json_of(
@@ -55,12 +61,8 @@ async fn admin_routes_refuse_everyone_else_and_every_call_is_audited(set: Backen
     )
     .await;
     let items = log["items"].as_array().expect("items");
-    for (method, path) in ROUTES {
-        for (who, status) in [
-            ("-", 401),
-            ("alice", 403),
-            ("operator", if *method == "POST" { 404 } else { 200 }),
-        ] {
+    for (method, path, expected) in ROUTES {
+        for (who, status) in [("-", 401), ("alice", 403), ("operator", *expected)] {
             let found = items.iter().any(|e| {
                 e["admin"] == who
                     && e["status"] == status
@@ -109,6 +111,33 @@ async fn stats_count_what_is_stored_and_a_dead_job_can_be_retried(set: BackendSe
         stats["by_content_type"],
         json!([{"content_type": "application/octet-stream", "contents": 2, "bytes": 150_000}])
     );
+
+    // One content, and who holds it.
+    let hash = blake3::hash(&shared).to_hex().to_string();
+    let content = json_of(
+        call(
+            &app,
+            "GET",
+            &format!("/v1/admin/content/{hash}"),
+            Some(&admin),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(content["size"], 100_000, "{set:?}: {content}");
+    assert_eq!(
+        content["media"],
+        json!([{"owner": "alice", "count": 1}, {"owner": "bob", "count": 1}]),
+        "{content}"
+    );
+    assert_eq!(content["attachments"], json!([]));
+    problem_of(
+        call(&app, "GET", "/v1/admin/content/not-a-hash", Some(&admin)).await,
+        400,
+        "invalid-blake3",
+    )
+    .await;
 
     // A file the decoder refuses: its job dies at once, with its error.
     let r = app

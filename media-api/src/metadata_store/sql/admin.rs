@@ -4,9 +4,10 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::{SqlMetadataStore, get_u64};
+use crate::ids::Blake3;
 use crate::ids::now_ms;
 use crate::metadata_store::MetadataError;
-use crate::metadata_store::admin::{AdminStore, AuditEntry, JobRow, Stats};
+use crate::metadata_store::admin::{AdminStore, AuditEntry, ContentReport, JobRow, Stats};
 
 const JOB_COLUMNS: &str =
     "job_id, kind, blake3, state, priority, attempts, last_error, created_at, updated_at";
@@ -123,6 +124,49 @@ impl AdminStore for SqlMetadataStore {
             uploads_by_state: uploads,
             jobs,
         })
+    }
+
+    async fn content(&self, blake3: &Blake3) -> Result<Option<ContentReport>, MetadataError> {
+        let hex = blake3.to_hex();
+        let Some(blob) = sqlx::query(
+            "select size, content_type, processing, created_at, unreferenced_since from blobs \
+             where blake3 = $1",
+        )
+        .bind(&hex)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let counted = |sql: &'static str| {
+            let hex = hex.clone();
+            async move {
+                sqlx::query(sql)
+                    .bind(hex)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get("who")?, get_u64(r, "n")?)))
+                    .collect::<Result<Vec<(String, u64)>, MetadataError>>()
+            }
+        };
+        Ok(Some(ContentReport {
+            size: get_u64(&blob, "size")?,
+            content_type: blob.try_get("content_type")?,
+            processing: blob.try_get("processing")?,
+            created_at: blob.try_get("created_at")?,
+            unreferenced_since: blob.try_get("unreferenced_since")?,
+            media_by_owner: counted(
+                "select owner_id as who, count(*) as n from media where blake3 = $1 \
+                 group by owner_id order by owner_id",
+            )
+            .await?,
+            attachments_by_conversation: counted(
+                "select conversation_id as who, count(*) as n from attachments \
+                 where blake3 = $1 group by conversation_id order by conversation_id",
+            )
+            .await?,
+        }))
     }
 
     async fn jobs_in_state(
