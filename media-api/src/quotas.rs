@@ -145,32 +145,34 @@ impl QuotaBook {
         }
     }
 
-    /// Refuses a new session (or one-request upload) of `size` bytes when
-    /// the user has too many open, or it would pass their stored-bytes
-    /// quota. `session` says whether it opens a session.
-    pub async fn check_store(
-        &self,
-        user: &UserId,
-        size: u64,
-        session: bool,
-    ) -> Result<Result<(), Refused>, MetadataError> {
-        let usage = self.media.usage_of(user).await?;
-        if session && usage.open_uploads >= self.quotas.open_uploads {
-            metrics::counter!("quota_refusals_total", "quota" => "open_uploads").increment(1);
-            return Ok(Err(Refused::OpenUploads {
-                limit: self.quotas.open_uploads,
-            }));
-        }
+    /// What `user` holds now, read once for the checks below.
+    pub async fn usage(&self, user: &UserId) -> Result<Usage, MetadataError> {
+        self.media.usage_of(user).await
+    }
+
+    /// Refuses `size` more bytes past the stored-bytes quota.
+    pub fn check_stored(&self, usage: &Usage, size: u64) -> Result<(), Refused> {
         let used = usage.media_bytes + usage.open_upload_bytes;
         if used.saturating_add(size) > self.quotas.stored_bytes.0 {
             metrics::counter!("quota_refusals_total", "quota" => "stored_bytes").increment(1);
-            return Ok(Err(Refused::Stored {
+            return Err(Refused::Stored {
                 limit: self.quotas.stored_bytes.0,
                 used,
                 wanted: size,
-            }));
+            });
         }
-        Ok(Ok(()))
+        Ok(())
+    }
+
+    /// Refuses one more open session past the limit.
+    pub fn check_sessions(&self, usage: &Usage) -> Result<(), Refused> {
+        if usage.open_uploads >= self.quotas.open_uploads {
+            metrics::counter!("quota_refusals_total", "quota" => "open_uploads").increment(1);
+            return Err(Refused::OpenUploads {
+                limit: self.quotas.open_uploads,
+            });
+        }
+        Ok(())
     }
 
     /// What `user` uses and may use.
@@ -180,7 +182,7 @@ impl QuotaBook {
             media_bytes,
             open_uploads,
             open_upload_bytes,
-        } = self.media.usage_of(user).await?;
+        } = self.usage(user).await?;
         let mut rates = serde_json::Map::new();
         for rate in [Rate::Media, Rate::UploadBytes, Rate::Messages] {
             let used = self

@@ -180,14 +180,9 @@ struct PageQuery {
 /// A page size within the configured bounds (50 unless asked).
 fn page_size(state: &AppState, limit: Option<u32>) -> Result<u32, ApiError> {
     let max = state.settings.limits.max_page_size;
-    match limit {
-        None => Ok(50.min(max)),
-        Some(n) if (1..=max).contains(&n) => Ok(n),
-        Some(_) => Err(ApiError::bad_request(
-            "invalid-limit",
-            format!("limit must be from 1 to {max}"),
-        )),
-    }
+    crate::ids::page_size(limit, 50, max).ok_or_else(|| {
+        ApiError::bad_request("invalid-limit", format!("limit must be from 1 to {max}"))
+    })
 }
 
 /// The cursor of the next page: the last item's id, when the page is full.

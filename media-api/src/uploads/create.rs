@@ -95,9 +95,14 @@ impl UploadService {
         }
         let chunk_size = self.choose_chunk_size(size, request.chunk_size)?;
         self.charge(owner, Rate::Media, 1).await?;
-        // An instant dedup opens no session: only the bytes count then.
-        self.check_store(owner, size, declared_blake3.is_none())
-            .await?;
+        // One read of what the owner holds serves both checks. A session's
+        // count is checked first, unless an instant dedup (which opens no
+        // session) may answer before one is opened.
+        let usage = self.quotas.usage(owner).await?;
+        if declared_blake3.is_none() {
+            self.quotas.check_sessions(&usage)?;
+        }
+        self.quotas.check_stored(&usage, size)?;
         if let Some(blake3) = &declared_blake3
             && let Some(media) = self
                 .backends
@@ -110,7 +115,7 @@ impl UploadService {
             return Ok(Opened::Existing(Completion::of(&media, true)));
         }
         if declared_blake3.is_some() {
-            self.check_store(owner, 0, true).await?;
+            self.quotas.check_sessions(&usage)?;
         }
         let total_chunks = u32::try_from(size.div_ceil(chunk_size)).unwrap_or(u32::MAX);
         let key = BlobKey::generate();

@@ -27,7 +27,8 @@ pub(super) struct MemoryBudget {
 
 /// Part of the budget, given back on drop.
 pub(super) struct MemoryReservation {
-    node: OwnedSemaphorePermit,
+    /// `None` while the node's budget is still awaited.
+    node: Option<OwnedSemaphorePermit>,
     user: Option<(UserId, OwnedSemaphorePermit)>,
     budget: Arc<MemoryBudget>,
 }
@@ -66,13 +67,11 @@ impl MemoryBudget {
         // Known to the reservation at once, so a wait cut short still gives
         // the share back (and forgets an idle user's entry).
         let mut reservation = MemoryReservation {
-            node: Arc::clone(&self.node)
-                .try_acquire_many_owned(0)
-                .map_err(|_| UploadError::Backend("shutting down".into()))?,
+            node: None,
             user: Some((user.clone(), user_permit?)),
             budget: Arc::clone(self),
         };
-        reservation.node = acquire(&self.node, permits, "node").await?;
+        reservation.node = Some(acquire(&self.node, permits, "node").await?);
         metrics::gauge!("upload_memory_reserved_bytes").increment(f64::from(permits) * 1024.0);
         Ok(reservation)
     }
@@ -97,8 +96,10 @@ async fn acquire(
 
 impl Drop for MemoryReservation {
     fn drop(&mut self) {
-        let node = u32::try_from(self.node.num_permits()).unwrap_or(u32::MAX);
-        metrics::gauge!("upload_memory_reserved_bytes").decrement(f64::from(node) * 1024.0);
+        if let Some(node) = &self.node {
+            let kib = u32::try_from(node.num_permits()).unwrap_or(u32::MAX);
+            metrics::gauge!("upload_memory_reserved_bytes").decrement(f64::from(kib) * 1024.0);
+        }
         let Some((user, permit)) = self.user.take() else {
             return;
         };

@@ -89,8 +89,6 @@ impl UploadService {
         }
     }
 
-    /// Refuses `size` more bytes past the owner's stored-bytes quota, or a
-    /// new session (`session`) past their open sessions.
     /// `body` held to `limits.min_body_rate` after `limits.body_grace`.
     fn paced<S>(&self, body: S) -> memory::Paced<S> {
         memory::Paced::new(body, self.limits.min_body_rate.0, self.limits.body_grace)
@@ -102,13 +100,12 @@ impl UploadService {
             - i64::try_from(self.limits.abandoned_completion.as_millis()).unwrap_or(i64::MAX / 2)
     }
 
-    pub(super) async fn check_store(
-        &self,
-        owner: &UserId,
-        size: u64,
-        session: bool,
-    ) -> Result<(), UploadError> {
-        Ok(self.quotas.check_store(owner, size, session).await??)
+    /// Charges `len` sent bytes to the owner's rate and refuses them past
+    /// their stored-bytes quota: a one-request body about to be stored.
+    pub(super) async fn admit_bytes(&self, owner: &UserId, len: u64) -> Result<(), UploadError> {
+        self.charge(owner, Rate::UploadBytes, len).await?;
+        let usage = self.quotas.usage(owner).await?;
+        Ok(self.quotas.check_stored(&usage, len)?)
     }
 
     /// Charges the owner's rate.

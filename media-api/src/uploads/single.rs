@@ -32,8 +32,7 @@ impl UploadService {
         }
         self.charge(owner, Rate::Media, 1).await?;
         if let Some(len) = content_length {
-            self.charge(owner, Rate::UploadBytes, len).await?;
-            self.check_store(owner, len, false).await?;
+            self.admit_bytes(owner, len).await?;
         }
         // A declared length reserves what it needs; a chunked body, the limit.
         let expected = content_length.unwrap_or(limit);
@@ -52,9 +51,7 @@ impl UploadService {
         }
         let data = buffer.freeze();
         if content_length.is_none() {
-            self.charge(owner, Rate::UploadBytes, data.len() as u64)
-                .await?;
-            self.check_store(owner, data.len() as u64, false).await?;
+            self.admit_bytes(owner, data.len() as u64).await?;
         }
         // Hashing a small body takes less time than handing it to another
         // thread and back (a 100 KB body hashes in about 30 µs); large ones

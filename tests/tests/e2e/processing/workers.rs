@@ -30,17 +30,24 @@ async fn movie_claimed(
     let bytes = std::fs::read(movie()).expect("movie");
     let done = app.user("alice").upload("movie.mp4", &bytes).await;
     let id = done["media_id"].as_str().expect("id").to_owned();
+    assert!(
+        one_job_running(&app).await,
+        "{set:?}: the worker never claimed the job"
+    );
+    (app, settings, worker, id)
+}
+
+/// Waits until a worker has claimed the one job (30 s at most).
+async fn one_job_running(app: &TestApp) -> bool {
     let jobs = app.state.backends.jobs.clone();
-    let running = eventually(Duration::from_secs(30), || async {
+    eventually(Duration::from_secs(30), || async {
         jobs.counts()
             .await
             .expect("counts")
             .iter()
             .any(|(s, n)| *s == JobState::Running && *n == 1)
     })
-    .await;
-    assert!(running, "{set:?}: the worker never claimed the job");
-    (app, settings, worker, id)
+    .await
 }
 
 /// The child processes of `pid` (the render child a worker runs for a job).
@@ -400,16 +407,7 @@ async fn a_failed_heartbeat_is_retried_and_the_job_runs_once() {
     let bytes = std::fs::read(movie()).expect("movie");
     let done = alice.upload("movie.mp4", &bytes).await;
     let id = done["media_id"].as_str().expect("id").to_owned();
-    let jobs = app.state.backends.jobs.clone();
-    let running = eventually(Duration::from_secs(30), || async {
-        jobs.counts()
-            .await
-            .expect("counts")
-            .iter()
-            .any(|(s, n)| *s == JobState::Running && *n == 1)
-    })
-    .await;
-    assert!(running, "no worker claimed the job");
+    assert!(one_job_running(&app).await, "no worker claimed the job");
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Every statement on the queue fails for 1.5 s: the table is not there.
     let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
