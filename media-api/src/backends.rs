@@ -31,6 +31,8 @@ pub struct Backends {
     pub chat: Arc<dyn ChatStore>,
     /// The operators' queries.
     pub admin: Arc<dyn crate::metadata_store::admin::AdminStore>,
+    /// The operators' batches.
+    pub batches: Arc<dyn crate::metadata_store::batches::BatchStore>,
     /// Live progress and events.
     pub progress: Arc<dyn ProgressBus>,
     /// Content bytes.
@@ -92,6 +94,7 @@ impl Backends {
             jobs: stores.jobs,
             chat: stores.chat,
             admin: stores.admin,
+            batches: stores.batches,
             progress,
             blobs,
             url_signer,

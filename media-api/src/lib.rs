@@ -31,6 +31,7 @@ pub mod http;
 pub mod ids;
 pub mod media;
 pub mod metadata_store;
+pub mod operators;
 pub mod processing;
 pub mod progress_bus;
 pub mod quotas;

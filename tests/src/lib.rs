@@ -224,6 +224,19 @@ impl TestApp {
             .expect("mint")
     }
 
+    /// Stops the server and starts it again on the same data and backends
+    /// with its settings changed by `change` (as an operator edits the
+    /// configuration and restarts).
+    pub async fn restart(mut self, change: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = (*self.state.settings).clone();
+        change(&mut settings);
+        settings.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let dir = std::mem::replace(&mut self._data_dir, tempfile::tempdir().expect("tempdir"));
+        let set = self.set;
+        self.stop().await;
+        TestApp::spawn_with(set, settings, dir).await
+    }
+
     /// Stops the server and waits for it to drain.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

@@ -48,6 +48,10 @@ pub enum RenderJob {
         /// The sniffed type: FFmpeg may open the file only with its
         /// demuxers ([`crate::sniff::demuxers_for`]).
         content_type: String,
+        /// Only these presets (by name); all of them when `None`. A batch
+        /// remaking a video's thumbnail does not transcode the video again.
+        #[serde(default)]
+        only: Option<Vec<String>>,
     },
 }
 
@@ -113,13 +117,22 @@ pub fn run(spec_path: &std::path::Path) -> Result<RenderResult, RenderError> {
             presets,
             limits,
             content_type,
+            only,
         } => {
             let Some(demuxers) = crate::sniff::demuxers_for(content_type) else {
                 return Err(RenderError::Media(format!(
                     "{content_type} is not a type FFmpeg may open"
                 )));
             };
-            match av::render(&spec.input, &spec.out_dir, presets, *limits, demuxers) {
+            let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
+            match av::render(
+                &spec.input,
+                &spec.out_dir,
+                presets,
+                *limits,
+                demuxers,
+                &wanted,
+            ) {
                 Ok((probe, rendered)) => Ok(RenderResult {
                     probe: serde_json::to_value(probe)
                         .map_err(|e| internal("encoding the probe", &e))?,

@@ -19,6 +19,10 @@ pub struct JobSettings {
     /// any backends; 0 turns them off, for deployments that run dedicated
     /// `media-api worker` processes).
     pub serve_workers: Option<usize>,
+    /// Workers of a node that may run batch work (operators' reprocessing)
+    /// at once (unset: all but one, at least one), so live uploads always
+    /// find a worker free.
+    pub batch_workers: Option<usize>,
     /// Claims a job gets before it is dead.
     pub max_attempts: u32,
     /// How long a claim lasts without a heartbeat; a job whose worker died is
@@ -73,6 +77,7 @@ impl Default for JobSettings {
         Self {
             workers: None,
             serve_workers: None,
+            batch_workers: None,
             max_attempts: 3,
             lease: Duration::from_secs(30),
             backoff: Duration::from_secs(2),

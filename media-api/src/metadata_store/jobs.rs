@@ -32,11 +32,19 @@ pub enum JobState {
     Done,
     /// Failed `max_attempts` times, or refused: its content is `failed`.
     Dead,
+    /// A paused batch's job: not claimed until the batch resumes.
+    Paused,
 }
 
 impl JobState {
     /// Every state, in the order of a job's life.
-    pub const ALL: [JobState; 4] = [Self::Queued, Self::Running, Self::Done, Self::Dead];
+    pub const ALL: [JobState; 5] = [
+        Self::Queued,
+        Self::Running,
+        Self::Done,
+        Self::Dead,
+        Self::Paused,
+    ];
 
     /// The stored name.
     pub fn as_str(self) -> &'static str {
@@ -45,6 +53,7 @@ impl JobState {
             Self::Running => "running",
             Self::Done => "done",
             Self::Dead => "dead",
+            Self::Paused => "paused",
         }
     }
 
@@ -76,6 +85,17 @@ pub struct Job {
     pub max_attempts: u32,
     /// When it was enqueued (Unix ms).
     pub created_at: i64,
+    /// The operators' batch it belongs to.
+    pub batch_id: Option<String>,
+    /// Only these presets; all of them when `None`.
+    pub presets: Option<Vec<String>>,
+}
+
+impl Job {
+    /// Whether it is batch work (runs below live uploads).
+    pub fn is_batch(&self) -> bool {
+        self.priority >= BATCH_PRIORITY
+    }
 }
 
 /// A content to process.
@@ -146,8 +166,14 @@ pub struct Processed {
 #[async_trait]
 pub trait JobQueue: Send + Sync + 'static {
     /// Claims the most urgent runnable job (queued and due, or running with an
-    /// expired lease) for `worker`, leased for `lease`.
-    async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Job>, MetadataError>;
+    /// expired lease) for `worker`, leased for `lease`; batch work only when
+    /// `batch` allows it.
+    async fn claim(
+        &self,
+        worker: &str,
+        lease: Duration,
+        batch: bool,
+    ) -> Result<Option<Job>, MetadataError>;
 
     /// Extends a lease this worker still holds. False when it lost the job.
     async fn heartbeat(
@@ -158,13 +184,16 @@ pub trait JobQueue: Send + Sync + 'static {
     ) -> Result<bool, MetadataError>;
 
     /// Marks the job done and records its results, if this worker still
-    /// holds it. False when it lost the job (another worker finishes it).
+    /// holds it; `None` when it lost the job (another worker finishes it).
+    /// A variant made at a new version replaces the older ones of its preset
+    /// in the same transaction: their objects, answered, are the caller's to
+    /// delete.
     async fn complete(
         &self,
         job: &Job,
         worker: &str,
         processed: &Processed,
-    ) -> Result<bool, MetadataError>;
+    ) -> Result<Option<Vec<BlobKey>>, MetadataError>;
 
     /// Gives the job back to run again at `retry_at` (Unix ms), or with
     /// `None` marks it dead and the content failed. `error` is the job's

@@ -8,6 +8,7 @@
 //! time), and the few statements that must differ are picked by [`Dialect`].
 
 pub mod admin;
+pub mod batches;
 pub mod chat;
 pub mod gc;
 pub mod jobs;
@@ -94,6 +95,8 @@ pub struct Stores {
     pub chat: Arc<dyn ChatStore>,
     /// The operators' queries.
     pub admin: Arc<dyn admin::AdminStore>,
+    /// The operators' batches.
+    pub batches: Arc<dyn batches::BatchStore>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -115,6 +118,7 @@ pub async fn from_settings(settings: &Settings) -> anyhow::Result<Stores> {
         gc: store.clone(),
         jobs: store.clone(),
         chat: store.clone(),
-        admin: store,
+        admin: store.clone(),
+        batches: store,
     })
 }

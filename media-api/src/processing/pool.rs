@@ -37,11 +37,15 @@ pub async fn run(
     }
     super::child::announce_sandbox(settings.jobs.sandbox);
     let mut tasks = tokio::task::JoinSet::new();
+    let batch_slots = Arc::new(tokio::sync::Semaphore::new(batch_workers(
+        &settings, workers,
+    )));
     for n in 0..workers {
         let worker = Worker {
             id: format!("{}-{}-{n}", hostname(), std::process::id()),
             backends: backends.clone(),
             settings: settings.clone(),
+            batch_slots: batch_slots.clone(),
         };
         let stop = stop.clone();
         tasks.spawn(async move { worker.run(stop).await });
@@ -59,6 +63,16 @@ pub async fn run(
         );
         tasks.abort_all();
     }
+}
+
+/// How many of `workers` may run batch work at once: `jobs.batch_workers`,
+/// or all but one (so a live upload never waits behind a batch), at least one.
+fn batch_workers(settings: &Settings, workers: usize) -> usize {
+    settings
+        .jobs
+        .batch_workers
+        .unwrap_or(workers.saturating_sub(1))
+        .clamp(1, workers.max(1))
 }
 
 fn hostname() -> String {

@@ -27,6 +27,9 @@ pub(super) struct Worker {
     pub(super) backends: Backends,
     /// Limits, presets, leases.
     pub(super) settings: Arc<Settings>,
+    /// The node's workers that may run batch work at once: the others stay
+    /// free for live uploads.
+    pub(super) batch_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Worker {
@@ -35,9 +38,15 @@ impl Worker {
         let jobs = &self.backends.jobs;
         let lease = self.settings.jobs.lease;
         while !stop.is_cancelled() {
-            match jobs.claim(&self.id, lease).await {
-                Ok(Some(job)) => self.handle(job).await,
+            let slot = self.batch_slots.clone().try_acquire_owned().ok();
+            match jobs.claim(&self.id, lease, slot.is_some()).await {
+                Ok(Some(job)) => {
+                    // Held while a batch job runs; a live one needs none.
+                    let _slot = slot.filter(|_| job.is_batch());
+                    self.handle(job).await;
+                }
                 Ok(None) => {
+                    drop(slot);
                     tokio::select! {
                         () = stop.cancelled() => return,
                         () = jobs.wait_for_work(self.settings.jobs.poll_interval) => {}
@@ -91,7 +100,13 @@ impl Worker {
         beat.abort();
         match outcome {
             Ok(processed) => match jobs.complete(&job, &self.id, &processed).await {
-                Ok(true) => {
+                Ok(Some(replaced)) => {
+                    // The new versions serve now; the old objects can go.
+                    for key in &replaced {
+                        if let Err(e) = self.backends.blobs.delete(key).await {
+                            tracing::warn!(error = %e, %key, "could not delete a replaced variant");
+                        }
+                    }
                     metrics::histogram!("job_duration_seconds", "kind" => job.kind.clone())
                         .record(started.elapsed().as_secs_f64());
                     // From enqueue (the upload's completion) to done.
@@ -108,7 +123,7 @@ impl Worker {
                     )
                     .await;
                 }
-                Ok(false) => tracing::warn!("lost the job's lease before finishing"),
+                Ok(None) => tracing::warn!("lost the job's lease before finishing"),
                 Err(e) => tracing::error!(error = %e, "could not record a finished job"),
             },
             Err(failure) => {
@@ -179,14 +194,25 @@ impl Worker {
         let out_dir = dir.path().join("out");
         std::fs::create_dir(&out_dir).map_err(JobFailure::backend)?;
         let presets = &self.settings.presets;
+        // A batch may remake some presets only; a live job makes them all.
+        let wanted = |name: &str| {
+            job.presets
+                .as_ref()
+                .is_none_or(|p| p.iter().any(|n| n == name))
+        };
         let render = match transcoder::sniff::kind_of(&target.content_type) {
             MediaKind::Image => RenderJob::Image {
-                presets: presets.image.clone(),
+                presets: presets
+                    .image
+                    .iter()
+                    .filter(|p| wanted(&p.name))
+                    .cloned()
+                    .collect(),
                 limits: DecodeLimits {
                     max_pixels: presets.max_image_pixels,
                     max_alloc: self.settings.jobs.memory.0 / 2,
                 },
-                strip: Some(target.content_type.clone()),
+                strip: wanted(transcoder::render::STRIPPED).then(|| target.content_type.clone()),
             },
             _ => RenderJob::Av {
                 presets: presets.av.clone(),
@@ -196,6 +222,7 @@ impl Worker {
                     max_pixels: presets.max_video_pixels,
                 },
                 content_type: target.content_type.clone(),
+                only: job.presets.clone(),
             },
         };
         let spec = RenderSpec {

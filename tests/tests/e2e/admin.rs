@@ -23,6 +23,19 @@ const ROUTES: &[(&str, &str, u16)] = &[
         "/v1/admin/content/af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
         404,
     ),
+    // (no JSON body: refused as such, once the caller is an admin)
+    ("POST", "/v1/admin/reprocess", 415),
+    ("GET", "/v1/admin/batches", 200),
+    (
+        "GET",
+        "/v1/admin/batches/0190e0a0-0000-7000-8000-000000000000",
+        404,
+    ),
+    (
+        "POST",
+        "/v1/admin/batches/0190e0a0-0000-7000-8000-000000000000/pause",
+        404,
+    ),
 ];
 
 async fn call(app: &TestApp, method: &str, path: &str, token: Option<&str>) -> reqwest::Response {

@@ -14,6 +14,7 @@ mod downloads;
 mod foundation;
 mod metadata_contract;
 mod metrics;
+mod operators;
 mod processing;
 mod promises;
 mod realtime;

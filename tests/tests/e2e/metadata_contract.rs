@@ -300,14 +300,14 @@ async fn completions_of_one_content_share_one_blob_and_one_job(set: BackendSet) 
     // One job for the content, however many completions.
     let job = s
         .jobs
-        .claim("w1", Duration::from_secs(30))
+        .claim("w1", Duration::from_secs(30), true)
         .await
         .expect("claim")
         .expect("a job");
     assert_eq!(job.blake3, Blake3(hash));
     assert!(
         s.jobs
-            .claim("w2", Duration::from_secs(30))
+            .claim("w2", Duration::from_secs(30), true)
             .await
             .expect("claim")
             .is_none(),
@@ -353,7 +353,7 @@ async fn completions_of_one_content_share_one_blob_and_one_job(set: BackendSet) 
         .expect("create");
     assert!(
         s.jobs
-            .claim("w3", Duration::from_secs(30))
+            .claim("w3", Duration::from_secs(30), true)
             .await
             .expect("claim")
             .is_none()
@@ -377,13 +377,19 @@ async fn jobs_are_leased_heartbeaten_retried_and_dead_after_their_attempts(set: 
     let lease = Duration::from_millis(400);
     let job = s
         .jobs
-        .claim("w1", lease)
+        .claim("w1", lease, true)
         .await
         .expect("claim")
         .expect("job");
     assert_eq!(job.attempts, 1, "{set:?}");
     // Leased: nobody else gets it, and its holder can keep it.
-    assert!(s.jobs.claim("w2", lease).await.expect("claim").is_none());
+    assert!(
+        s.jobs
+            .claim("w2", lease, true)
+            .await
+            .expect("claim")
+            .is_none()
+    );
     assert!(s.jobs.heartbeat(&job, "w1", lease).await.expect("beat"));
     assert!(
         !s.jobs.heartbeat(&job, "w2", lease).await.expect("beat"),
@@ -394,11 +400,17 @@ async fn jobs_are_leased_heartbeaten_retried_and_dead_after_their_attempts(set: 
         .fail(&job, "w1", "transient", "transient", Some(now_ms() + 300))
         .await
         .expect("fail");
-    assert!(s.jobs.claim("w2", lease).await.expect("claim").is_none());
+    assert!(
+        s.jobs
+            .claim("w2", lease, true)
+            .await
+            .expect("claim")
+            .is_none()
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
     let second = s
         .jobs
-        .claim("w2", lease)
+        .claim("w2", lease, true)
         .await
         .expect("claim")
         .expect("retried");
@@ -409,12 +421,18 @@ async fn jobs_are_leased_heartbeaten_retried_and_dead_after_their_attempts(set: 
         variants: Vec::new(),
         probe: None,
     };
-    assert!(!s.jobs.complete(&job, "w1", &done).await.expect("complete"));
+    assert!(
+        s.jobs
+            .complete(&job, "w1", &done)
+            .await
+            .expect("complete")
+            .is_none()
+    );
     // A lease that runs out lets another worker claim it (its worker died).
     tokio::time::sleep(lease + Duration::from_millis(200)).await;
     let third = s
         .jobs
-        .claim("w3", lease)
+        .claim("w3", lease, true)
         .await
         .expect("claim")
         .expect("reclaimed");
@@ -424,7 +442,13 @@ async fn jobs_are_leased_heartbeaten_retried_and_dead_after_their_attempts(set: 
         .fail(&third, "w3", "gave up", "gave up", None)
         .await
         .expect("fail");
-    assert!(s.jobs.claim("w4", lease).await.expect("claim").is_none());
+    assert!(
+        s.jobs
+            .claim("w4", lease, true)
+            .await
+            .expect("claim")
+            .is_none()
+    );
     let counts = s.jobs.counts().await.expect("counts");
     assert!(
         counts
@@ -457,7 +481,7 @@ async fn concurrent_workers_never_claim_the_same_job(set: BackendSet) {
         async move {
             let mut mine = Vec::new();
             while let Some(job) = jobs
-                .claim(&format!("w{w}"), Duration::from_secs(60))
+                .claim(&format!("w{w}"), Duration::from_secs(60), true)
                 .await
                 .expect("claim")
             {

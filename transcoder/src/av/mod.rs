@@ -234,37 +234,42 @@ pub fn check_limits(probe: &Probe, limits: AvLimits) -> Result<(), AvError> {
 
 /// Makes every derivative of a video or audio file in `out_dir`: for video
 /// the poster, the thumbnail (from the poster) and the MP4; for audio the
-/// compact transcode.
+/// compact transcode. Only the presets `wanted` names are made.
 pub fn render(
     input: &Path,
     out_dir: &Path,
     presets: &AvPresets,
     limits: AvLimits,
     demuxers: &str,
+    wanted: &dyn Fn(&str) -> bool,
 ) -> Result<(Probe, Vec<Rendered>), AvError> {
     let probe = probe(input, demuxers)?;
     check_limits(&probe, limits)?;
     let mut out = Vec::new();
     if probe.has_video() {
-        let poster = poster_frame(input, demuxers, &probe)?;
-        let size = image_render::ImageInfo {
-            width: poster.width(),
-            height: poster.height(),
-        };
-        out.extend(image_render::render_image(
-            &poster,
-            out_dir,
-            &[presets.poster.clone(), presets.thumb.clone()],
-            size,
-        )?);
-        out.push(transcode_video(
-            input,
-            &out_dir.join(format!("{}.mp4", presets.video.name)),
-            &presets.video,
-            demuxers,
-            &probe,
-        )?);
-    } else {
+        let stills: Vec<_> = [&presets.poster, &presets.thumb]
+            .into_iter()
+            .filter(|p| wanted(&p.name))
+            .cloned()
+            .collect();
+        if !stills.is_empty() {
+            let poster = poster_frame(input, demuxers, &probe)?;
+            let size = image_render::ImageInfo {
+                width: poster.width(),
+                height: poster.height(),
+            };
+            out.extend(image_render::render_image(&poster, out_dir, &stills, size)?);
+        }
+        if wanted(&presets.video.name) {
+            out.push(transcode_video(
+                input,
+                &out_dir.join(format!("{}.mp4", presets.video.name)),
+                &presets.video,
+                demuxers,
+                &probe,
+            )?);
+        }
+    } else if wanted(&presets.audio.name) {
         out.push(transcode_audio(
             input,
             &out_dir.join(format!("{}.ogg", presets.audio.name)),

@@ -7,9 +7,9 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::SqlMetadataStore;
-use crate::ids::{Blake3, UploadId, UserId, now_ms};
+use crate::ids::{Blake3, BlobKey, UploadId, UserId, now_ms};
 use crate::metadata_store::jobs::{
-    Job, JobQueue, JobState, Processed, ProcessingTarget, VariantRecord,
+    BATCH_PRIORITY, Job, JobQueue, JobState, Processed, ProcessingTarget, VariantRecord,
 };
 use crate::metadata_store::{Dialect, MetadataError};
 
@@ -47,6 +47,15 @@ pub(super) async fn enqueue(
     .bind(owner.map(UserId::as_str))
     .execute(&mut **tx)
     .await?;
+    notify_workers(store, tx).await
+}
+
+/// Wakes the workers of every node once `tx` commits (PostgreSQL; on SQLite
+/// the caller's node wakes its own, there being one).
+pub(super) async fn notify_workers(
+    store: &SqlMetadataStore,
+    tx: &mut Transaction<'static, Any>,
+) -> Result<(), MetadataError> {
     if store.dialect == Dialect::Postgres {
         // Delivered when the transaction commits, never before.
         sqlx::query("select pg_notify($1, '')")
@@ -62,6 +71,7 @@ fn job_from_row(row: &AnyRow) -> Result<Job, MetadataError> {
     let upload_id: Option<String> = row.try_get("upload_id")?;
     let attempts: i64 = row.try_get("attempts")?;
     let max_attempts: i64 = row.try_get("max_attempts")?;
+    let presets: Option<String> = row.try_get("presets")?;
     Ok(Job {
         job_id: row.try_get("job_id")?,
         kind: row.try_get("kind")?,
@@ -71,6 +81,8 @@ fn job_from_row(row: &AnyRow) -> Result<Job, MetadataError> {
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
         max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
         created_at: row.try_get("created_at")?,
+        batch_id: row.try_get("batch_id")?,
+        presets: presets.map(|p| p.split(',').map(str::to_owned).collect()),
     })
 }
 
@@ -88,21 +100,29 @@ impl JobQueue for SqlMetadataStore {
         Ok(())
     }
 
-    async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Job>, MetadataError> {
+    async fn claim(
+        &self,
+        worker: &str,
+        lease: Duration,
+        batch: bool,
+    ) -> Result<Option<Job>, MetadataError> {
         let now = now_ms();
+        let below = if batch { i64::MAX } else { BATCH_PRIORITY };
         let row = sqlx::query(&format!(
             "update jobs set state = 'running', attempts = attempts + 1, lease_until = $1, \
              worker_id = $2, updated_at = $3 \
              where job_id = (select job_id from jobs \
-                 where (state = 'queued' and run_after <= $3) \
-                    or (state = 'running' and lease_until < $3) \
+                 where ((state = 'queued' and run_after <= $3) \
+                    or (state = 'running' and lease_until < $3)) and priority < $4 \
                  order by priority, fair_rank, run_after limit 1{}) \
-             returning job_id, kind, blake3, upload_id, priority, attempts, max_attempts, created_at",
+             returning job_id, kind, blake3, upload_id, priority, attempts, max_attempts, \
+             created_at, batch_id, presets",
             self.lock_clause(" for update skip locked")
         ))
         .bind(now + ms(lease))
         .bind(worker)
         .bind(now)
+        .bind(below)
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(job_from_row).transpose()
@@ -134,7 +154,7 @@ impl JobQueue for SqlMetadataStore {
         job: &Job,
         worker: &str,
         processed: &Processed,
-    ) -> Result<bool, MetadataError> {
+    ) -> Result<Option<Vec<BlobKey>>, MetadataError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let held = sqlx::query(
@@ -149,9 +169,24 @@ impl JobQueue for SqlMetadataStore {
         .rows_affected();
         if held != 1 {
             tx.rollback().await?;
-            return Ok(false);
+            return Ok(None);
         }
+        let mut replaced = Vec::new();
         for v in &processed.variants {
+            // Older versions of the preset: the new one serves from this
+            // transaction's commit, their objects go after it.
+            let old = sqlx::query(
+                "delete from variants where blake3 = $1 and preset = $2 and version <> $3 \
+                 returning storage_key",
+            )
+            .bind(job.blake3.to_hex())
+            .bind(&v.preset)
+            .bind(i64::from(v.version))
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &old {
+                replaced.push(super::key_from_row(row, "storage_key")?);
+            }
             sqlx::query(
                 "insert into variants (blake3, preset, version, storage_key, content_type, size, \
                  width, height, duration_ms, created_at) \
@@ -182,7 +217,7 @@ impl JobQueue for SqlMetadataStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(replaced))
     }
 
     async fn fail(

@@ -15,6 +15,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{Any, Row, Transaction};
 
 mod admin;
+mod batches;
 mod chat;
 mod chat_log;
 mod chat_members;

@@ -250,7 +250,7 @@ async fn live_uploads_are_processed_before_batch_work(set: BackendSet) {
     let second = post(&alice, "b.png", "image/png", good_png(11)).await;
     let mut order = Vec::new();
     while let Some(job) = jobs
-        .claim("test-worker", Duration::from_secs(60))
+        .claim("test-worker", Duration::from_secs(60), true)
         .await
         .expect("claim")
     {

@@ -14,6 +14,8 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+mod batches;
+
 use super::problem::{ApiError, Json, Path, Query};
 use super::state::AppState;
 use crate::auth::Caller;
@@ -30,11 +32,15 @@ pub(crate) fn router(state: AppState, json_limit: usize) -> Router<AppState> {
         .route("/v1/admin/jobs/{job_id}/retry", post(retry))
         .route("/v1/admin/audit", get(audit_log))
         .route("/v1/admin/content/{blake3}", get(content))
+        .route("/v1/admin/reprocess", post(batches::reprocess))
+        .route("/v1/admin/batches", get(batches::list))
+        .route("/v1/admin/batches/{batch_id}", get(batches::one))
+        .route("/v1/admin/batches/{batch_id}/{action}", post(batches::act))
         .layer(middleware::from_fn_with_state((state, json_limit), audited))
 }
 
-/// Proof that the caller's token carries the `admin` scope.
-pub(crate) struct Admin;
+/// Proof that the caller's token carries the `admin` scope, and who it is.
+pub(crate) struct Admin(pub(crate) crate::ids::UserId);
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
@@ -44,7 +50,7 @@ impl FromRequestParts<AppState> for Admin {
         if !caller.admin {
             return Err(admin_required());
         }
-        Ok(Self)
+        Ok(Self(caller.user))
     }
 }
 
@@ -171,14 +177,14 @@ async fn content(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PageQuery {
+pub(super) struct PageQuery {
     state: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
 }
 
 /// A page size within the configured bounds (50 unless asked).
-fn page_size(state: &AppState, limit: Option<u32>) -> Result<u32, ApiError> {
+pub(super) fn page_size(state: &AppState, limit: Option<u32>) -> Result<u32, ApiError> {
     let max = state.settings.limits.max_page_size;
     crate::ids::page_size(limit, 50, max).ok_or_else(|| {
         ApiError::bad_request("invalid-limit", format!("limit must be from 1 to {max}"))
@@ -186,14 +192,32 @@ fn page_size(state: &AppState, limit: Option<u32>) -> Result<u32, ApiError> {
 }
 
 /// The cursor of the next page: the last item's id, when the page is full.
-fn next_cursor<T>(items: &[T], limit: u32, id: impl Fn(&T) -> &String) -> Option<String> {
+pub(super) fn next_cursor<T>(
+    items: &[T],
+    limit: u32,
+    id: impl Fn(&T) -> &String,
+) -> Option<String> {
     (items.len() == limit as usize)
         .then(|| items.last().map(|item| id(item).clone()))
         .flatten()
 }
 
+/// The page size and cursor of a listing that takes nothing else.
+pub(super) fn plain_page<'q>(
+    state: &AppState,
+    query: &'q PageQuery,
+) -> Result<(u32, Option<&'q str>), ApiError> {
+    if query.state.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid-query",
+            "this listing takes limit and cursor",
+        ));
+    }
+    Ok((page_size(state, query.limit)?, cursor(query)?))
+}
+
 /// An id cursor: what the listing's ids look like, nothing else.
-fn cursor(query: &PageQuery) -> Result<Option<&str>, ApiError> {
+pub(super) fn cursor(query: &PageQuery) -> Result<Option<&str>, ApiError> {
     match query.cursor.as_deref() {
         Some(c) if c.len() > 64 || !c.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') => Err(
             ApiError::bad_request("invalid-cursor", "not a cursor of this listing"),
@@ -208,10 +232,10 @@ async fn jobs(
     Query(query): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let job_state = query.state.as_deref().unwrap_or("dead");
-    if !["queued", "running", "done", "dead"].contains(&job_state) {
+    if !["queued", "running", "done", "dead", "paused"].contains(&job_state) {
         return Err(ApiError::bad_request(
             "invalid-state",
-            "state must be queued, running, done or dead",
+            "state must be queued, running, done, dead or paused",
         ));
     }
     let limit = page_size(&state, query.limit)?;
@@ -248,18 +272,8 @@ async fn audit_log(
     _: Admin,
     Query(query): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    if query.state.is_some() {
-        return Err(ApiError::bad_request(
-            "invalid-query",
-            "the audit log takes limit and cursor",
-        ));
-    }
-    let limit = page_size(&state, query.limit)?;
-    let items = state
-        .backends
-        .admin
-        .audit_log(cursor(&query)?, limit)
-        .await?;
+    let (limit, cursor) = plain_page(&state, &query)?;
+    let items = state.backends.admin.audit_log(cursor, limit).await?;
     let next = next_cursor(&items, limit, |e| &e.audit_id);
     let items: Vec<Value> = items
         .into_iter()

@@ -1,0 +1,192 @@
+//! Batches: reprocessing by selector (with a dry run), their progress, and
+//! pause, resume and cancel.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Admin, PageQuery, next_cursor, plain_page};
+use crate::http::problem::{ApiError, Json, Path, Query};
+use crate::http::state::AppState;
+use crate::ids::{now_ms, rfc3339};
+use crate::metadata_store::batches::{Batch, BatchAction, NewBatch};
+use crate::operators::reprocess::{self, Selector};
+
+/// How many matched contents a dry run shows.
+const SAMPLE: u32 = 20;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReprocessRequest {
+    #[serde(default)]
+    selector: Selector,
+    #[serde(default)]
+    dry_run: bool,
+    /// Jobs per second.
+    rate: Option<f64>,
+}
+
+fn invalid(detail: String) -> ApiError {
+    ApiError::bad_request("invalid-selector", detail)
+}
+
+/// `POST /v1/admin/reprocess`.
+pub(super) async fn reprocess(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Json(request): Json<ReprocessRequest>,
+) -> Result<Response, ApiError> {
+    let (filter, presets) =
+        reprocess::resolve(&request.selector, &state.settings.presets).map_err(invalid)?;
+    let interval_ms = reprocess::interval_ms(request.rate)
+        .map_err(|e| ApiError::bad_request("invalid-rate", e))?;
+    if request.dry_run {
+        let matched = state
+            .backends
+            .batches
+            .match_contents(&filter, SAMPLE)
+            .await?;
+        return Ok(Json(json!({
+            "matched": matched.matched,
+            "bytes": matched.bytes,
+            "sample": matched.sample,
+        }))
+        .into_response());
+    }
+    let batch = NewBatch {
+        batch_id: uuid::Uuid::now_v7().to_string(),
+        selector: serde_json::to_string(&request.selector).unwrap_or_default(),
+        interval_ms,
+        presets,
+        created_by: admin.as_str().to_owned(),
+        now: now_ms(),
+    };
+    let batch = state
+        .backends
+        .batches
+        .start_reprocess(&batch, &filter)
+        .await?;
+    tracing::info!(batch = %batch.batch_id, matched = batch.matched, "reprocessing batch started");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "batch_id": batch.batch_id,
+            "matched": batch.matched,
+            "bytes": batch.bytes,
+        })),
+    )
+        .into_response())
+}
+
+/// A batch as the API shows it.
+pub(crate) fn batch_json(b: &Batch) -> Value {
+    let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+    json!({
+        "batch_id": b.batch_id,
+        "kind": b.kind,
+        "state": b.state,
+        "selector": parse(&b.selector),
+        "rate": (b.interval_ms > 0).then(|| 1000.0 / b.interval_ms as f64),
+        "matched": b.matched,
+        "bytes": b.bytes,
+        "enqueued": b.enqueued,
+        "done": b.done,
+        "failed": b.failed,
+        "cancelled": b.cancelled,
+        "created_by": b.created_by,
+        "started_at": rfc3339(b.started_at),
+        "finished_at": b.finished_at.map(rfc3339),
+        "report": b.report.as_deref().map(parse),
+    })
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("batch-not-found", "no batch with that id")
+}
+
+/// A batch id as this service makes them, or 404.
+fn batch_id(id: &str) -> Result<&str, ApiError> {
+    uuid::Uuid::parse_str(id)
+        .map(|_| id)
+        .map_err(|_| not_found())
+}
+
+/// `GET /v1/admin/batches`.
+pub(super) async fn list(
+    State(state): State<AppState>,
+    _: Admin,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (limit, cursor) = plain_page(&state, &query)?;
+    let items = state.backends.batches.batches(cursor, limit).await?;
+    let next = next_cursor(&items, limit, |b| &b.batch_id);
+    Ok(Json(json!({
+        "items": items.iter().map(batch_json).collect::<Vec<_>>(),
+        "next_cursor": next,
+    })))
+}
+
+/// `GET /v1/admin/batches/{id}`.
+pub(super) async fn one(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let batch = state
+        .backends
+        .batches
+        .batch(batch_id(&id)?)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(batch_json(&batch)))
+}
+
+/// `POST /v1/admin/batches/{id}/pause|resume|cancel`: the batch as it is
+/// after; `409 invalid-batch-state` when the action does not apply (pausing
+/// or cancelling a finished batch, resuming a cancelled one).
+pub(super) async fn act(
+    State(state): State<AppState>,
+    _: Admin,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (action, wants): (_, &[&str]) = match action.as_str() {
+        "pause" => (BatchAction::Pause, &["paused"]),
+        "resume" => (BatchAction::Resume, &["running", "done"]),
+        "cancel" => (BatchAction::Cancel, &["cancelled"]),
+        _ => {
+            return Err(ApiError::not_found(
+                "route-not-found",
+                "a batch is paused, resumed or cancelled",
+            ));
+        }
+    };
+    let after = state
+        .backends
+        .batches
+        .act_on_batch(batch_id(&id)?, action)
+        .await?
+        .ok_or_else(not_found)?;
+    // Asked twice, an action answers the same.
+    if !wants.contains(&after.state.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid-batch-state",
+            format!(
+                "the batch is {}: it cannot be {}",
+                after.state,
+                past(action)
+            ),
+        ));
+    }
+    Ok(Json(batch_json(&after)))
+}
+
+fn past(action: BatchAction) -> &'static str {
+    match action {
+        BatchAction::Pause => "paused",
+        BatchAction::Resume => "resumed",
+        BatchAction::Cancel => "cancelled",
+    }
+}
