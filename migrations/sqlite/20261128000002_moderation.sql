@@ -7,3 +7,5 @@ create table blocked_contents (
     blocked_by  text not null,
     blocked_at  bigint not null
 );
+-- On the content's row too, so every media read carries it at no cost.
+alter table blobs add column blocked_at bigint;

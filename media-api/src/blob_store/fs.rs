@@ -168,6 +168,60 @@ fn sweep_abandoned(dir: &Path, age: std::time::Duration) -> usize {
 
 /// The suffix of the directory holding a multipart object's parts.
 const PARTS_SUFFIX: &str = "~parts";
+
+/// One page of a listing: a walk of the object tree in key order that skips
+/// every directory whose keys all sort before `after`, so a page costs the
+/// depth of the tree, not the objects before it.
+struct Page<'a> {
+    prefix: &'a str,
+    after: Option<&'a str>,
+    limit: usize,
+    keys: Vec<String>,
+}
+
+impl Page<'_> {
+    /// Walks `dir` (keys starting with `rel`); true once the page is full.
+    fn walk(&mut self, dir: &std::path::Path, rel: &str) -> Result<bool, BlobStoreError> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_err(e)),
+        };
+        // A directory sorts as its name and a slash, an object as its key:
+        // the walk's order is the keys' byte order.
+        let mut sorted = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_err)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_dir = entry.file_type().map_err(io_err)?.is_dir();
+            let (sort, subtree) = match name.strip_suffix(PARTS_SUFFIX) {
+                Some(key) if is_dir => (format!("{rel}{key}"), false),
+                _ if is_dir => (format!("{rel}{name}/"), true),
+                _ => (format!("{rel}{name}"), false),
+            };
+            sorted.push((sort, subtree, entry.path()));
+        }
+        sorted.sort();
+        for (key, subtree, path) in sorted {
+            if subtree {
+                let overlaps = key.starts_with(self.prefix) || self.prefix.starts_with(&key);
+                // Every key below sorts before `after` unless `after` is below too.
+                let passed = self
+                    .after
+                    .is_some_and(|a| key.as_str() < a && !a.starts_with(&key));
+                if overlaps && !passed && self.walk(&path, &key)? {
+                    return Ok(true);
+                }
+            } else if key.starts_with(self.prefix) && self.after.is_none_or(|a| key.as_str() > a) {
+                self.keys.push(key);
+                if self.keys.len() == self.limit {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+}
 /// The file in a multipart object's directory listing its parts' sizes.
 const MANIFEST: &str = "manifest";
 /// The first line of a manifest.
@@ -414,36 +468,44 @@ impl BlobStore for FsBlobStore {
         }
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, BlobStoreError> {
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, BlobStoreError> {
         let objects = self.root.join("objects");
-        let prefix = prefix.to_owned();
+        let (prefix, after) = (prefix.to_owned(), after.map(str::to_owned));
         blocking(move || {
-            let mut keys = Vec::new();
-            let mut stack = vec![objects.clone()];
-            while let Some(dir) = stack.pop() {
-                let entries = match std::fs::read_dir(&dir) {
-                    Ok(e) => e,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            let mut page = Page {
+                prefix: &prefix,
+                after: after.as_deref(),
+                limit: limit.max(1),
+                keys: Vec::new(),
+            };
+            page.walk(&objects, "")?;
+            Ok(page.keys)
+        })
+        .await
+    }
+
+    async fn rename(&self, from: &BlobKey, to: &BlobKey) -> Result<(), BlobStoreError> {
+        let moves = [
+            (self.object_path(from), self.object_path(to)),
+            (self.parts_path(from), self.parts_path(to)),
+        ];
+        blocking(move || {
+            for (from, to) in moves {
+                if let Some(parent) = to.parent() {
+                    std::fs::create_dir_all(parent).map_err(io_err)?;
+                }
+                match std::fs::rename(&from, &to) {
+                    Ok(()) => return Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(io_err(e)),
-                };
-                for entry in entries {
-                    let entry = entry.map_err(io_err)?;
-                    let path = entry.path();
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    let is_dir = entry.file_type().map_err(io_err)?.is_dir();
-                    if is_dir && !name.ends_with(PARTS_SUFFIX) {
-                        stack.push(path);
-                    } else if let Ok(rel) = path.strip_prefix(&objects) {
-                        let key = rel.to_string_lossy().replace('\\', "/");
-                        let key = key.strip_suffix(PARTS_SUFFIX).unwrap_or(&key);
-                        if key.starts_with(&prefix) {
-                            keys.push(key.to_owned());
-                        }
-                    }
                 }
             }
-            keys.sort();
-            Ok(keys)
+            Err(BlobStoreError::NotFound)
         })
         .await
     }

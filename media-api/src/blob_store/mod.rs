@@ -324,8 +324,35 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Deletes an object; deleting a missing object succeeds.
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobStoreError>;
 
-    /// Keys of every object whose key starts with `prefix`.
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, BlobStoreError>;
+    /// Keys of every object whose key starts with `prefix`, in order.
+    /// Holds them all: for tests and small stores; walk a large one with
+    /// [`BlobStore::list_page`].
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, BlobStoreError> {
+        let mut keys = Vec::new();
+        loop {
+            let page = self
+                .list_page(prefix, keys.last().map(String::as_str), 1000)
+                .await?;
+            let full = page.len() == 1000;
+            keys.extend(page);
+            if !full {
+                return Ok(keys);
+            }
+        }
+    }
+
+    /// At most `limit` keys starting with `prefix` and sorting after
+    /// `after`, in byte order: one page of a listing that never holds the
+    /// whole store.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, BlobStoreError>;
+
+    /// Moves an object to another key (`NotFound` when there is none).
+    async fn rename(&self, from: &BlobKey, to: &BlobKey) -> Result<(), BlobStoreError>;
 
     /// Starts a multipart upload that will complete to `key`.
     async fn create_multipart(&self, key: &BlobKey) -> Result<MultipartId, BlobStoreError>;

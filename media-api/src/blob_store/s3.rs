@@ -247,25 +247,41 @@ impl BlobStore for S3BlobStore {
             })
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, BlobStoreError> {
-        let mut pages = self
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, BlobStoreError> {
+        let mut request = self
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(format!("{}{prefix}", self.prefix))
-            .into_paginator()
-            .send();
-        let mut keys = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(classify)?;
-            for object in page.contents() {
-                if let Some(key) = object.key().and_then(|k| self.strip_prefix(k)) {
-                    keys.push(key.to_owned());
-                }
-            }
+            .max_keys(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000));
+        if let Some(after) = after {
+            request = request.start_after(format!("{}{after}", self.prefix));
         }
-        keys.sort();
-        Ok(keys)
+        let page = request.send().await.map_err(classify)?;
+        Ok(page
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().and_then(|k| self.strip_prefix(k)))
+            .map(str::to_owned)
+            .collect())
+    }
+
+    async fn rename(&self, from: &BlobKey, to: &BlobKey) -> Result<(), BlobStoreError> {
+        // A server-side copy (objects up to 5 GiB), then the old key goes.
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .copy_source(format!("{}/{}", self.bucket, self.full_key(from)))
+            .key(self.full_key(to))
+            .send()
+            .await
+            .map_err(classify)?;
+        self.delete(from).await
     }
 
     async fn create_multipart(&self, key: &BlobKey) -> Result<MultipartId, BlobStoreError> {

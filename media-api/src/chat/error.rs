@@ -61,6 +61,9 @@ pub enum ChatError {
     /// An attachment's `media_id` the sender may not read (or none).
     #[error("no such media")]
     MediaNotFound,
+    /// An attachment's content is blocked by the operators.
+    #[error("the content is blocked")]
+    ContentBlocked,
     /// A caption over the limit or with control characters.
     #[error("a caption is at most {0} bytes without control characters")]
     InvalidCaption(usize),

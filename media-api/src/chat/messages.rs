@@ -31,6 +31,9 @@ impl Chat {
             .readable(sender, media_id)
             .await?
             .ok_or(ChatError::MediaNotFound)?;
+        if media.blocked {
+            return Err(ChatError::ContentBlocked);
+        }
         Ok(NewAttachment {
             media_id: MediaId::generate(),
             blake3: media.blake3,

@@ -42,6 +42,9 @@ async fn content(
         .readable(&caller.user, media_id(&id)?)
         .await?
         .ok_or_else(media_not_found)?;
+    if media.blocked {
+        return Err(super::errors::content_blocked());
+    }
     let url = match query.variant {
         None => match state.media.original(&caller.user, &media).await? {
             OriginalObject::Exact => state.downloads.presign_media(&media).await?,

@@ -41,8 +41,20 @@ impl From<AuthError> for ApiError {
 
 impl From<MetadataError> for ApiError {
     fn from(e: MetadataError) -> Self {
-        backend_unavailable(&e)
+        match e {
+            MetadataError::ContentBlocked => content_blocked(),
+            e => backend_unavailable(&e),
+        }
     }
+}
+
+/// `451 content-blocked`: the operators blocked this content.
+pub(crate) fn content_blocked() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+        "content-blocked",
+        "this content is blocked by the service's operators",
+    )
 }
 
 impl From<BlobStoreError> for ApiError {
@@ -169,6 +181,7 @@ impl From<UploadError> for ApiError {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", detail)
                     .with("limit", limit)
             }
+            U::Metadata(MetadataError::ContentBlocked) => content_blocked(),
             U::Metadata(_) | U::Blobs(_) | U::Progress(_) | U::Backend(_) => {
                 backend_unavailable(&e)
             }
@@ -227,6 +240,7 @@ impl From<ChatError> for ApiError {
             C::InvalidClientMessageId => ApiError::bad_request("invalid-client-message-id", detail),
             C::ReplyNotFound => ApiError::bad_request("reply-not-found", detail),
             C::MediaNotFound => ApiError::not_found("media-not-found", detail),
+            C::ContentBlocked => content_blocked(),
             C::InvalidCaption(_) => ApiError::bad_request("invalid-caption", detail),
             C::InvalidForwardTargets(limit) => {
                 ApiError::bad_request("invalid-forward-targets", detail).with("limit", limit)

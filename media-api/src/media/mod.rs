@@ -213,6 +213,7 @@ mod tests {
             content_type: "text/plain".into(),
             file_name: crate::ids::FileName::parse("f").expect("name"),
             status: crate::metadata_store::MediaStatus::Ready,
+            blocked: false,
             storage_key: crate::ids::BlobKey::parse("o/x").expect("key"),
             failure: None,
             probe: None,

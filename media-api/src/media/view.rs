@@ -27,6 +27,10 @@ pub struct MediaView {
     /// Why processing failed (the original stays downloadable).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
+    /// Blocked by the service's operators: nothing of it downloads (451).
+    /// Present only when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub blocked: bool,
     /// Pixels wide, when probed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub width: Option<u64>,
@@ -101,6 +105,7 @@ impl From<&MediaRecord> for MediaView {
             failure_reason: (m.status == MediaStatus::Failed)
                 .then(|| m.failure.clone())
                 .flatten(),
+            blocked: m.blocked,
             width: probed("width"),
             height: probed("height"),
             duration_ms: probed("duration_ms"),

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use super::MetadataError;
-use crate::ids::Blake3;
+use crate::ids::{Blake3, BlobKey};
 
 /// One call to the admin API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -92,6 +92,17 @@ pub struct ContentReport {
     pub attachments_by_conversation: Vec<(String, u64)>,
 }
 
+/// Why and by whom a content is blocked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Block {
+    /// The operator's reason.
+    pub reason: String,
+    /// Who blocked it.
+    pub blocked_by: String,
+    /// Unix ms.
+    pub blocked_at: i64,
+}
+
 /// The operators' queries.
 #[async_trait]
 pub trait AdminStore: Send + Sync + 'static {
@@ -122,4 +133,26 @@ pub trait AdminStore: Send + Sync + 'static {
     /// Queues a dead job again, with its attempts reset; false when there
     /// is no dead job with that id.
     async fn retry_job(&self, job_id: &str) -> Result<bool, MetadataError>;
+
+    /// Blocks a content, stored or not (a known hash can be blocked before
+    /// anyone uploads it): from now on it is served to no one and stored
+    /// for no one. False when it was blocked already (the first block stays).
+    async fn block(
+        &self,
+        blake3: &Blake3,
+        reason: &str,
+        by: &str,
+        now: i64,
+    ) -> Result<bool, MetadataError>;
+
+    /// Lifts a block; false when the content was not blocked. A content
+    /// whose processing was still to come gets its job again.
+    async fn unblock(&self, blake3: &Blake3) -> Result<bool, MetadataError>;
+
+    /// A content's block, when it is blocked.
+    async fn block_of(&self, blake3: &Blake3) -> Result<Option<Block>, MetadataError>;
+
+    /// The objects a content is stored as: its original, then its
+    /// variants; none when it is not stored.
+    async fn object_keys(&self, blake3: &Blake3) -> Result<Vec<BlobKey>, MetadataError>;
 }

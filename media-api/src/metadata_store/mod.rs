@@ -51,6 +51,9 @@ pub enum MetadataError {
     /// A query failed.
     #[error("metadata store error: {0}")]
     Query(String),
+    /// The content is blocked by the operators: nothing was stored.
+    #[error("the content is blocked")]
+    ContentBlocked,
 }
 
 impl From<sqlx::Error> for MetadataError {

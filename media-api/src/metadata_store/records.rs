@@ -182,6 +182,8 @@ pub struct MediaRecord {
     /// from the answer that someone else stored it. `status`, `failure` and
     /// `probe` are already masked when this is in the future.
     pub shown_after: Option<i64>,
+    /// Its content is blocked by the operators: nothing of it is served.
+    pub blocked: bool,
 }
 
 /// A media item's processing status: its content's, as the API shows it.

@@ -2,4 +2,5 @@
 //! erase a user, check that the store and the database agree, and block
 //! content. The admin API (`http::admin`) is their door; the work is here.
 
+pub mod moderation;
 pub mod reprocess;

@@ -9,12 +9,29 @@ use super::chunk_hash::merge_root;
 use super::{COMPLETION_WAIT, Completion, UploadError, UploadService, is_expired};
 use crate::blob_store::{BlobStoreError, ByteRange, CompletedPart, MultipartId};
 use crate::ids::{Blake3, MediaId, UploadId, UserId, now_ms};
-use crate::metadata_store::{Created, NewContent, UploadRecord, UploadState};
+use crate::metadata_store::{Created, MetadataError, NewContent, UploadRecord, UploadState};
 use crate::processing;
 use crate::progress_bus::EventKind;
 use crate::progress_bus::upload_topic;
 
 impl UploadService {
+    /// Ends a session whose content is refused at completion: aborted,
+    /// its joined object deleted (nothing of it is kept), its watchers told.
+    async fn refuse(&self, upload: &UploadRecord, reason: &str) {
+        self.drop_session(upload, UploadState::Completing, UploadState::Aborted)
+            .await;
+        let key = &upload.storage_key;
+        if let Err(e) = self.backends.blobs.delete(key).await {
+            tracing::error!(error = %e, key = %key, "could not delete a refused object");
+        }
+        self.publish(
+            upload.upload_id,
+            EventKind::Aborted,
+            serde_json::json!({ "reason": reason }),
+        )
+        .await;
+    }
+
     /// Completes a session: checks every chunk is there, merges the BLAKE3,
     /// joins the parts, sniffs the type and creates the media. Idempotent:
     /// calling it again returns the same media.
@@ -217,18 +234,7 @@ impl UploadService {
             .map_err(|e| UploadError::Backend(format!("while sniffing: {e}")))?;
         let content_type = transcoder::sniff::sniff(&head).mime;
         if let Err(refused) = self.check_type_size(content_type, upload.size) {
-            // Nothing kept: the joined object goes with the session.
-            self.drop_session(&upload, UploadState::Completing, UploadState::Aborted)
-                .await;
-            if let Err(e) = blobs.delete(key).await {
-                tracing::error!(error = %e, key = %key, "could not delete a refused object");
-            }
-            self.publish(
-                upload.upload_id,
-                EventKind::Aborted,
-                serde_json::json!({ "reason": "too-large-for-type" }),
-            )
-            .await;
+            self.refuse(&upload, "too-large-for-type").await;
             return Err(refused);
         }
         let claimed_media = transcoder::sniff::claims_media(
@@ -243,10 +249,13 @@ impl UploadService {
             origin: Some(upload.upload_id),
             processing: processing::plan(content_type, claimed_media),
         };
-        let Some(created) = meta
+        let finished = meta
             .finish_upload(upload.upload_id, &content, MediaId::generate())
-            .await?
-        else {
+            .await;
+        if let Err(MetadataError::ContentBlocked) = finished {
+            self.refuse(&upload, "content-blocked").await;
+        }
+        let Some(created) = finished? else {
             // Someone else finished it meanwhile (a takeover): answer theirs.
             let upload = self.load_by_id(upload.upload_id).await?;
             return self.completed(&upload).await;

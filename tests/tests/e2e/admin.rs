@@ -25,6 +25,16 @@ const ROUTES: &[(&str, &str, u16)] = &[
     ),
     // (no JSON body: refused as such, once the caller is an admin)
     ("POST", "/v1/admin/reprocess", 415),
+    (
+        "POST",
+        "/v1/admin/content/af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262/block",
+        415,
+    ),
+    (
+        "DELETE",
+        "/v1/admin/content/af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262/block",
+        200,
+    ),
     ("GET", "/v1/admin/batches", 200),
     (
         "GET",

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 mod batches;
+mod moderation;
 
 use super::problem::{ApiError, Json, Path, Query};
 use super::state::AppState;
@@ -32,6 +33,10 @@ pub(crate) fn router(state: AppState, json_limit: usize) -> Router<AppState> {
         .route("/v1/admin/jobs/{job_id}/retry", post(retry))
         .route("/v1/admin/audit", get(audit_log))
         .route("/v1/admin/content/{blake3}", get(content))
+        .route(
+            "/v1/admin/content/{blake3}/block",
+            post(moderation::block).delete(moderation::unblock),
+        )
         .route("/v1/admin/reprocess", post(batches::reprocess))
         .route("/v1/admin/batches", get(batches::list))
         .route("/v1/admin/batches/{batch_id}", get(batches::one))
@@ -144,8 +149,8 @@ async fn content(
     _: Admin,
     Path(blake3): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let blake3 = crate::ids::Blake3::parse(&blake3)
-        .map_err(|e| ApiError::bad_request("invalid-blake3", e))?;
+    let blake3 = moderation::blake3_of(&blake3)?;
+    let block = state.backends.admin.block_of(&blake3).await?;
     let report = state
         .backends
         .admin
@@ -167,6 +172,7 @@ async fn content(
         "processing": report.processing,
         "created_at": crate::ids::rfc3339(report.created_at),
         "unreferenced_since": report.unreferenced_since.map(crate::ids::rfc3339),
+        "blocked": moderation::block_json(block.as_ref()),
         "media": counts(&report.media_by_owner, "owner"),
         "attachments": counts(&report.attachments_by_conversation, "conversation_id"),
         "variants": variants.iter().map(|v| json!({

@@ -5,9 +5,10 @@ use sqlx::Row;
 
 use super::{SqlMetadataStore, get_u64};
 use crate::ids::Blake3;
+use crate::ids::BlobKey;
 use crate::ids::now_ms;
 use crate::metadata_store::MetadataError;
-use crate::metadata_store::admin::{AdminStore, AuditEntry, ContentReport, JobRow, Stats};
+use crate::metadata_store::admin::{AdminStore, AuditEntry, Block, ContentReport, JobRow, Stats};
 
 const JOB_COLUMNS: &str =
     "job_id, kind, blake3, state, priority, attempts, last_error, created_at, updated_at";
@@ -227,5 +228,101 @@ impl AdminStore for SqlMetadataStore {
         tx.commit().await?;
         self.work.notify_waiters();
         Ok(true)
+    }
+
+    async fn block(
+        &self,
+        blake3: &Blake3,
+        reason: &str,
+        by: &str,
+        now: i64,
+    ) -> Result<bool, MetadataError> {
+        let mut tx = self.pool.begin().await?;
+        let added = sqlx::query(
+            "insert into blocked_contents (blake3, reason, blocked_by, blocked_at) \
+             values ($1, $2, $3, $4) on conflict (blake3) do nothing",
+        )
+        .bind(blake3.to_hex())
+        .bind(reason)
+        .bind(by)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        // On the content's row too: every read of its media carries it.
+        sqlx::query("update blobs set blocked_at = $1 where blake3 = $2 and blocked_at is null")
+            .bind(now)
+            .bind(blake3.to_hex())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(added == 1)
+    }
+
+    async fn unblock(&self, blake3: &Blake3) -> Result<bool, MetadataError> {
+        let mut tx = self.pool.begin().await?;
+        let removed = sqlx::query("delete from blocked_contents where blake3 = $1")
+            .bind(blake3.to_hex())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let pending: Option<String> = sqlx::query_scalar(
+            "update blobs set blocked_at = null where blake3 = $1 returning processing",
+        )
+        .bind(blake3.to_hex())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let has_job: Option<i64> = sqlx::query_scalar(
+            "select 1 from jobs where blake3 = $1 and state in ('queued', 'running', 'paused') \
+             limit 1",
+        )
+        .bind(blake3.to_hex())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if pending.as_deref() == Some("pending") && has_job.is_none() {
+            // Its job found it blocked and left it: it is due again.
+            super::jobs::enqueue(
+                self,
+                &mut tx,
+                blake3,
+                None,
+                None,
+                crate::metadata_store::jobs::LIVE_PRIORITY,
+                now_ms(),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.work.notify_waiters();
+        Ok(removed == 1)
+    }
+
+    async fn block_of(&self, blake3: &Blake3) -> Result<Option<Block>, MetadataError> {
+        sqlx::query("select reason, blocked_by, blocked_at from blocked_contents where blake3 = $1")
+            .bind(blake3.to_hex())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| {
+                Ok(Block {
+                    reason: r.try_get("reason")?,
+                    blocked_by: r.try_get("blocked_by")?,
+                    blocked_at: r.try_get("blocked_at")?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn object_keys(&self, blake3: &Blake3) -> Result<Vec<BlobKey>, MetadataError> {
+        sqlx::query(
+            "select storage_key, 0 as n from blobs where blake3 = $1 \
+             union all select storage_key, 1 as n from variants where blake3 = $1 \
+             order by n, storage_key",
+        )
+        .bind(blake3.to_hex())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| super::key_from_row(r, "storage_key"))
+        .collect()
     }
 }

@@ -83,7 +83,7 @@ fn content_clause(filter: &ContentFilter, first: usize) -> Clause {
         "not exists (select 1 from jobs j where j.blake3 = b.blake3 \
          and j.state in ('queued', 'running', 'paused'))",
     );
-    c.and("not exists (select 1 from blocked_contents k where k.blake3 = b.blake3)");
+    c.and("b.blocked_at is null");
     if let Some(after) = filter.created_after {
         let p = c.arg(Arg::Int(after));
         c.and(&format!("b.created_at >= {p}"));

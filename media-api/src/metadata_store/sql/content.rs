@@ -33,7 +33,8 @@ pub(super) async fn reference_content(
         "insert into blobs (blake3, size, content_type, storage_key, created_at, processing, \
          processing_error) values ($1, $2, $3, $4, $5, $6, $7) \
          on conflict (blake3) do update set unreferenced_since = null \
-         returning {BLOB_COLUMNS}"
+         returning {BLOB_COLUMNS}, cast(case when exists (select 1 from blocked_contents k \
+         where k.blake3 = $1) then 1 else 0 end as bigint) as blocked"
     ))
     .bind(content.blake3.to_hex())
     .bind(to_i64(content.size)?)
@@ -44,6 +45,10 @@ pub(super) async fn reference_content(
     .bind(processing_error)
     .fetch_one(&mut **tx)
     .await?;
+    if blob.try_get::<i64, _>("blocked")? == 1 {
+        // Refused; the caller's transaction rolls back, nothing is kept.
+        return Err(MetadataError::ContentBlocked);
+    }
     let inserted = blob.try_get::<String, _>("storage_key")? == content.storage_key.as_str();
     if inserted && content.processing == Processing::Pending {
         // A new content: its processing job commits with it, or not at all.

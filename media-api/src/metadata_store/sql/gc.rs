@@ -20,7 +20,7 @@ impl GcStore for SqlMetadataStore {
         sqlx::query(
             "select blake3, size, storage_key, unreferenced_since from blobs \
              where unreferenced_since is not null and unreferenced_since < $1 \
-             and (unreferenced_since, blake3) > ($2, $3) \
+             and (unreferenced_since, blake3) > ($2, $3) and blocked_at is null \
              order by unreferenced_since, blake3 limit $4",
         )
         .bind(cutoff)

@@ -209,7 +209,7 @@ impl JobQueue for SqlMetadataStore {
         }
         sqlx::query(
             "update blobs set processing = $1, processing_error = null, probe = $2 \
-             where blake3 = $3",
+             where blake3 = $3 and blocked_at is null",
         )
         .bind(processed.state.as_str())
         .bind(processed.probe.as_ref().map(|p| p.to_string()))
@@ -263,7 +263,8 @@ impl JobQueue for SqlMetadataStore {
 
     async fn target(&self, blake3: &Blake3) -> Result<Option<ProcessingTarget>, MetadataError> {
         let row = sqlx::query(
-            "select blake3, storage_key, content_type, size from blobs where blake3 = $1",
+            "select blake3, storage_key, content_type, size from blobs \
+             where blake3 = $1 and blocked_at is null",
         )
         .bind(blake3.to_hex())
         .fetch_optional(&self.pool)

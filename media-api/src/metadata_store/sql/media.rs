@@ -55,7 +55,8 @@ impl MediaStore for SqlMetadataStore {
         // answer depends on anyone else's media.
         let owned = sqlx::query(&format!(
             "select {} from media m join blobs b on b.blake3 = m.blake3 \
-             where m.owner_id = $3 and m.blake3 = $1 and b.size = $2 limit 1{}",
+             where m.owner_id = $3 and m.blake3 = $1 and b.size = $2 \
+             and b.blocked_at is null limit 1{}",
             *BLOB_COLUMNS_OF_B,
             self.lock_clause(" for share of b")
         ))

@@ -205,11 +205,12 @@ const UPLOAD_COLUMNS: &str = "upload_id, owner_id, file_name, size, declared_typ
 const CHUNK_COLUMNS: &str = "chunk_number, size, sha256, chaining_value, etag";
 
 const MEDIA_SELECT: &str = "select m.media_id, m.owner_id, m.blake3, b.size, b.content_type, \
-    m.file_name, b.processing, b.processing_error, b.probe, b.storage_key, m.created_at, \
-    m.shown_after \
+    m.file_name, b.processing, b.processing_error, b.probe, b.storage_key, b.blocked_at, \
+    m.created_at, m.shown_after \
     from media m join blobs b on b.blake3 = m.blake3";
 /// The blob's part of a media document ([`media_with_blob`] reads these).
-const BLOB_COLUMNS: &str = "size, content_type, processing, processing_error, probe, storage_key";
+const BLOB_COLUMNS: &str =
+    "size, content_type, processing, processing_error, probe, storage_key, blocked_at";
 /// [`BLOB_COLUMNS`] qualified by the `b` alias, for queries that join blobs.
 static BLOB_COLUMNS_OF_B: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     BLOB_COLUMNS
@@ -351,6 +352,7 @@ fn media_with_blob(
         storage_key: key_from_row(blob, "storage_key")?,
         created_at,
         shown_after,
+        blocked: blob.try_get::<Option<i64>, _>("blocked_at")?.is_some(),
     })
 }
 

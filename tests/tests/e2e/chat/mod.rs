@@ -23,7 +23,7 @@ async fn spawn(set: BackendSet, tune: impl FnOnce(&mut media_api::config::Settin
     TestApp::spawn_with(set, settings, dir).await
 }
 
-fn client_id() -> String {
+pub(crate) fn client_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
@@ -44,7 +44,11 @@ async fn direct(from: &User<'_>, to: &str) -> String {
 }
 
 /// Posts a message body; the raw response.
-async fn post_message(user: &User<'_>, conversation: &str, body: &Value) -> reqwest::Response {
+pub(crate) async fn post_message(
+    user: &User<'_>,
+    conversation: &str,
+    body: &Value,
+) -> reqwest::Response {
     user.send_json(
         Method::POST,
         &format!("/v1/conversations/{conversation}/messages"),

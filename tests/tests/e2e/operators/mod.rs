@@ -1,6 +1,7 @@
 //! The operators' tools: batch reprocessing, erasure, consistency checks
 //! and moderation, through the admin API.
 
+mod moderation;
 mod reprocess;
 
 use media_e2e::{TestApp, json_of};
