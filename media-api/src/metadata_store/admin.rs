@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use super::MetadataError;
-use crate::ids::{Blake3, BlobKey};
+use crate::ids::{Blake3, BlobKey, ConversationId, UserId};
 
 /// One call to the admin API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -103,6 +103,53 @@ pub struct Block {
     pub blocked_at: i64,
 }
 
+/// A message a user sent with attachments: erasing the user deletes it for
+/// everyone, the chat core's own way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentAttachments {
+    /// Its conversation.
+    pub conversation_id: ConversationId,
+    /// Its sequence number.
+    pub seq: u64,
+    /// The contents it carries.
+    pub contents: Vec<Blake3>,
+}
+
+/// An upload session of an erased user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasedSession {
+    /// Its id.
+    pub upload_id: String,
+    /// Its object's key.
+    pub storage_key: BlobKey,
+    /// Its multipart upload in the store.
+    pub multipart_id: String,
+    /// Still open (receiving or completing): its parts are to be aborted.
+    pub open: bool,
+}
+
+/// What erasing a user's rows removed, in one transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErasedRows {
+    /// Media items deleted.
+    pub media: u64,
+    /// Contents those referenced (some others may still hold).
+    pub contents: Vec<Blake3>,
+    /// Upload sessions deleted.
+    pub sessions: Vec<ErasedSession>,
+}
+
+/// A stored content as its deletion needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredContent {
+    /// Its original's key.
+    pub storage_key: BlobKey,
+    /// Bytes of the original and its variants.
+    pub bytes: u64,
+    /// Blocked: kept while it is (moderation holds it).
+    pub blocked: bool,
+}
+
 /// The operators' queries.
 #[async_trait]
 pub trait AdminStore: Send + Sync + 'static {
@@ -155,4 +202,16 @@ pub trait AdminStore: Send + Sync + 'static {
     /// The objects a content is stored as: its original, then its
     /// variants; none when it is not stored.
     async fn object_keys(&self, blake3: &Blake3) -> Result<Vec<BlobKey>, MetadataError>;
+
+    /// The messages `user` sent that carry attachments and are not deleted.
+    async fn sent_attachments(&self, user: &UserId) -> Result<Vec<SentAttachments>, MetadataError>;
+
+    /// Deletes `user`'s media items, upload sessions (with their chunks) and
+    /// usage row in one transaction, marking the contents no one references
+    /// any more; answers what went. Repeating it finds nothing.
+    async fn erase_user_rows(&self, user: &UserId) -> Result<ErasedRows, MetadataError>;
+
+    /// A stored content's original key and bytes; `None` when not stored.
+    async fn stored_content(&self, blake3: &Blake3)
+    -> Result<Option<StoredContent>, MetadataError>;
 }

@@ -5,10 +5,10 @@
 //! lifetime (shorter than one signing window: see `infra/nginx`). Unblocking
 //! moves them back first, then lifts the block.
 
+use super::OperatorError;
 use crate::backends::Backends;
 use crate::blob_store::{BlobKey, BlobStore, BlobStoreError};
 use crate::ids::{Blake3, now_ms};
-use crate::metadata_store::MetadataError;
 
 /// Where a blocked content's object waits.
 pub fn quarantined(key: &BlobKey) -> BlobKey {
@@ -22,17 +22,6 @@ pub struct Blocked {
     pub newly: bool,
     /// Objects the content is stored as (none when it is not stored).
     pub objects: usize,
-}
-
-/// What can fail.
-#[derive(Debug, thiserror::Error)]
-pub enum OperatorError {
-    /// The metadata store.
-    #[error(transparent)]
-    Metadata(#[from] MetadataError),
-    /// The blob store.
-    #[error(transparent)]
-    Blobs(#[from] BlobStoreError),
 }
 
 /// Moves an object, idempotently: one already moved (an earlier attempt

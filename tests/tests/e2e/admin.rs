@@ -36,6 +36,7 @@ const ROUTES: &[(&str, &str, u16)] = &[
         200,
     ),
     ("GET", "/v1/admin/batches", 200),
+    ("POST", "/v1/admin/users/nobody/erase", 200),
     (
         "GET",
         "/v1/admin/batches/0190e0a0-0000-7000-8000-000000000000",

@@ -37,6 +37,7 @@ pub(crate) fn router(state: AppState, json_limit: usize) -> Router<AppState> {
             "/v1/admin/content/{blake3}/block",
             post(moderation::block).delete(moderation::unblock),
         )
+        .route("/v1/admin/users/{user}/erase", post(erase))
         .route("/v1/admin/reprocess", post(batches::reprocess))
         .route("/v1/admin/batches", get(batches::list))
         .route("/v1/admin/batches/{batch_id}", get(batches::one))
@@ -141,6 +142,18 @@ async fn stats(State(state): State<AppState>, _: Admin) -> Result<Json<Value>, A
         "jobs": s.jobs.iter().map(|(state, kind, n)| json!({"state": state, "kind": kind, "count": n})).collect::<Vec<_>>(),
         "dead_jobs": dead,
     })))
+}
+
+/// `POST /v1/admin/users/{user}/erase`: the report of what went.
+async fn erase(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(user): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = crate::ids::UserId::parse(&user)
+        .map_err(|e| ApiError::bad_request("invalid-user-id", e))?;
+    let report = crate::operators::erase::erase_user(&state.backends, &user).await?;
+    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
 /// One content: what it is, who references it, its variants.

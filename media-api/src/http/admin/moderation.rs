@@ -8,7 +8,8 @@ use super::Admin;
 use crate::http::problem::{ApiError, Json, Path};
 use crate::http::state::AppState;
 use crate::ids::{Blake3, rfc3339};
-use crate::operators::moderation::{self, OperatorError};
+use crate::operators::OperatorError;
+use crate::operators::moderation;
 
 /// The longest reason kept.
 const MAX_REASON: usize = 1000;

@@ -4,11 +4,12 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::{SqlMetadataStore, get_u64};
-use crate::ids::Blake3;
-use crate::ids::BlobKey;
-use crate::ids::now_ms;
+use crate::ids::{Blake3, BlobKey, ConversationId, UserId, now_ms};
 use crate::metadata_store::MetadataError;
-use crate::metadata_store::admin::{AdminStore, AuditEntry, Block, ContentReport, JobRow, Stats};
+use crate::metadata_store::admin::{
+    AdminStore, AuditEntry, Block, ContentReport, ErasedRows, ErasedSession, JobRow,
+    SentAttachments, Stats, StoredContent,
+};
 
 const JOB_COLUMNS: &str =
     "job_id, kind, blake3, state, priority, attempts, last_error, created_at, updated_at";
@@ -324,5 +325,112 @@ impl AdminStore for SqlMetadataStore {
         .iter()
         .map(|r| super::key_from_row(r, "storage_key"))
         .collect()
+    }
+
+    async fn sent_attachments(&self, user: &UserId) -> Result<Vec<SentAttachments>, MetadataError> {
+        let rows = sqlx::query(
+            "select a.conversation_id, a.message_seq, a.blake3 from attachments a \
+             join messages m on m.conversation_id = a.conversation_id and m.seq = a.message_seq \
+             where m.sender = $1 and m.deleted_at is null \
+             order by a.conversation_id, a.message_seq, a.position",
+        )
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut sent: Vec<SentAttachments> = Vec::new();
+        for row in &rows {
+            let id: String = row.try_get("conversation_id")?;
+            let conversation_id = ConversationId::parse(&id)
+                .ok_or_else(|| MetadataError::Query(format!("bad conversation id {id:?}")))?;
+            let seq = get_u64(row, "message_seq")?;
+            let blake3: String = row.try_get("blake3")?;
+            let blake3 = Blake3::parse(&blake3).map_err(MetadataError::Query)?;
+            match sent.last_mut() {
+                Some(last) if last.conversation_id == conversation_id && last.seq == seq => {
+                    last.contents.push(blake3);
+                }
+                _ => sent.push(SentAttachments {
+                    conversation_id,
+                    seq,
+                    contents: vec![blake3],
+                }),
+            }
+        }
+        Ok(sent)
+    }
+
+    async fn erase_user_rows(&self, user: &UserId) -> Result<ErasedRows, MetadataError> {
+        let mut tx = self.pool.begin().await?;
+        let media: Vec<String> =
+            sqlx::query_scalar("delete from media where owner_id = $1 returning blake3")
+                .bind(user.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut contents: Vec<Blake3> = media
+            .iter()
+            .map(|b| Blake3::parse(b).map_err(MetadataError::Query))
+            .collect::<Result<_, _>>()?;
+        contents.sort_by_key(|b| b.0);
+        contents.dedup();
+        for blake3 in &contents {
+            super::chat_log::mark_if_unreferenced(&mut tx, &blake3.to_hex()).await?;
+        }
+        sqlx::query(
+            "delete from upload_chunks where upload_id in (select upload_id from uploads \
+             where owner_id = $1)",
+        )
+        .bind(user.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let sessions = sqlx::query(
+            "delete from uploads where owner_id = $1 \
+             returning upload_id, storage_key, multipart_id, state",
+        )
+        .bind(user.as_str())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            let state: String = r.try_get("state")?;
+            Ok(ErasedSession {
+                upload_id: r.try_get("upload_id")?,
+                storage_key: super::key_from_row(r, "storage_key")?,
+                multipart_id: r.try_get("multipart_id")?,
+                open: state == "receiving" || state == "completing",
+            })
+        })
+        .collect::<Result<Vec<_>, MetadataError>>()?;
+        sqlx::query("delete from user_usage where owner_id = $1")
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ErasedRows {
+            media: media.len() as u64,
+            contents,
+            sessions,
+        })
+    }
+
+    async fn stored_content(
+        &self,
+        blake3: &Blake3,
+    ) -> Result<Option<StoredContent>, MetadataError> {
+        sqlx::query(
+            "select storage_key, blocked_at, cast(size + coalesce((select sum(v.size) \
+             from variants v where v.blake3 = blobs.blake3), 0) as bigint) as bytes \
+             from blobs where blake3 = $1",
+        )
+        .bind(blake3.to_hex())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| {
+            Ok(StoredContent {
+                storage_key: super::key_from_row(&r, "storage_key")?,
+                bytes: get_u64(&r, "bytes")?,
+                blocked: r.try_get::<Option<i64>, _>("blocked_at")?.is_some(),
+            })
+        })
+        .transpose()
     }
 }

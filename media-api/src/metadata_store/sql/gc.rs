@@ -59,6 +59,7 @@ impl GcStore for SqlMetadataStore {
         let deleted = sqlx::query(
             "delete from blobs where blake3 = $1 \
              and unreferenced_since is not null and unreferenced_since < $2 \
+             and blocked_at is null \
              and not exists (select 1 from media where media.blake3 = blobs.blake3) \
              and not exists (select 1 from attachments a where a.blake3 = blobs.blake3)",
         )

@@ -58,7 +58,7 @@ pub(crate) async fn post_message(
 }
 
 /// The messages a user sees after `after_seq`.
-async fn history(user: &User<'_>, conversation: &str, after_seq: u64) -> Vec<Value> {
+pub(crate) async fn history(user: &User<'_>, conversation: &str, after_seq: u64) -> Vec<Value> {
     let r = user
         .get(&format!(
             "/v1/conversations/{conversation}/messages?after_seq={after_seq}&limit=200"

@@ -1,6 +1,7 @@
 //! The operators' tools: batch reprocessing, erasure, consistency checks
 //! and moderation, through the admin API.
 
+mod erase;
 mod moderation;
 mod reprocess;
 
