@@ -33,6 +33,8 @@ pub struct Backends {
     pub admin: Arc<dyn crate::metadata_store::admin::AdminStore>,
     /// The operators' batches.
     pub batches: Arc<dyn crate::metadata_store::batches::BatchStore>,
+    /// The consistency check's queries.
+    pub fsck: Arc<dyn crate::metadata_store::fsck::FsckStore>,
     /// Live progress and events.
     pub progress: Arc<dyn ProgressBus>,
     /// Content bytes.
@@ -95,6 +97,7 @@ impl Backends {
             chat: stores.chat,
             admin: stores.admin,
             batches: stores.batches,
+            fsck: stores.fsck,
             progress,
             blobs,
             url_signer,

@@ -27,8 +27,8 @@ use sha2::{Digest, Sha256};
 
 use super::signed_url::{SignedParams, UrlSigner};
 use super::{
-    BlobBody, BlobKey, BlobStore, BlobStoreError, ByteRange, CompletedPart, MultipartId, PartBody,
-    PendingMultipart, PresignRequest,
+    BlobBody, BlobKey, BlobStore, BlobStoreError, ByteRange, CompletedPart, ListedObject,
+    MultipartId, PartBody, PendingMultipart, PresignRequest,
 };
 
 /// Objects as files in a directory.
@@ -169,14 +169,39 @@ fn sweep_abandoned(dir: &Path, age: std::time::Duration) -> usize {
 /// The suffix of the directory holding a multipart object's parts.
 const PARTS_SUFFIX: &str = "~parts";
 
+/// An object found by a listing: a file, or a directory of parts (whose
+/// manifest says its size).
+fn listed(
+    store: &FsBlobStore,
+    key: String,
+    path: &std::path::Path,
+) -> Result<ListedObject, BlobStoreError> {
+    let modified_ms = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let size = match BlobKey::parse(&key) {
+        Ok(k) => store.segments(&k)?.iter().map(|s| s.len).sum(),
+        // Not a key this service makes (put there by hand): its file's size.
+        Err(_) => std::fs::metadata(path).map_or(0, |m| m.len()),
+    };
+    Ok(ListedObject {
+        key,
+        size,
+        modified_ms,
+    })
+}
+
 /// One page of a listing: a walk of the object tree in key order that skips
 /// every directory whose keys all sort before `after`, so a page costs the
 /// depth of the tree, not the objects before it.
 struct Page<'a> {
+    store: &'a FsBlobStore,
     prefix: &'a str,
     after: Option<&'a str>,
     limit: usize,
-    keys: Vec<String>,
+    keys: Vec<ListedObject>,
 }
 
 impl Page<'_> {
@@ -213,7 +238,7 @@ impl Page<'_> {
                     return Ok(true);
                 }
             } else if key.starts_with(self.prefix) && self.after.is_none_or(|a| key.as_str() > a) {
-                self.keys.push(key);
+                self.keys.push(listed(self.store, key, &path)?);
                 if self.keys.len() == self.limit {
                     return Ok(true);
                 }
@@ -473,11 +498,13 @@ impl BlobStore for FsBlobStore {
         prefix: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<String>, BlobStoreError> {
+    ) -> Result<Vec<ListedObject>, BlobStoreError> {
         let objects = self.root.join("objects");
         let (prefix, after) = (prefix.to_owned(), after.map(str::to_owned));
+        let store = self.clone();
         blocking(move || {
             let mut page = Page {
+                store: &store,
                 prefix: &prefix,
                 after: after.as_deref(),
                 limit: limit.max(1),
@@ -679,9 +706,16 @@ impl BlobStore for FsBlobStore {
                     .and_then(|mut f| f.read_to_string(&mut key))
                     .is_ok()
                 {
+                    let initiated_ms = entry
+                        .metadata()
+                        .ok()
+                        .and_then(|m| m.modified().ok())
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .and_then(|d| i64::try_from(d.as_millis()).ok());
                     pending.push(PendingMultipart {
                         key,
                         id: MultipartId(entry.file_name().to_string_lossy().into_owned()),
+                        initiated_ms,
                     });
                 }
             }

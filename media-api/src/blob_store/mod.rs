@@ -204,6 +204,19 @@ pub struct PendingMultipart {
     pub key: String,
     /// Its id.
     pub id: MultipartId,
+    /// When it was started (Unix ms), when the store says.
+    pub initiated_ms: Option<i64>,
+}
+
+/// An object as a listing names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    /// Its key.
+    pub key: String,
+    /// Bytes.
+    pub size: u64,
+    /// When it was last written (Unix ms).
+    pub modified_ms: i64,
 }
 
 /// What can go wrong in the blob store.
@@ -328,13 +341,13 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Holds them all: for tests and small stores; walk a large one with
     /// [`BlobStore::list_page`].
     async fn list(&self, prefix: &str) -> Result<Vec<String>, BlobStoreError> {
-        let mut keys = Vec::new();
+        let mut keys: Vec<String> = Vec::new();
         loop {
             let page = self
                 .list_page(prefix, keys.last().map(String::as_str), 1000)
                 .await?;
             let full = page.len() == 1000;
-            keys.extend(page);
+            keys.extend(page.into_iter().map(|o| o.key));
             if !full {
                 return Ok(keys);
             }
@@ -349,7 +362,7 @@ pub trait BlobStore: Send + Sync + 'static {
         prefix: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<String>, BlobStoreError>;
+    ) -> Result<Vec<ListedObject>, BlobStoreError>;
 
     /// Moves an object to another key (`NotFound` when there is none).
     async fn rename(&self, from: &BlobKey, to: &BlobKey) -> Result<(), BlobStoreError>;

@@ -17,8 +17,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::{
-    BlobBody, BlobKey, BlobStore, BlobStoreError, ByteRange, CompletedPart, MultipartId, PartBody,
-    PendingMultipart, PresignRequest,
+    BlobBody, BlobKey, BlobStore, BlobStoreError, ByteRange, CompletedPart, ListedObject,
+    MultipartId, PartBody, PendingMultipart, PresignRequest,
 };
 use crate::config::S3Location;
 
@@ -252,7 +252,7 @@ impl BlobStore for S3BlobStore {
         prefix: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<String>, BlobStoreError> {
+    ) -> Result<Vec<ListedObject>, BlobStoreError> {
         let mut request = self
             .client
             .list_objects_v2()
@@ -266,8 +266,14 @@ impl BlobStore for S3BlobStore {
         Ok(page
             .contents()
             .iter()
-            .filter_map(|o| o.key().and_then(|k| self.strip_prefix(k)))
-            .map(str::to_owned)
+            .filter_map(|o| {
+                let key = o.key().and_then(|k| self.strip_prefix(k))?;
+                Some(ListedObject {
+                    key: key.to_owned(),
+                    size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                    modified_ms: o.last_modified().map_or(0, |t| t.to_millis().unwrap_or(0)),
+                })
+            })
             .collect())
     }
 
@@ -410,6 +416,7 @@ impl BlobStore for S3BlobStore {
                     pending.push(PendingMultipart {
                         key: key.to_owned(),
                         id: MultipartId(id.to_owned()),
+                        initiated_ms: upload.initiated().and_then(|t| t.to_millis().ok()),
                     });
                 }
             }

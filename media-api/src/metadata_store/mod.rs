@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod batches;
 pub mod chat;
+pub mod fsck;
 pub mod gc;
 pub mod jobs;
 pub mod media;
@@ -100,6 +101,8 @@ pub struct Stores {
     pub admin: Arc<dyn admin::AdminStore>,
     /// The operators' batches.
     pub batches: Arc<dyn batches::BatchStore>,
+    /// The consistency check's queries.
+    pub fsck: Arc<dyn fsck::FsckStore>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -122,6 +125,7 @@ pub async fn from_settings(settings: &Settings) -> anyhow::Result<Stores> {
         jobs: store.clone(),
         chat: store.clone(),
         admin: store.clone(),
-        batches: store,
+        batches: store.clone(),
+        fsck: store,
     })
 }

@@ -3,6 +3,7 @@
 //! content. The admin API (`http::admin`) is their door; the work is here.
 
 pub mod erase;
+pub mod fsck;
 pub mod moderation;
 pub mod reprocess;
 

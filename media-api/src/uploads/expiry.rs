@@ -174,3 +174,10 @@ pub async fn run_janitor(
         }
     }
 }
+
+#[async_trait::async_trait]
+impl crate::operators::fsck::Janitor for UploadService {
+    async fn end_abandoned(&self) -> Result<usize, String> {
+        self.finish_abandoned().await.map_err(|e| e.to_string())
+    }
+}

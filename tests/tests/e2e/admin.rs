@@ -25,6 +25,7 @@ const ROUTES: &[(&str, &str, u16)] = &[
     ),
     // (no JSON body: refused as such, once the caller is an admin)
     ("POST", "/v1/admin/reprocess", 415),
+    ("POST", "/v1/admin/fsck", 415),
     (
         "POST",
         "/v1/admin/content/af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262/block",

@@ -655,7 +655,15 @@ async fn blob_store_lists_in_pages_in_key_order_and_renames(set: BackendSet) {
             .expect("page");
         assert!(page.len() <= 3, "{set:?}: {page:?}");
         let full = page.len() == 3;
-        paged.extend(page);
+        for object in &page {
+            let size = if object.key == "o/ab/m" { 5 } else { 1 };
+            assert_eq!(object.size, size, "{set:?}: {object:?}");
+            assert!(
+                object.modified_ms > 1_700_000_000_000,
+                "{set:?}: {object:?}"
+            );
+        }
+        paged.extend(page.into_iter().map(|o| o.key));
         if !full {
             break;
         }

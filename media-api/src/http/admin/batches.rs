@@ -1,6 +1,8 @@
 //! Batches: reprocessing by selector (with a dry run), their progress, and
 //! pause, resume and cancel.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,6 +14,7 @@ use crate::http::problem::{ApiError, Json, Path, Query};
 use crate::http::state::AppState;
 use crate::ids::{now_ms, rfc3339};
 use crate::metadata_store::batches::{Batch, BatchAction, NewBatch};
+use crate::operators::fsck::Fsck;
 use crate::operators::reprocess::{self, Selector};
 
 /// How many matched contents a dry run shows.
@@ -78,6 +81,40 @@ pub(super) async fn reprocess(
         })),
     )
         .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FsckRequest {
+    #[serde(default)]
+    repair: bool,
+}
+
+/// `POST /v1/admin/fsck`: starts the consistency check as a batch; its
+/// findings grow in the batch's `report` until it is done.
+pub(super) async fn fsck(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Json(request): Json<FsckRequest>,
+) -> Result<Response, ApiError> {
+    let batch = NewBatch {
+        batch_id: uuid::Uuid::now_v7().to_string(),
+        selector: json!({ "repair": request.repair }).to_string(),
+        interval_ms: 0,
+        presets: None,
+        created_by: admin.as_str().to_owned(),
+        now: now_ms(),
+    };
+    let batch = state.backends.batches.start_batch(&batch, "fsck").await?;
+    let check = Fsck {
+        backends: state.backends.clone(),
+        janitor: Arc::new(state.uploads.clone()),
+        grace: state.settings.gc_grace,
+        abandoned: state.settings.limits.abandoned_completion,
+    };
+    let id = batch.batch_id.clone();
+    tokio::spawn(async move { check.run(&id, request.repair).await });
+    Ok((StatusCode::ACCEPTED, Json(batch_json(&batch))).into_response())
 }
 
 /// A batch as the API shows it.

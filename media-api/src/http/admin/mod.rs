@@ -39,6 +39,7 @@ pub(crate) fn router(state: AppState, json_limit: usize) -> Router<AppState> {
         )
         .route("/v1/admin/users/{user}/erase", post(erase))
         .route("/v1/admin/reprocess", post(batches::reprocess))
+        .route("/v1/admin/fsck", post(batches::fsck))
         .route("/v1/admin/batches", get(batches::list))
         .route("/v1/admin/batches/{batch_id}", get(batches::one))
         .route("/v1/admin/batches/{batch_id}/{action}", post(batches::act))

@@ -23,6 +23,7 @@ mod chat_messages;
 mod chat_rows;
 mod content;
 mod flights;
+mod fsck;
 mod gc;
 mod jobs;
 mod media;

@@ -2,6 +2,7 @@
 //! and moderation, through the admin API.
 
 mod erase;
+mod fsck;
 mod moderation;
 mod reprocess;
 
