@@ -47,7 +47,7 @@ BUILD_PACKAGES=(clang libclang-dev pkg-config libavcodec-dev libavformat-dev lib
 # What the tests and benchmarks run besides the service: the ffmpeg command
 # line (fixtures, ffprobe, the transcode baseline) and libvips' vipsthumbnail
 # (the thumbnail baseline).
-TEST_PACKAGES=(ffmpeg libvips-tools)
+TEST_PACKAGES=(ffmpeg libvips-tools b3sum)
 
 # Waits until a command succeeds, up to $1 seconds.
 wait_for() {

@@ -12,8 +12,8 @@ mod socket;
 
 pub use fixtures::{ffmpeg_fixture, ffprobe, random_bytes, shuffle, test_image};
 pub use process::{
-    ServiceProcess, free_port, metric_in, render_binary, service_binary, service_command,
-    wait_ready,
+    ServiceProcess, free_port, mediactl_binary, metric_in, render_binary, service_binary,
+    service_command, wait_ready,
 };
 pub use socket::{Ended, Socket};
 

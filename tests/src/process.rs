@@ -18,6 +18,11 @@ pub fn service_binary() -> PathBuf {
     built_binary("media-api")
 }
 
+/// The `mediactl` command line.
+pub fn mediactl_binary() -> PathBuf {
+    built_binary("mediactl")
+}
+
 /// The `media-render` binary the workers run for each job.
 pub fn render_binary() -> PathBuf {
     built_binary("media-render")
@@ -74,6 +79,8 @@ pub fn service_command(settings: &Settings, secret: &str) -> tokio::process::Com
         .env_remove("MEDIA_DATABASE_URL")
         .env_remove("MEDIA_REDIS_URL")
         .env_remove("MEDIA_BLOB_STORE")
+        .env_remove("MEDIA_CDN_BASE_URL")
+        .env_remove("MEDIA_PUBLIC_BASE_URL")
         // Set by the test, if at all, never inherited from the runner's shell.
         .env_remove("MEDIA_JOBS__SERVE_WORKERS")
         .stderr(std::process::Stdio::null())
@@ -86,6 +93,9 @@ pub fn service_command(settings: &Settings, secret: &str) -> tokio::process::Com
     }
     if let Some(store) = &settings.blob_store {
         cmd.env("MEDIA_BLOB_STORE", store);
+    }
+    if let Some(cdn) = &settings.cdn_base_url {
+        cmd.env("MEDIA_CDN_BASE_URL", cdn);
     }
     cmd
 }

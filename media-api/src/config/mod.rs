@@ -159,7 +159,12 @@ pub struct ConfigError(String);
 impl Settings {
     /// Defaults, then the TOML file if given, then `MEDIA_*` variables from the process environment.
     pub fn load(config_file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::load_from(config_file, Env::prefixed("MEDIA_").split("__"))
+        // `MEDIA_URL` and `MEDIA_TOKEN` are mediactl's (the client beside
+        // this service), never settings of the service.
+        let env = Env::prefixed("MEDIA_")
+            .ignore(&["URL", "TOKEN"])
+            .split("__");
+        Self::load_from(config_file, env)
     }
 
     /// As [`Settings::load`], with an explicit environment provider (tests use this).
