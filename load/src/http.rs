@@ -45,6 +45,13 @@ impl Target {
             .mint(&user, false, Duration::from_secs(86_400))
     }
 
+    /// A token with the `admin` scope, valid for a day.
+    pub(crate) fn admin_token(&self, user: &str) -> anyhow::Result<String> {
+        let user = media_api::ids::UserId::parse(user).map_err(anyhow::Error::msg)?;
+        self.authority
+            .mint(&user, true, Duration::from_secs(86_400))
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -40,6 +40,8 @@ enum Command {
     Download(scenarios::DownloadOptions),
     /// Messages from concurrent senders: direct, a big group, one shared group; history and sync.
     Chat(scenarios::ChatOptions),
+    /// A live upload's thumbnail while a reprocessing batch runs, against idle workers.
+    Batch(scenarios::BatchOptions),
     /// WebSocket delivery: direct, a connected group over two nodes; memory per idle socket.
     Realtime(scenarios::RealtimeOptions),
     /// The chunk hashing pipeline against b3sum and sha256sum.
@@ -78,6 +80,9 @@ fn main() -> anyhow::Result<()> {
             r.table()
         }),
         Command::Chat(o) => print(cli.json, &runtime.block_on(scenarios::chat(o))?, |r| {
+            r.table()
+        }),
+        Command::Batch(o) => print(cli.json, &runtime.block_on(scenarios::batch(o))?, |r| {
             r.table()
         }),
         Command::Realtime(o) => print(cli.json, &runtime.block_on(scenarios::realtime(o))?, |r| {

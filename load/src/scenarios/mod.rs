@@ -4,6 +4,7 @@
 //! Each scenario in a file of its own (`ingest`, `small`, `dedup`,
 //! `download`, `chat`, `realtime`); what they share (options, the report, timing) is here.
 
+mod batch;
 mod chat;
 mod dedup;
 mod download;
@@ -11,6 +12,7 @@ mod ingest;
 mod realtime;
 mod small;
 
+pub(crate) use batch::{BatchOptions, batch};
 pub(crate) use chat::{ChatOptions, chat};
 pub(crate) use dedup::{DedupOptions, dedup};
 pub(crate) use download::{DownloadOptions, download};

@@ -292,6 +292,33 @@ async fn mediactl_prints_lines_for_scripts_and_exit_codes_that_say_what_happened
     assert_eq!(code, 0);
     let stats: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(stats["media"], 1);
+    let (code, out, _) = mediactl(
+        &[
+            "admin",
+            "reprocess",
+            "--content-type",
+            "image/*",
+            "--dry-run",
+        ],
+        &admin,
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(out.starts_with("0 contents match"), "{out}");
+    let (code, _, err) = mediactl(&["admin", "reprocess", "--preset", "nope"], &admin).await;
+    assert_eq!(code, 3);
+    assert!(err.contains("(invalid-selector)"), "{err}");
+    let (code, out, _) = mediactl(&["admin", "block", &digest, "--reason", "test"], &admin).await;
+    assert_eq!(code, 0);
+    assert!(out.starts_with(&format!("blocked {digest} (new;")), "{out}");
+    let (code, _, err) = mediactl(&["download", &media_id, "-o", "/dev/null"], &user).await;
+    assert_eq!(code, 3);
+    assert!(err.contains("(content-blocked)"), "{err}");
+    let (code, out, _) = mediactl(&["admin", "unblock", &digest], &admin).await;
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("unblocked {digest}").as_str())
+    );
     let (code, out, err) = mediactl(&["admin", "erase", "bob", "--yes"], &admin).await;
     assert_eq!(code, 0, "{err}");
     assert!(
