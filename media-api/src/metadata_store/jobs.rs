@@ -196,7 +196,8 @@ pub trait JobQueue: Send + Sync + 'static {
     ) -> Result<Option<Vec<BlobKey>>, MetadataError>;
 
     /// Gives the job back to run again at `retry_at` (Unix ms), or with
-    /// `None` marks it dead and the content failed. `error` is the job's
+    /// `None` marks it dead and the content failed (a batch's job leaves
+    /// its content as it was: its variants still serve). `error` is the job's
     /// record for operators; `shown` is the content's failure reason, what
     /// its readers see.
     async fn fail(

@@ -145,7 +145,7 @@ impl Worker {
                 let shown = failure.shown();
                 match jobs.fail(&job, &self.id, &reason, &shown, retry_at).await {
                     Err(e) => tracing::error!(error = %e, "could not record a failed job"),
-                    Ok(()) if retry_at.is_none() => {
+                    Ok(()) if retry_at.is_none() && job.batch_id.is_none() => {
                         self.announce(
                             &job,
                             serde_json::json!({ "status": "failed", "reason": shown }),

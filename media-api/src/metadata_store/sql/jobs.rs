@@ -248,7 +248,9 @@ impl JobQueue for SqlMetadataStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if held == 1 && retry_at.is_none() {
+        // A batch's job that fails leaves its content as it was: the
+        // variants it had still serve; the batch counts the failure.
+        if held == 1 && retry_at.is_none() && job.batch_id.is_none() {
             sqlx::query(
                 "update blobs set processing = 'failed', processing_error = $1 where blake3 = $2",
             )

@@ -381,3 +381,43 @@ async fn a_selector_that_makes_no_sense_is_refused_and_nothing_is_enqueued(set: 
     assert!(raw_column(&app, "select job_id from jobs").await.is_empty());
     app.stop().await;
 }
+
+both_sets!(a_batch_job_that_fails_leaves_its_content_serving_what_it_had);
+async fn a_batch_job_that_fails_leaves_its_content_serving_what_it_had(set: BackendSet) {
+    let app = spawn(set).await;
+    let alice = app.user("alice");
+    let image = upload_images(&alice, 30..31).await.remove(0);
+    let hash = image["blake3"].as_str().expect("blake3").to_owned();
+    // The original gone behind the service's back: the batch's job cannot
+    // download it, and dies after its attempts.
+    let key = raw_column(
+        &app,
+        &format!("select storage_key from blobs where blake3 = '{hash}'"),
+    )
+    .await;
+    let key = media_api::blob_store::BlobKey::parse(&key[0]).expect("key");
+    app.state.backends.blobs.delete(&key).await.expect("delete");
+    let started = reprocess(&app, json!({"selector": {"blake3": [hash]}}), 202).await;
+    let id = started["batch_id"].as_str().expect("id").to_owned();
+    let ended = eventually(Duration::from_secs(60), || async {
+        batch(&app, &id).await["state"] == "done"
+    })
+    .await;
+    let done = batch(&app, &id).await;
+    assert!(ended, "{set:?}: {done}");
+    assert_eq!(done["failed"], 1, "{set:?}: {done}");
+    let media_id = image["media_id"].as_str().expect("id");
+    let view = media_e2e::json_of(alice.get(&format!("/v1/media/{media_id}")).await, 200).await;
+    assert_eq!(
+        view["status"], "ready",
+        "{set:?}: a failed batch job failed the media: {view}"
+    );
+    assert!(
+        view["variants"].as_array().is_some_and(|v| !v.is_empty()),
+        "{view}"
+    );
+    alice
+        .download(&format!("/v1/media/{media_id}/content?variant=thumb"))
+        .await;
+    app.stop().await;
+}
