@@ -75,7 +75,6 @@ struct LsArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
