@@ -35,6 +35,8 @@ pub struct Backends {
     pub batches: Arc<dyn crate::metadata_store::batches::BatchStore>,
     /// The consistency check's queries.
     pub fsck: Arc<dyn crate::metadata_store::fsck::FsckStore>,
+    /// tus sessions' lock and tail.
+    pub tus: Arc<dyn crate::metadata_store::tus::TusStore>,
     /// Live progress and events.
     pub progress: Arc<dyn ProgressBus>,
     /// Content bytes.
@@ -98,6 +100,7 @@ impl Backends {
             admin: stores.admin,
             batches: stores.batches,
             fsck: stores.fsck,
+            tus: stores.tus,
             progress,
             blobs,
             url_signer,

@@ -181,6 +181,14 @@ impl From<UploadError> for ApiError {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", detail)
                     .with("limit", limit)
             }
+            U::TusOffsetMismatch { expected } => {
+                ApiError::conflict("offset-mismatch", detail).with("offset", expected)
+            }
+            U::TusPastLength { length } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "past-upload-length", detail)
+                    .with("length", length)
+            }
+            U::TusLocked => ApiError::new(StatusCode::LOCKED, "upload-locked", detail),
             U::Metadata(MetadataError::ContentBlocked) => content_blocked(),
             U::Metadata(_) | U::Blobs(_) | U::Progress(_) | U::Backend(_) => {
                 backend_unavailable(&e)

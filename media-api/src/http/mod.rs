@@ -16,6 +16,7 @@ mod realtime;
 mod server;
 mod state;
 pub mod streams;
+mod tus;
 mod uploads;
 
 pub use server::{ConnectionLimits, serve};
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
     let bytes = Router::new()
         .merge(uploads::chunk_router())
         .merge(media::upload_router())
+        .merge(tus::router())
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             settings.upload_request_timeout,
@@ -76,7 +78,7 @@ pub fn router(state: AppState) -> Router {
         .merge(realtime::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone())
         .layer(
             ServiceBuilder::new()
                 .layer(middleware::map_request(drop_unusable_request_id))
@@ -94,6 +96,12 @@ pub fn router(state: AppState) -> Router {
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(middleware::map_response(problem::problem_for_bare_errors))
+                // tus's capability request is an OPTIONS that is not a CORS
+                // preflight: answered before the CORS layer takes it for one.
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    tus::capabilities,
+                ))
                 .layer(cors(&settings.cors_origins))
                 .layer(middleware::from_fn(record_metrics)),
         )
@@ -136,12 +144,30 @@ fn cors(origins: &[String]) -> CorsLayer {
             Method::DELETE,
             Method::OPTIONS,
         ])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            HeaderName::from_static("content-digest"),
-        ])
-        .expose_headers([header::LOCATION, header::ETAG, REQUEST_ID.clone()])
+        .allow_headers(
+            [
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("content-digest"),
+            ]
+            .into_iter()
+            .chain(
+                tus::REQUEST_HEADERS
+                    .iter()
+                    .map(|h| HeaderName::from_static(h)),
+            )
+            .collect::<Vec<_>>(),
+        )
+        .expose_headers(
+            [header::LOCATION, header::ETAG, REQUEST_ID.clone()]
+                .into_iter()
+                .chain(
+                    tus::RESPONSE_HEADERS
+                        .iter()
+                        .map(|h| HeaderName::from_static(h)),
+                )
+                .collect::<Vec<_>>(),
+        )
         .max_age(Duration::from_secs(3600))
 }
 

@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod media;
 mod records;
 pub mod sql;
+pub mod tus;
 pub mod uploads;
 
 use std::sync::Arc;
@@ -103,6 +104,8 @@ pub struct Stores {
     pub batches: Arc<dyn batches::BatchStore>,
     /// The consistency check's queries.
     pub fsck: Arc<dyn fsck::FsckStore>,
+    /// tus sessions' lock and tail.
+    pub tus: Arc<dyn tus::TusStore>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -126,6 +129,7 @@ pub async fn from_settings(settings: &Settings) -> anyhow::Result<Stores> {
         chat: store.clone(),
         admin: store.clone(),
         batches: store.clone(),
-        fsck: store,
+        fsck: store.clone(),
+        tus: store,
     })
 }

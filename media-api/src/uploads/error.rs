@@ -9,6 +9,21 @@ use crate::progress_bus::ProgressError;
 /// Why an upload request failed. Each maps to one HTTP status and stable code.
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
+    /// tus: the PATCH's `Upload-Offset` is not where the upload stands.
+    #[error("the upload is at offset {expected}")]
+    TusOffsetMismatch {
+        /// Where it stands.
+        expected: u64,
+    },
+    /// tus: the bytes go past the upload's length.
+    #[error("the upload is {length} bytes long; these bytes go past its end")]
+    TusPastLength {
+        /// Its length.
+        length: u64,
+    },
+    /// tus: another PATCH of this upload is under way.
+    #[error("another request is writing to this upload")]
+    TusLocked,
     /// A quota or rate of the caller's is spent.
     #[error("{0}")]
     Refused(#[from] crate::quotas::Refused),

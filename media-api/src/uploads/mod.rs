@@ -27,6 +27,7 @@ mod expiry;
 mod memory;
 mod progress;
 mod single;
+mod tus;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,7 @@ use std::time::Duration;
 pub use documents::{ChunkPut, ChunkReceipt, Completion, CreateUpload, Opened, Progress};
 pub use error::UploadError;
 pub use expiry::run_janitor;
+pub use tus::TusState;
 
 use crate::backends::Backends;
 use crate::config::Limits;

@@ -8,6 +8,21 @@ use crate::progress_bus::LiveProgress;
 use crate::progress_bus::upload_topic;
 
 impl UploadService {
+    /// The numbers of the chunks the store has recorded.
+    pub(super) async fn recorded_numbers(
+        &self,
+        upload: &UploadRecord,
+    ) -> Result<Vec<u32>, UploadError> {
+        Ok(self
+            .backends
+            .uploads
+            .chunks(upload.upload_id)
+            .await?
+            .iter()
+            .map(|c| c.number)
+            .collect())
+    }
+
     /// The live view, rebuilt from the metadata store when the bus lost it
     /// (and read from the store alone while the bus is down).
     pub(super) async fn live(&self, upload: &UploadRecord) -> Result<LiveProgress, UploadError> {
@@ -17,14 +32,7 @@ impl UploadService {
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "progress bus unavailable; reading the store"),
         }
-        let chunks: Vec<u32> = self
-            .backends
-            .uploads
-            .chunks(upload.upload_id)
-            .await?
-            .iter()
-            .map(|c| c.number)
-            .collect();
+        let chunks = self.recorded_numbers(upload).await?;
         if upload.state == UploadState::Receiving
             && let Err(e) = self
                 .backends

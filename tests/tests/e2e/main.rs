@@ -21,4 +21,5 @@ mod promises;
 mod realtime;
 mod seams;
 mod sniffing;
+mod tus;
 mod uploads;

@@ -27,6 +27,7 @@ mod fsck;
 mod gc;
 mod jobs;
 mod media;
+mod tus;
 mod uploads;
 
 use super::{

@@ -1,0 +1,364 @@
+//! tus 1.0 (`/v1/tus/`): the resumable-upload protocol stock clients speak
+//! (tus-js-client, Uppy, TUSKit, tuspy), over the same upload sessions as
+//! `/v1/uploads`: the URL's last segment is the upload id. Headers in and
+//! out are translated here; the rules are `uploads::tus`.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use base64::Engine;
+
+use super::problem::{ApiError, Path};
+use super::state::AppState;
+use crate::auth::Caller;
+use crate::ids::UploadId;
+use crate::uploads::{CreateUpload, Opened, TusState, UploadError};
+
+/// The protocol version spoken.
+const VERSION: &str = "1.0.0";
+/// The extensions supported.
+const EXTENSIONS: &str = "creation,creation-with-upload,expiration,termination";
+/// The PATCH body type the protocol prescribes.
+const OFFSET_STREAM: &str = "application/offset+octet-stream";
+
+static TUS_RESUMABLE: HeaderName = HeaderName::from_static("tus-resumable");
+static UPLOAD_OFFSET: HeaderName = HeaderName::from_static("upload-offset");
+static UPLOAD_LENGTH: HeaderName = HeaderName::from_static("upload-length");
+static UPLOAD_EXPIRES: HeaderName = HeaderName::from_static("upload-expires");
+static MEDIA_ID: HeaderName = HeaderName::from_static("media-id");
+
+/// The request headers a browser's tus client sends (allowed by CORS).
+pub(crate) const REQUEST_HEADERS: &[&str] = &[
+    "tus-resumable",
+    "upload-length",
+    "upload-offset",
+    "upload-metadata",
+    "upload-checksum",
+    "upload-concat",
+    "upload-defer-length",
+    "x-http-method-override",
+    "x-requested-with",
+];
+
+/// The response headers it reads (exposed by CORS).
+pub(crate) const RESPONSE_HEADERS: &[&str] = &[
+    "tus-resumable",
+    "tus-version",
+    "tus-extension",
+    "tus-max-size",
+    "tus-checksum-algorithm",
+    "upload-offset",
+    "upload-length",
+    "upload-expires",
+    "media-id",
+];
+
+/// Answers tus's capability request (an `OPTIONS` on `/v1/tus…` that is
+/// not a CORS preflight) before the CORS layer would take it for one.
+pub(crate) async fn capabilities(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let is_capabilities = request.method() == Method::OPTIONS
+        && request.uri().path().starts_with("/v1/tus")
+        && !request
+            .headers()
+            .contains_key("access-control-request-method");
+    if !is_capabilities {
+        return next.run(request).await;
+    }
+    let mut response = options(State(state)).await;
+    response
+        .headers_mut()
+        .insert(TUS_RESUMABLE.clone(), HeaderValue::from_static(VERSION));
+    response
+}
+
+/// The tus routes (they carry upload bytes: the long deadline).
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tus", post(create).options(options))
+        .route("/v1/tus/", post(create).options(options))
+        .route(
+            "/v1/tus/{upload_id}",
+            axum::routing::head(head)
+                .patch(patch)
+                .delete(terminate)
+                .options(options),
+        )
+        .layer(middleware::from_fn(protocol))
+}
+
+/// Every answer says `Tus-Resumable`; every request but `OPTIONS` must
+/// speak 1.0.0 (`412` with `Tus-Version` otherwise).
+async fn protocol(request: Request, next: Next) -> Response {
+    let speaks = request
+        .headers()
+        .get(&TUS_RESUMABLE)
+        .is_some_and(|v| v.as_bytes() == VERSION.as_bytes());
+    let mut response = if request.method() == Method::OPTIONS || speaks {
+        next.run(request).await
+    } else {
+        ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "tus-version-unsupported",
+            "this server speaks tus 1.0.0 (Tus-Resumable: 1.0.0)",
+        )
+        .with_header(
+            HeaderName::from_static("tus-version"),
+            HeaderValue::from_static(VERSION),
+        )
+        .into_response()
+    };
+    response
+        .headers_mut()
+        .insert(TUS_RESUMABLE.clone(), HeaderValue::from_static(VERSION));
+    response
+}
+
+/// `OPTIONS`: what this server supports.
+async fn options(State(state): State<AppState>) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let h = response.headers_mut();
+    h.insert("tus-version", HeaderValue::from_static(VERSION));
+    h.insert("tus-extension", HeaderValue::from_static(EXTENSIONS));
+    h.insert(
+        "tus-max-size",
+        HeaderValue::from(state.settings.limits.max_file_size.0),
+    );
+    response
+}
+
+fn number(headers: &HeaderMap, name: &HeaderName) -> Result<Option<u64>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|t| t.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid-tus-header",
+                        format!("{name} is a non-negative integer"),
+                    )
+                })
+        })
+        .transpose()
+}
+
+/// `Upload-Metadata`: comma-separated `key base64value` pairs (a value may
+/// be absent).
+fn metadata(headers: &HeaderMap) -> Result<Vec<(String, String)>, ApiError> {
+    let Some(raw) = headers.get("upload-metadata") else {
+        return Ok(Vec::new());
+    };
+    let bad = || {
+        ApiError::bad_request(
+            "invalid-upload-metadata",
+            "Upload-Metadata is comma-separated `key base64value` pairs",
+        )
+    };
+    let text = raw.to_str().map_err(|_| bad())?;
+    let mut pairs = Vec::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let mut parts = pair.splitn(2, ' ');
+        let key = parts.next().ok_or_else(bad)?.to_owned();
+        let value = match parts.next() {
+            Some(v) => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(v.trim())
+                    .map_err(|_| bad())?;
+                String::from_utf8(bytes).map_err(|_| bad())?
+            }
+            None => String::new(),
+        };
+        if key.is_empty() || pairs.iter().any(|(k, _)| k == &key) {
+            return Err(bad());
+        }
+        pairs.push((key, value));
+    }
+    Ok(pairs)
+}
+
+/// An HTTP date (`Upload-Expires`).
+fn http_date(ms: i64) -> HeaderValue {
+    let at = time::OffsetDateTime::from_unix_timestamp(ms / 1000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    HeaderValue::from_str(&at.format(&format).unwrap_or_default())
+        .unwrap_or(HeaderValue::from_static(""))
+}
+
+/// The headers that say where an upload stands.
+fn stand(response: &mut Response, state: &TusState) {
+    let h = response.headers_mut();
+    h.insert(UPLOAD_OFFSET.clone(), HeaderValue::from(state.offset));
+    if let Some(at) = state.expires_at {
+        h.insert(UPLOAD_EXPIRES.clone(), http_date(at));
+    }
+    if let Some(media) = state
+        .media_id
+        .as_deref()
+        .and_then(|m| HeaderValue::from_str(m).ok())
+    {
+        h.insert(MEDIA_ID.clone(), media);
+    }
+}
+
+fn upload_id(id: &str) -> Result<UploadId, ApiError> {
+    UploadId::parse(id).ok_or_else(|| UploadError::NotFound.into())
+}
+
+fn is_offset_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(OFFSET_STREAM))
+        })
+}
+
+/// `POST`: creation (and creation-with-upload).
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if headers.contains_key("upload-defer-length") {
+        return Err(ApiError::bad_request(
+            "defer-length-unsupported",
+            "Upload-Defer-Length is not supported: send Upload-Length",
+        ));
+    }
+    let length = number(&headers, &UPLOAD_LENGTH)?.ok_or_else(|| {
+        ApiError::bad_request("upload-length-required", "Upload-Length is required")
+    })?;
+    let max = state.settings.limits.max_file_size.0;
+    if length > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "file-too-large",
+            format!("the largest upload is {max} bytes"),
+        )
+        .with("limit", max));
+    }
+    let meta = metadata(&headers)?;
+    let get = |key: &str| meta.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let request = CreateUpload {
+        file_name: get("filename").unwrap_or_else(|| "upload".into()),
+        size: i64::try_from(length).unwrap_or(i64::MAX),
+        content_type: get("filetype").filter(|t| !t.is_empty()),
+        blake3: None,
+        chunk_size: None,
+    };
+    let upload = match state.uploads.tus_create(&caller.user, request).await? {
+        Opened::Session(upload) => upload,
+        Opened::Existing(_) => {
+            return Err(ApiError::from(UploadError::Backend(
+                "instant dedup is not taken through tus".into(),
+            )));
+        }
+    };
+    let id = upload.upload_id;
+    let location = format!("/v1/tus/{id}");
+    let mut tus_state = TusState {
+        offset: 0,
+        length,
+        expires_at: Some(upload.expires_at),
+        media_id: None,
+    };
+    // creation-with-upload: the first bytes in the same request.
+    let content_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if is_offset_stream(&headers) && content_length != Some(0) {
+        tus_state = state
+            .uploads
+            .tus_patch(&caller.user, id, 0, content_length, body.into_data_stream())
+            .await?;
+    }
+    let mut response = StatusCode::CREATED.into_response();
+    stand(&mut response, &tus_state);
+    response.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_str(&location).unwrap_or(HeaderValue::from_static("/v1/tus/")),
+    );
+    Ok(response)
+}
+
+/// `HEAD`: where the upload stands (never cached).
+async fn head(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let tus_state = state
+        .uploads
+        .tus_state(&caller.user, upload_id(&id)?)
+        .await?;
+    let mut response = StatusCode::OK.into_response();
+    stand(&mut response, &tus_state);
+    let h = response.headers_mut();
+    h.insert(UPLOAD_LENGTH.clone(), HeaderValue::from(tus_state.length));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// `PATCH`: bytes at the upload's offset.
+async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if !is_offset_stream(&headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "offset-stream-required",
+            format!("a PATCH carries Content-Type: {OFFSET_STREAM}"),
+        ));
+    }
+    let offset = number(&headers, &UPLOAD_OFFSET)?.ok_or_else(|| {
+        ApiError::bad_request("upload-offset-required", "Upload-Offset is required")
+    })?;
+    let content_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let tus_state = state
+        .uploads
+        .tus_patch(
+            &caller.user,
+            upload_id(&id)?,
+            offset,
+            content_length,
+            body.into_data_stream(),
+        )
+        .await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    stand(&mut response, &tus_state);
+    Ok(response)
+}
+
+/// `DELETE`: termination (the session aborted, its multipart upload with it).
+async fn terminate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    state.uploads.abort(&caller.user, upload_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

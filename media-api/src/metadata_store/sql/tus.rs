@@ -1,0 +1,88 @@
+//! tus's lock and tail.
+
+use async_trait::async_trait;
+
+use super::SqlMetadataStore;
+use crate::ids::UploadId;
+use crate::metadata_store::MetadataError;
+use crate::metadata_store::tus::TusStore;
+
+#[async_trait]
+impl TusStore for SqlMetadataStore {
+    async fn tus_create(&self, id: UploadId) -> Result<(), MetadataError> {
+        sqlx::query("insert into tus_uploads (upload_id) values ($1) on conflict do nothing")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn is_tus(&self, id: UploadId) -> Result<bool, MetadataError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("select 1 from tus_uploads where upload_id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    async fn tus_lock(
+        &self,
+        id: UploadId,
+        token: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<bool, MetadataError> {
+        let n = sqlx::query(
+            "update tus_uploads set lock_token = $2, lock_until = $3 where upload_id = $1 \
+             and (lock_until is null or lock_until < $4 or lock_token = $2)",
+        )
+        .bind(id.to_string())
+        .bind(token)
+        .bind(until)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn tus_unlock(&self, id: UploadId, token: &str) -> Result<(), MetadataError> {
+        sqlx::query(
+            "update tus_uploads set lock_token = null, lock_until = null \
+             where upload_id = $1 and lock_token = $2",
+        )
+        .bind(id.to_string())
+        .bind(token)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn tus_tail(&self, id: UploadId) -> Result<Vec<u8>, MetadataError> {
+        let tail: Option<Vec<u8>> =
+            sqlx::query_scalar("select tail from tus_uploads where upload_id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(tail.unwrap_or_default())
+    }
+
+    async fn tus_set_tail(
+        &self,
+        id: UploadId,
+        token: &str,
+        tail: &[u8],
+    ) -> Result<bool, MetadataError> {
+        let n = sqlx::query(
+            "update tus_uploads set tail = $3 where upload_id = $1 and lock_token = $2",
+        )
+        .bind(id.to_string())
+        .bind(token)
+        .bind(tail.to_vec())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+}

@@ -1,0 +1,42 @@
+//! What tus needs beyond an upload session: its lock (one PATCH at a time,
+//! whatever node takes it) and its tail (the bytes that do not fill a part
+//! yet).
+
+use async_trait::async_trait;
+
+use super::MetadataError;
+use crate::ids::UploadId;
+
+/// The tus part of the seam.
+#[async_trait]
+pub trait TusStore: Send + Sync + 'static {
+    /// Marks a session as taken through tus.
+    async fn tus_create(&self, id: UploadId) -> Result<(), MetadataError>;
+
+    /// Whether a session is a tus one.
+    async fn is_tus(&self, id: UploadId) -> Result<bool, MetadataError>;
+
+    /// Takes the session's lock as `token` until `until` (Unix ms), if no
+    /// one holds it (or their hold ran out at `now`); false when held.
+    async fn tus_lock(
+        &self,
+        id: UploadId,
+        token: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<bool, MetadataError>;
+
+    /// Lets the lock go, if `token` still holds it.
+    async fn tus_unlock(&self, id: UploadId, token: &str) -> Result<(), MetadataError>;
+
+    /// The bytes waiting to fill a part.
+    async fn tus_tail(&self, id: UploadId) -> Result<Vec<u8>, MetadataError>;
+
+    /// Replaces them, if `token` holds the lock; false when it does not.
+    async fn tus_set_tail(
+        &self,
+        id: UploadId,
+        token: &str,
+        tail: &[u8],
+    ) -> Result<bool, MetadataError>;
+}

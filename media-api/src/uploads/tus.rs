@@ -1,0 +1,243 @@
+//! tus 1.0 on upload sessions: a tus upload is a session like any other
+//! (owner, limits, quotas, expiry, progress, BLAKE3, dedup, processing);
+//! tus only changes how its bytes arrive. A PATCH carries bytes at the
+//! session's offset in any amount: each part it fills goes through the chunk
+//! path (hashed, stored as a multipart part, recorded), and the bytes that
+//! do not fill one yet wait in the metadata store (`tus_uploads.tail`), so
+//! the next PATCH may reach any node, or come after a restart. A PATCH cut
+//! off midway keeps what arrived. One PATCH at a time: the session's lock,
+//! held with a heartbeat; a second gets `423`.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+
+use super::{ChunkPut, Completion, CreateUpload, Opened, UploadError, UploadService};
+use crate::ids::{ChunkNumber, UploadId, UserId, now_ms};
+use crate::metadata_store::{UploadRecord, UploadState};
+
+/// How long a PATCH's hold on the session lasts without a heartbeat.
+const LOCK_LEASE: Duration = Duration::from_secs(15);
+
+/// Where a tus upload stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TusState {
+    /// Bytes received in order from the start.
+    pub offset: u64,
+    /// The upload's length.
+    pub length: u64,
+    /// Unix ms after which it is gone, while it is open.
+    pub expires_at: Option<i64>,
+    /// The media item, once complete.
+    pub media_id: Option<String>,
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+impl UploadService {
+    /// Opens a tus upload: a session (or, for content its owner holds
+    /// already, a new media item and no session).
+    pub async fn tus_create(
+        &self,
+        owner: &UserId,
+        request: CreateUpload,
+    ) -> Result<Opened, UploadError> {
+        let opened = self.create(owner, request).await?;
+        if let Opened::Session(upload) = &opened {
+            self.backends.tus.tus_create(upload.upload_id).await?;
+        }
+        Ok(opened)
+    }
+
+    /// Where the caller's upload stands, as tus says it.
+    pub async fn tus_state(&self, owner: &UserId, id: UploadId) -> Result<TusState, UploadError> {
+        let upload = self.owned(owner, id).await?;
+        match upload.state {
+            UploadState::Expired => return Err(UploadError::Expired),
+            UploadState::Aborted => return Err(UploadError::Aborted),
+            _ => {}
+        }
+        if super::is_expired(&upload) {
+            return Err(UploadError::Expired);
+        }
+        let tail = self.backends.tus.tus_tail(id).await?.len() as u64;
+        self.state_of(&upload, tail).await
+    }
+
+    async fn state_of(&self, upload: &UploadRecord, tail: u64) -> Result<TusState, UploadError> {
+        let done = upload.state == UploadState::Completed;
+        let offset = if done {
+            upload.size
+        } else {
+            self.contiguous(upload).await?.1 + tail
+        };
+        Ok(TusState {
+            offset,
+            length: upload.size,
+            expires_at: (!done).then_some(upload.expires_at),
+            media_id: upload.media_id.map(|m| m.to_string()),
+        })
+    }
+
+    /// The chunks received in order from the first: how many, and their bytes.
+    async fn contiguous(&self, upload: &UploadRecord) -> Result<(u32, u64), UploadError> {
+        let mut numbers = self.recorded_numbers(upload).await?;
+        numbers.sort_unstable();
+        let k = numbers
+            .iter()
+            .enumerate()
+            .take_while(|(i, n)| **n as usize == i + 1)
+            .count() as u32;
+        let bytes = (1..=k).map(|n| upload.chunk_len(n)).sum();
+        Ok((k, bytes))
+    }
+
+    /// Takes a PATCH's bytes at `offset`: whole parts through the chunk
+    /// path, the rest kept as the tail; completes the session when the
+    /// last byte is in. Answers where the upload stands after.
+    pub async fn tus_patch<S, E>(
+        &self,
+        owner: &UserId,
+        id: UploadId,
+        offset: u64,
+        content_length: Option<u64>,
+        body: S,
+    ) -> Result<TusState, UploadError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        E: std::fmt::Display,
+    {
+        let upload = self.owned(owner, id).await?;
+        match upload.state {
+            UploadState::Receiving if super::is_expired(&upload) => {
+                return Err(UploadError::Expired);
+            }
+            UploadState::Receiving => {}
+            UploadState::Expired => return Err(UploadError::Expired),
+            UploadState::Aborted => return Err(UploadError::Aborted),
+            UploadState::Completing => return Err(UploadError::CompletionInProgress),
+            UploadState::Completed => return Err(UploadError::AlreadyCompleted),
+        }
+        let tus = &self.backends.tus;
+        tus.tus_create(id).await?;
+        let token = uuid::Uuid::new_v4().to_string();
+        if !tus
+            .tus_lock(id, &token, now_ms() + ms(LOCK_LEASE), now_ms())
+            .await?
+        {
+            return Err(UploadError::TusLocked);
+        }
+        // Held while the body arrives, however long that is.
+        let beat = {
+            let (tus, token) = (tus.clone(), token.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(LOCK_LEASE / 3).await;
+                    let _ = tus
+                        .tus_lock(id, &token, now_ms() + ms(LOCK_LEASE), now_ms())
+                        .await;
+                }
+            })
+        };
+        let outcome = self
+            .tus_receive(owner, &upload, &token, offset, content_length, body)
+            .await;
+        beat.abort();
+        let _ = tus.tus_unlock(id, &token).await;
+        let completed = outcome?;
+        let upload = self.load_by_id(id).await?;
+        let mut state = self.state_of(&upload, 0).await?;
+        if let Some(done) = completed {
+            state.media_id = Some(done.media_id);
+            state.offset = upload.size;
+        } else {
+            state.offset += tus.tus_tail(id).await?.len() as u64;
+        }
+        Ok(state)
+    }
+
+    async fn tus_receive<S, E>(
+        &self,
+        owner: &UserId,
+        upload: &UploadRecord,
+        token: &str,
+        offset: u64,
+        content_length: Option<u64>,
+        body: S,
+    ) -> Result<Option<Completion>, UploadError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        E: std::fmt::Display,
+    {
+        let id = upload.upload_id;
+        let tus = &self.backends.tus;
+        let (k, in_parts) = self.contiguous(upload).await?;
+        let tail = tus.tus_tail(id).await?;
+        let at = in_parts + tail.len() as u64;
+        if offset != at {
+            return Err(UploadError::TusOffsetMismatch { expected: at });
+        }
+        if content_length.is_some_and(|len| at + len > upload.size) {
+            return Err(UploadError::TusPastLength {
+                length: upload.size,
+            });
+        }
+        let mut buffer = BytesMut::from(&tail[..]);
+        let mut next = k + 1;
+        let mut body = self.paced(body);
+        let mut cut_off = None;
+        loop {
+            let frame = match body.next().await {
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => {
+                    // Cut off: what arrived is kept.
+                    cut_off = Some(e);
+                    break;
+                }
+                None => break,
+            };
+            let received = in_parts_of(upload, next) + (buffer.len() + frame.len()) as u64;
+            if received > upload.size {
+                // Nothing of this frame is kept; what came before is.
+                cut_off = Some(UploadError::TusPastLength {
+                    length: upload.size,
+                });
+                break;
+            }
+            buffer.extend_from_slice(&frame);
+            while next <= upload.total_chunks && buffer.len() as u64 >= upload.chunk_len(next) {
+                let len = upload.chunk_len(next);
+                let part = buffer
+                    .split_to(usize::try_from(len).unwrap_or(usize::MAX))
+                    .freeze();
+                let put = ChunkPut {
+                    number: ChunkNumber::parse(&next.to_string())
+                        .map_err(|e| UploadError::Backend(format!("chunk number {e}")))?,
+                    content_length: Some(len),
+                    sha256: None,
+                };
+                let one = futures_util::stream::once(async move { Ok::<_, std::io::Error>(part) });
+                self.put_chunk(owner, id, put, Box::pin(one)).await?;
+                next += 1;
+            }
+        }
+        if !tus.tus_set_tail(id, token, &buffer).await? {
+            return Err(UploadError::TusLocked);
+        }
+        if let Some(e) = cut_off {
+            return Err(e);
+        }
+        if next > upload.total_chunks {
+            return Ok(Some(self.complete(owner, id).await?));
+        }
+        Ok(None)
+    }
+}
+
+/// The bytes of the chunks before `next`.
+fn in_parts_of(upload: &UploadRecord, next: u32) -> u64 {
+    (1..next).map(|n| upload.chunk_len(n)).sum()
+}
