@@ -189,6 +189,11 @@ impl From<UploadError> for ApiError {
                     .with("length", length)
             }
             U::TusLocked => ApiError::new(StatusCode::LOCKED, "upload-locked", detail),
+            U::TusChecksumMismatch => ApiError::new(
+                StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
+                "checksum-mismatch",
+                detail,
+            ),
             U::Metadata(MetadataError::ContentBlocked) => content_blocked(),
             U::Metadata(_) | U::Blobs(_) | U::Progress(_) | U::Backend(_) => {
                 backend_unavailable(&e)

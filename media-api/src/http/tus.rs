@@ -16,12 +16,14 @@ use super::problem::{ApiError, Path};
 use super::state::AppState;
 use crate::auth::Caller;
 use crate::ids::UploadId;
-use crate::uploads::{CreateUpload, Opened, TusState, UploadError};
+use crate::uploads::{CreateUpload, Opened, TusChecksum, TusState, UploadError};
 
 /// The protocol version spoken.
 const VERSION: &str = "1.0.0";
 /// The extensions supported.
-const EXTENSIONS: &str = "creation,creation-with-upload,expiration,termination";
+const EXTENSIONS: &str = "creation,creation-with-upload,expiration,checksum,termination";
+/// The checksum algorithms supported (`sha1` is the protocol's must).
+const CHECKSUMS: &str = "sha1,sha256";
 /// The PATCH body type the protocol prescribes.
 const OFFSET_STREAM: &str = "application/offset+octet-stream";
 
@@ -128,6 +130,10 @@ async fn options(State(state): State<AppState>) -> Response {
     h.insert("tus-version", HeaderValue::from_static(VERSION));
     h.insert("tus-extension", HeaderValue::from_static(EXTENSIONS));
     h.insert(
+        "tus-checksum-algorithm",
+        HeaderValue::from_static(CHECKSUMS),
+    );
+    h.insert(
         "tus-max-size",
         HeaderValue::from(state.settings.limits.max_file_size.0),
     );
@@ -184,6 +190,31 @@ fn metadata(headers: &HeaderMap) -> Result<Vec<(String, String)>, ApiError> {
         pairs.push((key, value));
     }
     Ok(pairs)
+}
+
+/// `Upload-Checksum: ALGORITHM BASE64`.
+fn checksum(headers: &HeaderMap) -> Result<Option<TusChecksum>, ApiError> {
+    let Some(raw) = headers.get("upload-checksum") else {
+        return Ok(None);
+    };
+    let bad = |what: &str| ApiError::bad_request("invalid-upload-checksum", what.to_owned());
+    let text = raw.to_str().map_err(|_| bad("Upload-Checksum is ASCII"))?;
+    let (algorithm, digest) = text
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| bad("Upload-Checksum is `ALGORITHM BASE64`"))?;
+    let digest = base64::engine::general_purpose::STANDARD
+        .decode(digest.trim())
+        .map_err(|_| bad("the checksum is base64"))?;
+    match algorithm {
+        "sha1" if digest.len() == 20 => Ok(Some(TusChecksum::Sha1(digest))),
+        "sha256" if digest.len() == 32 => Ok(Some(TusChecksum::Sha256(digest))),
+        "sha1" | "sha256" => Err(bad("the checksum is not that algorithm's length")),
+        _ => Err(ApiError::bad_request(
+            "checksum-algorithm-unsupported",
+            format!("the checksum algorithms are {CHECKSUMS}"),
+        )),
+    }
 }
 
 /// An HTTP date (`Upload-Expires`).
@@ -286,7 +317,14 @@ async fn create(
     if is_offset_stream(&headers) && content_length != Some(0) {
         tus_state = state
             .uploads
-            .tus_patch(&caller.user, id, 0, content_length, body.into_data_stream())
+            .tus_patch(
+                &caller.user,
+                id,
+                0,
+                content_length,
+                checksum(&headers)?,
+                body.into_data_stream(),
+            )
             .await?;
     }
     let mut response = StatusCode::CREATED.into_response();
@@ -345,6 +383,7 @@ async fn patch(
             upload_id(&id)?,
             offset,
             content_length,
+            checksum(&headers)?,
             body.into_data_stream(),
         )
         .await?;

@@ -21,6 +21,9 @@ pub enum UploadError {
         /// Its length.
         length: u64,
     },
+    /// tus: the PATCH's bytes do not hash to its `Upload-Checksum`.
+    #[error("the bytes do not match Upload-Checksum; none of them were taken")]
+    TusChecksumMismatch,
     /// tus: another PATCH of this upload is under way.
     #[error("another request is writing to this upload")]
     TusLocked,

@@ -20,6 +20,25 @@ use crate::metadata_store::{UploadRecord, UploadState};
 /// How long a PATCH's hold on the session lasts without a heartbeat.
 const LOCK_LEASE: Duration = Duration::from_secs(15);
 
+/// A PATCH's `Upload-Checksum`: its bytes are taken only if they hash to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TusChecksum {
+    /// SHA-1 (the algorithm the protocol requires servers to support).
+    Sha1(Vec<u8>),
+    /// SHA-256.
+    Sha256(Vec<u8>),
+}
+
+impl TusChecksum {
+    fn matches(&self, data: &[u8]) -> bool {
+        use sha2::Digest;
+        match self {
+            Self::Sha1(d) => sha1::Sha1::digest(data).as_slice() == d.as_slice(),
+            Self::Sha256(d) => sha2::Sha256::digest(data).as_slice() == d.as_slice(),
+        }
+    }
+}
+
 /// Where a tus upload stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TusState {
@@ -104,6 +123,7 @@ impl UploadService {
         id: UploadId,
         offset: u64,
         content_length: Option<u64>,
+        checksum: Option<TusChecksum>,
         body: S,
     ) -> Result<TusState, UploadError>
     where
@@ -142,9 +162,22 @@ impl UploadService {
                 }
             })
         };
-        let outcome = self
-            .tus_receive(owner, &upload, &token, offset, content_length, body)
-            .await;
+        let body = self.paced(body);
+        let outcome = match checksum {
+            None => {
+                self.tus_receive(owner, &upload, &token, offset, content_length, body.boxed())
+                    .await
+            }
+            Some(checksum) => match self.verified(body, &checksum).await {
+                Ok(data) => {
+                    let len = Some(data.len() as u64);
+                    let once = futures_util::stream::once(async move { Ok(data) });
+                    self.tus_receive(owner, &upload, &token, offset, len, once.boxed())
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+        };
         beat.abort();
         let _ = tus.tus_unlock(id, &token).await;
         let completed = outcome?;
@@ -159,19 +192,37 @@ impl UploadService {
         Ok(state)
     }
 
-    async fn tus_receive<S, E>(
+    /// A PATCH body with a checksum, whole (at most `max_chunk_size`), if
+    /// it hashes to it: bytes that cannot be verified are not taken.
+    async fn verified(
+        &self,
+        mut body: impl Stream<Item = Result<Bytes, UploadError>> + Unpin,
+        checksum: &TusChecksum,
+    ) -> Result<Bytes, UploadError> {
+        let limit = self.limits.max_chunk_size.0;
+        let mut data = BytesMut::new();
+        while let Some(frame) = body.next().await {
+            let frame = frame?;
+            if (data.len() + frame.len()) as u64 > limit {
+                return Err(UploadError::BodyTooLarge { limit });
+            }
+            data.extend_from_slice(&frame);
+        }
+        if !checksum.matches(&data) {
+            return Err(UploadError::TusChecksumMismatch);
+        }
+        Ok(data.freeze())
+    }
+
+    async fn tus_receive(
         &self,
         owner: &UserId,
         upload: &UploadRecord,
         token: &str,
         offset: u64,
         content_length: Option<u64>,
-        body: S,
-    ) -> Result<Option<Completion>, UploadError>
-    where
-        S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
-        E: std::fmt::Display,
-    {
+        mut body: futures_util::stream::BoxStream<'_, Result<Bytes, UploadError>>,
+    ) -> Result<Option<Completion>, UploadError> {
         let id = upload.upload_id;
         let tus = &self.backends.tus;
         let (k, in_parts) = self.contiguous(upload).await?;
@@ -187,7 +238,6 @@ impl UploadService {
         }
         let mut buffer = BytesMut::from(&tail[..]);
         let mut next = k + 1;
-        let mut body = self.paced(body);
         let mut cut_off = None;
         loop {
             let frame = match body.next().await {

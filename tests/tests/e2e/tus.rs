@@ -291,3 +291,70 @@ async fn two_patches_at_once_one_writes_the_other_is_told_to_wait(set: BackendSe
     );
     app.stop().await;
 }
+
+both_sets!(a_patch_whose_checksum_does_not_match_moves_nothing);
+async fn a_patch_whose_checksum_does_not_match_moves_nothing(set: BackendSet) {
+    use base64::Engine;
+    use sha2::Digest;
+    let app = TestApp::spawn(set).await;
+    let alice = app.user("alice");
+    let options = app
+        .client
+        .request(Method::OPTIONS, app.url("/v1/tus/"))
+        .send()
+        .await
+        .expect("options");
+    assert!(header(&options, "tus-extension").contains("checksum"));
+    assert_eq!(header(&options, "tus-checksum-algorithm"), "sha1,sha256");
+    let data = random_bytes(9 * MIB + 100, 74);
+    let path = create(&alice, data.len(), "sum.bin").await;
+    let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+    let first = &data[..5 * MIB];
+    let sha1 = b64(&sha1::Sha1::digest(first));
+    let checked = |sum: String, at: u64, bytes: Vec<u8>| {
+        tus(&alice, Method::PATCH, &path)
+            .header("upload-offset", at.to_string())
+            .header("content-type", "application/offset+octet-stream")
+            .header("upload-checksum", sum)
+            .body(bytes)
+            .send()
+    };
+    // One byte changed: 460, and the offset does not move.
+    let mut damaged = first.to_vec();
+    damaged[12345] ^= 1;
+    let r = checked(format!("sha1 {sha1}"), 0, damaged)
+        .await
+        .expect("patch");
+    assert_eq!(r.status().as_u16(), 460, "{set:?}");
+    assert_eq!(
+        offset(&alice, &path).await,
+        0,
+        "{set:?}: a bad PATCH moved the offset"
+    );
+    let r = checked(format!("md5 {sha1}"), 0, first.to_vec())
+        .await
+        .expect("patch");
+    assert_eq!(r.status(), 400);
+    let r = checked(format!("sha1 {sha1}"), 0, first.to_vec())
+        .await
+        .expect("patch");
+    assert_eq!(r.status(), 204, "{set:?}");
+    let rest = &data[5 * MIB..];
+    let sha256 = b64(&sha2::Sha256::digest(rest));
+    let r = checked(
+        format!("sha256 {sha256}"),
+        first.len() as u64,
+        rest.to_vec(),
+    )
+    .await
+    .expect("patch");
+    assert_eq!(r.status(), 204, "{set:?}");
+    let media_id = header(&r, "media-id");
+    let media = json_of(alice.get(&format!("/v1/media/{media_id}")).await, 200).await;
+    assert_eq!(
+        media["blake3"],
+        blake3::hash(&data).to_hex().as_str(),
+        "{set:?}"
+    );
+    app.stop().await;
+}
