@@ -9,6 +9,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # The tests make their fixtures with the ffmpeg command line and check
 # outputs with ffprobe.
 apt_install "${TEST_PACKAGES[@]}"
+"$INFRA_DIR/install-protocol-clients.sh"
 "$INFRA_DIR/up.sh"
 "$INFRA_DIR/drop-test-databases.sh"
 # shellcheck source=/dev/null

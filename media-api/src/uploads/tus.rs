@@ -117,7 +117,34 @@ impl UploadService {
     /// Takes a PATCH's bytes at `offset`: whole parts through the chunk
     /// path, the rest kept as the tail; completes the session when the
     /// last byte is in. Answers where the upload stands after.
+    ///
+    /// The work runs in a task of its own: when the client goes away, the
+    /// HTTP server drops the request's future, but the task reads on until
+    /// the body ends or breaks, keeps what arrived and lets the lock go.
     pub async fn tus_patch<S, E>(
+        &self,
+        owner: &UserId,
+        id: UploadId,
+        offset: u64,
+        content_length: Option<u64>,
+        checksum: Option<TusChecksum>,
+        body: S,
+    ) -> Result<TusState, UploadError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        let (service, owner) = (self.clone(), owner.clone());
+        tokio::spawn(async move {
+            service
+                .tus_patch_here(&owner, id, offset, content_length, checksum, body)
+                .await
+        })
+        .await
+        .map_err(|e| UploadError::Backend(format!("a PATCH's task failed: {e}")))?
+    }
+
+    async fn tus_patch_here<S, E>(
         &self,
         owner: &UserId,
         id: UploadId,
@@ -257,6 +284,7 @@ impl UploadService {
                 });
                 break;
             }
+            metrics::counter!("tus_bytes_received_total").increment(frame.len() as u64);
             buffer.extend_from_slice(&frame);
             while next <= upload.total_chunks && buffer.len() as u64 >= upload.chunk_len(next) {
                 let len = upload.chunk_len(next);

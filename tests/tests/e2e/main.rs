@@ -22,4 +22,5 @@ mod realtime;
 mod seams;
 mod sniffing;
 mod tus;
+mod tus_clients;
 mod uploads;
