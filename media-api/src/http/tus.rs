@@ -16,7 +16,7 @@ use super::problem::{ApiError, Path};
 use super::state::AppState;
 use crate::auth::Caller;
 use crate::ids::UploadId;
-use crate::uploads::{CreateUpload, Opened, TusChecksum, TusState, UploadError};
+use crate::uploads::{CreateUpload, TusChecksum, TusState, UploadError};
 
 /// The protocol version spoken.
 const VERSION: &str = "1.0.0";
@@ -290,31 +290,26 @@ async fn create(
         file_name: get("filename").unwrap_or_else(|| "upload".into()),
         size: i64::try_from(length).unwrap_or(i64::MAX),
         content_type: get("filetype").filter(|t| !t.is_empty()),
-        blake3: None,
+        blake3: get("blake3").filter(|b| !b.is_empty()),
         chunk_size: None,
     };
-    let upload = match state.uploads.tus_create(&caller.user, request).await? {
-        Opened::Session(upload) => upload,
-        Opened::Existing(_) => {
-            return Err(ApiError::from(UploadError::Backend(
-                "instant dedup is not taken through tus".into(),
-            )));
-        }
-    };
+    let upload = state.uploads.tus_create(&caller.user, request).await?;
     let id = upload.upload_id;
     let location = format!("/v1/tus/{id}");
+    let done = upload.state == crate::metadata_store::UploadState::Completed;
     let mut tus_state = TusState {
-        offset: 0,
+        // The owner's own content (instant dedup): complete already.
+        offset: if done { length } else { 0 },
         length,
-        expires_at: Some(upload.expires_at),
-        media_id: None,
+        expires_at: (!done).then_some(upload.expires_at),
+        media_id: upload.media_id.map(|m| m.to_string()),
     };
     // creation-with-upload: the first bytes in the same request.
     let content_length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if is_offset_stream(&headers) && content_length != Some(0) {
+    if !done && is_offset_stream(&headers) && content_length != Some(0) {
         tus_state = state
             .uploads
             .tus_patch(

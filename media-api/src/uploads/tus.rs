@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 
 use super::{ChunkPut, Completion, CreateUpload, Opened, UploadError, UploadService};
-use crate::ids::{ChunkNumber, UploadId, UserId, now_ms};
+use crate::ids::{Blake3, BlobKey, ChunkNumber, MediaId, UploadId, UserId, now_ms};
 use crate::metadata_store::{UploadRecord, UploadState};
 
 /// How long a PATCH's hold on the session lasts without a heartbeat.
@@ -57,18 +57,43 @@ fn ms(d: Duration) -> i64 {
 }
 
 impl UploadService {
-    /// Opens a tus upload: a session (or, for content its owner holds
-    /// already, a new media item and no session).
+    /// Opens a tus upload. For content its owner holds already (a `blake3`
+    /// in the metadata), a new media item is made and no byte is needed:
+    /// tus still wants an upload to point at, so the session is born complete.
     pub async fn tus_create(
         &self,
         owner: &UserId,
         request: CreateUpload,
-    ) -> Result<Opened, UploadError> {
-        let opened = self.create(owner, request).await?;
-        if let Opened::Session(upload) = &opened {
-            self.backends.tus.tus_create(upload.upload_id).await?;
-        }
-        Ok(opened)
+    ) -> Result<UploadRecord, UploadError> {
+        let declared_type = request.content_type.clone();
+        let upload = match self.create(owner, request).await? {
+            Opened::Session(upload) => upload,
+            Opened::Existing(done) => {
+                let now = now_ms();
+                let upload = UploadRecord {
+                    upload_id: UploadId::generate(),
+                    owner: owner.clone(),
+                    file_name: done.file_name.clone(),
+                    size: done.size,
+                    declared_type,
+                    declared_blake3: Blake3::parse(&done.blake3).ok(),
+                    chunk_size: done.size.max(1),
+                    total_chunks: 1,
+                    state: UploadState::Completed,
+                    storage_key: BlobKey::generate(),
+                    multipart_id: String::new(),
+                    media_id: MediaId::parse(&done.media_id),
+                    created_at: now,
+                    updated_at: now,
+                    expires_at: now,
+                    deduplicated: true,
+                };
+                self.backends.uploads.create_upload(&upload).await?;
+                upload
+            }
+        };
+        self.backends.tus.tus_create(upload.upload_id).await?;
+        Ok(upload)
     }
 
     /// Where the caller's upload stands, as tus says it.

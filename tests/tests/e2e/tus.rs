@@ -358,3 +358,56 @@ async fn a_patch_whose_checksum_does_not_match_moves_nothing(set: BackendSet) {
     );
     app.stop().await;
 }
+
+both_sets!(tus_and_native_uploads_of_one_file_by_its_owner_store_it_once);
+async fn tus_and_native_uploads_of_one_file_by_its_owner_store_it_once(set: BackendSet) {
+    let app = TestApp::spawn(set).await;
+    let alice = app.user("alice");
+    // Native first, then tus naming its BLAKE3: no byte sent.
+    let data = random_bytes(3 * MIB + 11, 75);
+    let hash = blake3::hash(&data).to_hex().to_string();
+    let native = alice.upload("first.bin", &data).await;
+    let r = tus(&alice, Method::POST, "/v1/tus/")
+        .header("upload-length", data.len().to_string())
+        .header(
+            "upload-metadata",
+            format!("filename {},blake3 {}", b64("again.bin"), b64(&hash)),
+        )
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), 201, "{set:?}");
+    assert_eq!(
+        header(&r, "upload-offset"),
+        data.len().to_string(),
+        "{set:?}: not complete at once"
+    );
+    let media_id = header(&r, "media-id");
+    assert!(
+        !media_id.is_empty() && media_id != native["media_id"],
+        "{set:?}"
+    );
+    let path = header(&r, "location");
+    assert_eq!(offset(&alice, &path).await, data.len() as u64);
+    let id = path.rsplit('/').next().expect("id");
+    let session = json_of(alice.get(&format!("/v1/uploads/{id}")).await, 200).await;
+    assert_eq!(session["state"], "completed", "{session}");
+    assert_eq!(session["media_id"], media_id.as_str());
+    // tus first, then native naming its BLAKE3: the owner's instant dedup.
+    let other = random_bytes(2 * MIB + 5, 76);
+    let other_hash = blake3::hash(&other).to_hex().to_string();
+    let path = create(&alice, other.len(), "tus-first.bin").await;
+    let r = patch(&alice, &path, 0, other.clone()).await;
+    assert_eq!(r.status(), 204);
+    let again = alice
+        .create_upload(serde_json::json!({
+            "file_name": "native-second.bin", "size": other.len(), "blake3": other_hash,
+        }))
+        .await;
+    let again = json_of(again, 200).await;
+    assert_eq!(again["deduplicated"], true, "{set:?}: {again}");
+    // Two contents, two objects: nothing stored twice.
+    let objects = app.state.backends.blobs.list("").await.expect("list");
+    assert_eq!(objects.len(), 2, "{set:?}: {objects:?}");
+    app.stop().await;
+}
