@@ -40,6 +40,8 @@ enum Command {
     Download(scenarios::DownloadOptions),
     /// Messages from concurrent senders: direct, a big group, one shared group; history and sync.
     Chat(scenarios::ChatOptions),
+    /// The same files through tus (a stock client's defaults) and the native chunked API.
+    Tus(scenarios::TusOptions),
     /// A live upload's thumbnail while a reprocessing batch runs, against idle workers.
     Batch(scenarios::BatchOptions),
     /// WebSocket delivery: direct, a connected group over two nodes; memory per idle socket.
@@ -80,6 +82,9 @@ fn main() -> anyhow::Result<()> {
             r.table()
         }),
         Command::Chat(o) => print(cli.json, &runtime.block_on(scenarios::chat(o))?, |r| {
+            r.table()
+        }),
+        Command::Tus(o) => print(cli.json, &runtime.block_on(scenarios::tus(o))?, |r| {
             r.table()
         }),
         Command::Batch(o) => print(cli.json, &runtime.block_on(scenarios::batch(o))?, |r| {

@@ -105,7 +105,7 @@ pub(crate) async fn ingest(o: &IngestOptions) -> anyhow::Result<ScenarioReport> 
     Ok(report)
 }
 
-async fn upload_one(
+pub(super) async fn upload_one(
     target: &Target,
     token: &str,
     i: usize,

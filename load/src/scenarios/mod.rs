@@ -11,6 +11,7 @@ mod download;
 mod ingest;
 mod realtime;
 mod small;
+mod tus;
 
 pub(crate) use batch::{BatchOptions, batch};
 pub(crate) use chat::{ChatOptions, chat};
@@ -19,6 +20,7 @@ pub(crate) use download::{DownloadOptions, download};
 pub(crate) use ingest::{IngestOptions, ingest};
 pub(crate) use realtime::{RealtimeOptions, realtime};
 pub(crate) use small::{SmallOptions, small};
+pub(crate) use tus::{TusOptions, tus};
 
 use std::collections::BTreeMap;
 use std::time::Instant;
