@@ -340,6 +340,12 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A duration in milliseconds, to add to a Unix-ms time (a duration too long
+/// for that saturates at half of `i64`, so adding it to now cannot overflow).
+pub fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
 /// Reads an RFC 3339 time as Unix milliseconds.
 pub fn parse_rfc3339(text: &str) -> Option<i64> {
     let at =

@@ -22,7 +22,7 @@ use serde::Serialize;
 use super::OperatorError;
 use crate::backends::Backends;
 use crate::blob_store::{BlobKey, ListedObject};
-use crate::ids::{Blake3, now_ms};
+use crate::ids::{Blake3, millis as ms, now_ms};
 use crate::metadata_store::fsck::{Expected, ExpectedObject};
 use crate::metadata_store::jobs::BATCH_PRIORITY;
 
@@ -115,10 +115,6 @@ impl std::fmt::Debug for Fsck {
             .field("grace", &self.grace)
             .finish_non_exhaustive()
     }
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
 }
 
 impl Fsck {

@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 
 use super::{ChunkPut, Completion, CreateUpload, Opened, UploadError, UploadService};
-use crate::ids::{Blake3, BlobKey, ChunkNumber, MediaId, UploadId, UserId, now_ms};
+use crate::ids::{Blake3, BlobKey, ChunkNumber, MediaId, UploadId, UserId, millis as ms, now_ms};
 use crate::metadata_store::{UploadRecord, UploadState};
 
 /// How long a PATCH's hold on the session lasts without a heartbeat.
@@ -50,10 +50,6 @@ pub struct TusState {
     pub expires_at: Option<i64>,
     /// The media item, once complete.
     pub media_id: Option<String>,
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
 }
 
 impl UploadService {
@@ -232,16 +228,21 @@ impl UploadService {
         };
         beat.abort();
         let _ = tus.tus_unlock(id, &token).await;
-        let completed = outcome?;
-        let upload = self.load_by_id(id).await?;
-        let mut state = self.state_of(&upload, 0).await?;
-        if let Some(done) = completed {
-            state.media_id = Some(done.media_id);
-            state.offset = upload.size;
-        } else {
-            state.offset += tus.tus_tail(id).await?.len() as u64;
-        }
-        Ok(state)
+        // Where the PATCH left it: no need to read it back.
+        Ok(match outcome? {
+            Received::Completed(done) => TusState {
+                offset: upload.size,
+                length: upload.size,
+                expires_at: None,
+                media_id: Some(done.media_id),
+            },
+            Received::At(offset) => TusState {
+                offset,
+                length: upload.size,
+                expires_at: Some(upload.expires_at),
+                media_id: None,
+            },
+        })
     }
 
     /// A PATCH body with a checksum, whole (at most `max_chunk_size`), if
@@ -274,7 +275,7 @@ impl UploadService {
         offset: u64,
         content_length: Option<u64>,
         mut body: futures_util::stream::BoxStream<'_, Result<Bytes, UploadError>>,
-    ) -> Result<Option<Completion>, UploadError> {
+    ) -> Result<Received, UploadError> {
         let id = upload.upload_id;
         let tus = &self.backends.tus;
         let (k, in_parts) = self.contiguous(upload).await?;
@@ -334,10 +335,20 @@ impl UploadService {
             return Err(e);
         }
         if next > upload.total_chunks {
-            return Ok(Some(self.complete(owner, id).await?));
+            return Ok(Received::Completed(self.complete(owner, id).await?));
         }
-        Ok(None)
+        Ok(Received::At(
+            in_parts_of(upload, next) + buffer.len() as u64,
+        ))
     }
+}
+
+/// How a PATCH's bytes ended.
+enum Received {
+    /// The last byte is in: the session completed.
+    Completed(Completion),
+    /// The upload's offset now.
+    At(u64),
 }
 
 /// The bytes of the chunks before `next`.

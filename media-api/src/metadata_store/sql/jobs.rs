@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::SqlMetadataStore;
-use crate::ids::{Blake3, BlobKey, UploadId, UserId, now_ms};
+use crate::ids::{Blake3, BlobKey, UploadId, UserId, millis as ms, now_ms};
 use crate::metadata_store::jobs::{
     BATCH_PRIORITY, Job, JobQueue, JobState, Processed, ProcessingTarget, VariantRecord,
 };
@@ -15,10 +15,6 @@ use crate::metadata_store::{Dialect, MetadataError};
 
 /// The PostgreSQL channel workers listen on.
 const CHANNEL: &str = "media_jobs";
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
-}
 
 /// Enqueues processing of a new content inside the transaction that creates it.
 pub(super) async fn enqueue(
