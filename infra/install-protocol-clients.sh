@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the stock protocol clients the tests run against the service,
 # pinned, from the package registries only: tuspy (PyPI) in a virtualenv in
-# infra/.local/venv. Idempotent.
+# infra/.local/venv, and tus-js-client (npm) in tests/clients/node_modules.
+# Idempotent.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -15,4 +16,17 @@ fi
 if ! "$venv/bin/python" -c "import tusclient, importlib.metadata as m; assert m.version('tuspy') == '$TUSPY_VERSION'" 2>/dev/null; then
     log "installing tuspy $TUSPY_VERSION from PyPI"
     "$venv/bin/pip" install -q "tuspy==$TUSPY_VERSION"
+fi
+
+# tus-js-client (npm), run under Node: pinned in tests/clients/package.json,
+# locked in its package-lock.json, installed with `npm ci`.
+if ! command -v npm >/dev/null; then
+    apt_install nodejs npm
+fi
+clients="$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/clients" && pwd)"
+if [ ! -f "$clients/node_modules/.package-lock.json" ] ||
+    ! cmp -s "$clients/package-lock.json" "$clients/node_modules/.lock-installed"; then
+    log "installing tus-js-client from npm (tests/clients/package-lock.json)"
+    (cd "$clients" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$clients/package-lock.json" "$clients/node_modules/.lock-installed"
 fi

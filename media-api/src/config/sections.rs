@@ -157,6 +157,8 @@ pub struct Limits {
     pub upload_expiry: Duration,
     /// Most items one page of a listing may hold.
     pub max_page_size: u32,
+    /// Most partial uploads one tus final upload may be made of.
+    pub max_concat_uploads: usize,
     /// A completion not heard from for this long was cut off (its node
     /// died, its request timed out): another `complete` call or the janitor
     /// takes it over.
@@ -226,6 +228,7 @@ impl Default for Limits {
             body_grace: Duration::from_secs(15),
             upload_expiry: Duration::from_secs(24 * 3600),
             max_page_size: 200,
+            max_concat_uploads: 64,
             abandoned_completion: Duration::from_secs(60),
             max_streams_per_user: 32,
             max_image_size: ByteSize(16 * MIB),

@@ -188,6 +188,11 @@ impl From<UploadError> for ApiError {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "past-upload-length", detail)
                     .with("length", length)
             }
+            U::TusFinalUpload => ApiError::new(StatusCode::FORBIDDEN, "upload-is-final", detail),
+            U::TusConcat(_) => ApiError::bad_request("invalid-upload-concat", detail),
+            U::TusPartialUnfinished(_) => {
+                ApiError::bad_request("partial-upload-unfinished", detail)
+            }
             U::TusLocked => ApiError::new(StatusCode::LOCKED, "upload-locked", detail),
             U::TusChecksumMismatch => ApiError::new(
                 StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),

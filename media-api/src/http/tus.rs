@@ -16,12 +16,15 @@ use super::problem::{ApiError, Path};
 use super::state::AppState;
 use crate::auth::Caller;
 use crate::ids::UploadId;
-use crate::uploads::{CreateUpload, TusChecksum, TusState, UploadError};
+use crate::uploads::{Concat, CreateUpload, TusChecksum, TusState, UploadError};
 
 /// The protocol version spoken.
 const VERSION: &str = "1.0.0";
-/// The extensions supported.
+/// The extensions supported, without and with concatenation (turned off by
+/// `limits.max_concat_uploads = 0`).
 const EXTENSIONS: &str = "creation,creation-with-upload,expiration,checksum,termination";
+const EXTENSIONS_WITH_CONCAT: &str =
+    "creation,creation-with-upload,expiration,checksum,termination,concatenation";
 /// The checksum algorithms supported (`sha1` is the protocol's must).
 const CHECKSUMS: &str = "sha1,sha256";
 /// The PATCH body type the protocol prescribes.
@@ -128,7 +131,14 @@ async fn options(State(state): State<AppState>) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     let h = response.headers_mut();
     h.insert("tus-version", HeaderValue::from_static(VERSION));
-    h.insert("tus-extension", HeaderValue::from_static(EXTENSIONS));
+    h.insert(
+        "tus-extension",
+        HeaderValue::from_static(if state.settings.limits.max_concat_uploads > 0 {
+            EXTENSIONS_WITH_CONCAT
+        } else {
+            EXTENSIONS
+        }),
+    );
     h.insert(
         "tus-checksum-algorithm",
         HeaderValue::from_static(CHECKSUMS),
@@ -259,7 +269,35 @@ fn is_offset_stream(headers: &HeaderMap) -> bool {
         })
 }
 
-/// `POST`: creation (and creation-with-upload).
+/// `Upload-Concat`: `partial`, or `final;` and the partial uploads' URLs
+/// (absolute or not) separated by spaces.
+fn concat(headers: &HeaderMap) -> Result<Option<Concat>, ApiError> {
+    let Some(raw) = headers.get("upload-concat") else {
+        return Ok(None);
+    };
+    let bad = |why: &str| {
+        ApiError::from(UploadError::TusConcat(format!(
+            "Upload-Concat is `partial` or `final;URL URL…`: {why}"
+        )))
+    };
+    let text = raw.to_str().map_err(|_| bad("not ASCII"))?.trim();
+    if text == "partial" {
+        return Ok(Some(Concat::Partial));
+    }
+    let urls = text.strip_prefix("final;").ok_or_else(|| bad("neither"))?;
+    let ids = urls
+        .split_ascii_whitespace()
+        .map(|url| {
+            url.split_once("/v1/tus/")
+                .map(|(_, rest)| rest.split(['?', '#']).next().unwrap_or_default())
+                .and_then(UploadId::parse)
+                .ok_or_else(|| bad(&format!("{url} is not an upload of this server")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(Concat::Final(ids, text.to_owned())))
+}
+
+/// `POST`: creation (and creation-with-upload), and concatenation.
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -271,6 +309,28 @@ async fn create(
             "defer-length-unsupported",
             "Upload-Defer-Length is not supported: send Upload-Length",
         ));
+    }
+    let concat = concat(&headers)?;
+    if concat.is_some() && state.settings.limits.max_concat_uploads == 0 {
+        return Err(UploadError::TusConcat("concatenation is turned off here".into()).into());
+    }
+    let meta = metadata(&headers)?;
+    let get = |key: &str| meta.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let mut request = CreateUpload {
+        file_name: get("filename").unwrap_or_else(|| "upload".into()),
+        size: 0,
+        content_type: get("filetype").filter(|t| !t.is_empty()),
+        blake3: get("blake3").filter(|b| !b.is_empty()),
+        chunk_size: None,
+    };
+    if let Some(Concat::Final(partials, header)) = &concat {
+        // Its length is its pieces': Upload-Length is not sent, and a
+        // final upload takes no bytes of its own.
+        let (upload, tus_state) = state
+            .uploads
+            .tus_concatenate(&caller.user, request, partials, header)
+            .await?;
+        return Ok(created(upload.upload_id, &tus_state));
     }
     let length = number(&headers, &UPLOAD_LENGTH)?.ok_or_else(|| {
         ApiError::bad_request("upload-length-required", "Upload-Length is required")
@@ -284,18 +344,13 @@ async fn create(
         )
         .with("limit", max));
     }
-    let meta = metadata(&headers)?;
-    let get = |key: &str| meta.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
-    let request = CreateUpload {
-        file_name: get("filename").unwrap_or_else(|| "upload".into()),
-        size: i64::try_from(length).unwrap_or(i64::MAX),
-        content_type: get("filetype").filter(|t| !t.is_empty()),
-        blake3: get("blake3").filter(|b| !b.is_empty()),
-        chunk_size: None,
-    };
-    let upload = state.uploads.tus_create(&caller.user, request).await?;
+    request.size = i64::try_from(length).unwrap_or(i64::MAX);
+    let partial = concat == Some(Concat::Partial);
+    let upload = state
+        .uploads
+        .tus_create(&caller.user, request, partial)
+        .await?;
     let id = upload.upload_id;
-    let location = format!("/v1/tus/{id}");
     let done = upload.state == crate::metadata_store::UploadState::Completed;
     let mut tus_state = TusState {
         // The owner's own content (instant dedup): complete already.
@@ -303,6 +358,7 @@ async fn create(
         length,
         expires_at: (!done).then_some(upload.expires_at),
         media_id: upload.media_id.map(|m| m.to_string()),
+        concat: None,
     };
     // creation-with-upload: the first bytes in the same request.
     let content_length = headers
@@ -322,13 +378,19 @@ async fn create(
             )
             .await?;
     }
+    Ok(created(id, &tus_state))
+}
+
+/// `201 Created` with the new upload's URL and where it stands.
+fn created(id: UploadId, tus_state: &TusState) -> Response {
     let mut response = StatusCode::CREATED.into_response();
-    stand(&mut response, &tus_state);
+    stand(&mut response, tus_state);
     response.headers_mut().insert(
         header::LOCATION,
-        HeaderValue::from_str(&location).unwrap_or(HeaderValue::from_static("/v1/tus/")),
+        HeaderValue::from_str(&format!("/v1/tus/{id}"))
+            .unwrap_or(HeaderValue::from_static("/v1/tus/")),
     );
-    Ok(response)
+    response
 }
 
 /// `HEAD`: where the upload stands (never cached).
@@ -346,6 +408,13 @@ async fn head(
     let h = response.headers_mut();
     h.insert(UPLOAD_LENGTH.clone(), HeaderValue::from(tus_state.length));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(concat) = tus_state
+        .concat
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
+        h.insert(HeaderName::from_static("upload-concat"), concat);
+    }
     Ok(response)
 }
 

@@ -10,11 +10,13 @@ use crate::ids::UploadId;
 /// The tus part of the seam.
 #[async_trait]
 pub trait TusStore: Send + Sync + 'static {
-    /// Marks a session as taken through tus.
-    async fn tus_create(&self, id: UploadId) -> Result<(), MetadataError>;
+    /// Marks a session as taken through tus; `concat` is its
+    /// `Upload-Concat` (`partial`, or `final;…`), kept as sent.
+    async fn tus_create(&self, id: UploadId, concat: Option<&str>) -> Result<(), MetadataError>;
 
-    /// Whether a session is a tus one.
-    async fn is_tus(&self, id: UploadId) -> Result<bool, MetadataError>;
+    /// A tus session's `Upload-Concat`: `None` for an ordinary upload (or
+    /// one not taken through tus).
+    async fn tus_concat(&self, id: UploadId) -> Result<Option<String>, MetadataError>;
 
     /// Takes the session's lock as `token` until `until` (Unix ms), if no
     /// one holds it (or their hold ran out at `now`); false when held.

@@ -9,7 +9,9 @@ use super::chunk_hash::merge_root;
 use super::{COMPLETION_WAIT, Completion, UploadError, UploadService, is_expired};
 use crate::blob_store::{BlobStoreError, ByteRange, CompletedPart, MultipartId};
 use crate::ids::{Blake3, MediaId, UploadId, UserId, now_ms};
-use crate::metadata_store::{Created, MetadataError, NewContent, UploadRecord, UploadState};
+use crate::metadata_store::{
+    ChunkRecord, Created, MetadataError, NewContent, UploadRecord, UploadState,
+};
 use crate::processing;
 use crate::progress_bus::EventKind;
 use crate::progress_bus::upload_topic;
@@ -168,15 +170,7 @@ impl UploadService {
                 actual: root.to_hex(),
             });
         }
-        let parts: Vec<CompletedPart> = chunks
-            .iter()
-            .map(|c| CompletedPart {
-                number: c.number,
-                etag: c.etag.clone(),
-                sha256: c.sha256,
-            })
-            .collect();
-        match blobs.complete_multipart(key, &multipart, &parts).await {
+        match self.join_parts(&upload, &chunks).await {
             Ok(()) => {}
             Err(BlobStoreError::InvalidPart { .. }) => {
                 // A part was replaced after it was recorded (a racing PUT with
@@ -205,9 +199,6 @@ impl UploadService {
                 } else {
                     UploadError::ChunksMissing(bad)
                 });
-            }
-            Err(BlobStoreError::NoSuchUpload) if blobs.head(key).await?.is_some() => {
-                // An earlier, abandoned completion joined the parts already.
             }
             Err(BlobStoreError::NoSuchUpload) => {
                 // The store dropped the parts (its lifecycle rule): nothing to complete.
@@ -275,6 +266,36 @@ impl UploadService {
         )
         .await;
         Ok(completion)
+    }
+
+    /// Joins a session's recorded parts into its object. An object that an
+    /// earlier, abandoned join made already counts as joined.
+    pub(super) async fn join_parts(
+        &self,
+        upload: &UploadRecord,
+        chunks: &[ChunkRecord],
+    ) -> Result<(), BlobStoreError> {
+        let blobs = &self.backends.blobs;
+        let parts: Vec<CompletedPart> = chunks
+            .iter()
+            .map(|c| CompletedPart {
+                number: c.number,
+                etag: c.etag.clone(),
+                sha256: c.sha256,
+            })
+            .collect();
+        let multipart = MultipartId(upload.multipart_id.clone());
+        match blobs
+            .complete_multipart(&upload.storage_key, &multipart, &parts)
+            .await
+        {
+            Err(BlobStoreError::NoSuchUpload)
+                if blobs.head(&upload.storage_key).await?.is_some() =>
+            {
+                Ok(())
+            }
+            joined => joined,
+        }
     }
 
     /// After a media was created: when the content was stored already, the

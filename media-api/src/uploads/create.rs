@@ -46,26 +46,17 @@ impl UploadService {
         Ok(chunk)
     }
 
-    /// Opens a session: checks the request, creates the multipart upload,
-    /// stores the session. When the caller already owns content with the
-    /// declared BLAKE3 and size, answers with a new media item at once instead
-    /// (instant dedup); content anyone else owns makes no difference here.
-    pub async fn create(
+    /// What a new upload of `size` bytes declares: its name, its BLAKE3
+    /// and its type, which must look like one and is refused early when its
+    /// limit is already passed (the sniffed type decides at completion all
+    /// the same).
+    pub(super) fn check_declared(
         &self,
-        owner: &UserId,
-        request: CreateUpload,
-    ) -> Result<Opened, UploadError> {
+        request: &CreateUpload,
+        size: u64,
+    ) -> Result<(FileName, Option<Blake3>), UploadError> {
         let file_name =
             FileName::parse(&request.file_name).map_err(UploadError::InvalidFileName)?;
-        let size = u64::try_from(request.size)
-            .ok()
-            .filter(|s| *s > 0)
-            .ok_or_else(|| {
-                UploadError::InvalidSize(
-                    "size must be a positive number of bytes; send empty files with POST /v1/media"
-                        .into(),
-                )
-            })?;
         // Over every type's limit, no content of any type could be taken.
         let limit = self
             .limits
@@ -81,18 +72,37 @@ impl UploadService {
             .map(Blake3::parse)
             .transpose()
             .map_err(UploadError::InvalidBlake3)?;
-        if let Some(t) = &request.content_type
-            && (t.len() > 255 || t.chars().any(char::is_control) || !t.contains('/'))
-        {
+        let Some(t) = &request.content_type else {
+            return Ok((file_name, declared_blake3));
+        };
+        if t.len() > 255 || t.chars().any(char::is_control) || !t.contains('/') {
             return Err(UploadError::InvalidContentType(
                 "content_type must be a MIME type such as image/jpeg".into(),
             ));
         }
-        // A stated type is refused early when its limit is already passed;
-        // the sniffed type decides at completion all the same.
-        if let Some(t) = &request.content_type {
-            self.check_type_size(t, size)?;
-        }
+        self.check_type_size(t, size)?;
+        Ok((file_name, declared_blake3))
+    }
+
+    /// Opens a session: checks the request, creates the multipart upload,
+    /// stores the session. When the caller already owns content with the
+    /// declared BLAKE3 and size, answers with a new media item at once instead
+    /// (instant dedup); content anyone else owns makes no difference here.
+    pub async fn create(
+        &self,
+        owner: &UserId,
+        request: CreateUpload,
+    ) -> Result<Opened, UploadError> {
+        let size = u64::try_from(request.size)
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| {
+                UploadError::InvalidSize(
+                    "size must be a positive number of bytes; send empty files with POST /v1/media"
+                        .into(),
+                )
+            })?;
+        let (file_name, declared_blake3) = self.check_declared(&request, size)?;
         let chunk_size = self.choose_chunk_size(size, request.chunk_size)?;
         self.charge(owner, Rate::Media, 1).await?;
         // One read of what the owner holds serves both checks. A session's
@@ -117,6 +127,30 @@ impl UploadService {
         if declared_blake3.is_some() {
             self.quotas.check_sessions(&usage)?;
         }
+        let record = self
+            .open_session(
+                owner,
+                file_name,
+                size,
+                request.content_type,
+                declared_blake3,
+                chunk_size,
+            )
+            .await?;
+        Ok(Opened::Session(record))
+    }
+
+    /// Opens a session whose checks are done: its multipart upload, its
+    /// record, its progress, and the owner's devices told.
+    pub(super) async fn open_session(
+        &self,
+        owner: &UserId,
+        file_name: FileName,
+        size: u64,
+        declared_type: Option<String>,
+        declared_blake3: Option<Blake3>,
+        chunk_size: u64,
+    ) -> Result<UploadRecord, UploadError> {
         let total_chunks = u32::try_from(size.div_ceil(chunk_size)).unwrap_or(u32::MAX);
         let key = BlobKey::generate();
         let multipart = self.backends.blobs.create_multipart(&key).await?;
@@ -126,9 +160,9 @@ impl UploadService {
         let record = UploadRecord {
             upload_id: UploadId::generate(),
             owner: owner.clone(),
-            file_name: file_name.clone(),
+            file_name,
             size,
-            declared_type: request.content_type,
+            declared_type,
             declared_blake3,
             chunk_size,
             total_chunks,
@@ -167,6 +201,6 @@ impl UploadService {
         {
             tracing::warn!(error = %e, "could not announce a new upload");
         }
-        Ok(Opened::Session(record))
+        Ok(record)
     }
 }

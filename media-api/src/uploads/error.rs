@@ -24,6 +24,15 @@ pub enum UploadError {
     /// tus: the PATCH's bytes do not hash to its `Upload-Checksum`.
     #[error("the bytes do not match Upload-Checksum; none of them were taken")]
     TusChecksumMismatch,
+    /// tus: a PATCH to a final (concatenated) upload, which takes no bytes.
+    #[error("a final upload is made of its partial uploads and takes no bytes")]
+    TusFinalUpload,
+    /// tus: an `Upload-Concat` that cannot be taken.
+    #[error("{0}")]
+    TusConcat(String),
+    /// tus: a partial upload named in a final one has not all its bytes yet.
+    #[error("partial upload {0} has not received all its bytes")]
+    TusPartialUnfinished(String),
     /// tus: another PATCH of this upload is under way.
     #[error("another request is writing to this upload")]
     TusLocked,

@@ -35,7 +35,7 @@ use std::time::Duration;
 pub use documents::{ChunkPut, ChunkReceipt, Completion, CreateUpload, Opened, Progress};
 pub use error::UploadError;
 pub use expiry::run_janitor;
-pub use tus::{TusChecksum, TusState};
+pub use tus::{Concat, TusChecksum, TusState};
 
 use crate::backends::Backends;
 use crate::config::Limits;

@@ -11,9 +11,10 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 
 use super::{ChunkPut, Completion, CreateUpload, Opened, UploadError, UploadService};
+use crate::blob_store::BlobStore;
 use crate::ids::{Blake3, BlobKey, ChunkNumber, MediaId, UploadId, UserId, millis as ms, now_ms};
 use crate::metadata_store::{UploadRecord, UploadState};
 
@@ -50,17 +51,39 @@ pub struct TusState {
     pub expires_at: Option<i64>,
     /// The media item, once complete.
     pub media_id: Option<String>,
+    /// Its `Upload-Concat` (`partial`, or `final;…`), for a concatenation.
+    pub concat: Option<String>,
 }
+
+/// How a tus upload is put together (`Upload-Concat`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Concat {
+    /// A piece of a final upload to come: its last byte completes nothing.
+    Partial,
+    /// Made of these partial uploads of the caller's, in this order; the
+    /// header as the client sent it, repeated on `HEAD`.
+    Final(Vec<UploadId>, String),
+}
+
+/// `Upload-Concat` of a partial upload.
+const PARTIAL: &str = "partial";
 
 impl UploadService {
     /// Opens a tus upload. For content its owner holds already (a `blake3`
     /// in the metadata), a new media item is made and no byte is needed:
     /// tus still wants an upload to point at, so the session is born complete.
+    /// A partial upload is a piece of bytes, not a file: no dedup by a
+    /// `blake3` (which names the whole file), no type.
     pub async fn tus_create(
         &self,
         owner: &UserId,
-        request: CreateUpload,
+        mut request: CreateUpload,
+        partial: bool,
     ) -> Result<UploadRecord, UploadError> {
+        if partial {
+            request.blake3 = None;
+            request.content_type = None;
+        }
         let declared_type = request.content_type.clone();
         let upload = match self.create(owner, request).await? {
             Opened::Session(upload) => upload,
@@ -88,8 +111,157 @@ impl UploadService {
                 upload
             }
         };
-        self.backends.tus.tus_create(upload.upload_id).await?;
+        self.backends
+            .tus
+            .tus_create(upload.upload_id, partial.then_some(PARTIAL))
+            .await?;
         Ok(upload)
+    }
+
+    /// Makes a final upload of the caller's partial ones, in order, and
+    /// completes it as any upload completes (BLAKE3, dedup, media,
+    /// processing). The pieces' bytes are read back from the store through
+    /// the chunk path of a new session: an S3 part cannot span two objects,
+    /// and the file's BLAKE3 needs its bytes in order. The partial uploads
+    /// are used up, also when the whole is refused (their bytes are its).
+    pub async fn tus_concatenate(
+        &self,
+        owner: &UserId,
+        request: CreateUpload,
+        partials: &[UploadId],
+        concat: &str,
+    ) -> Result<(UploadRecord, TusState), UploadError> {
+        let most = self.limits.max_concat_uploads;
+        if partials.is_empty() || partials.len() > most {
+            return Err(UploadError::TusConcat(format!(
+                "a final upload is made of 1 to {most} partial uploads"
+            )));
+        }
+        if (1..partials.len()).any(|i| partials[..i].contains(&partials[i])) {
+            return Err(UploadError::TusConcat(
+                "a final upload names each partial upload once".into(),
+            ));
+        }
+        let mut pieces = Vec::with_capacity(partials.len());
+        for id in partials {
+            let piece = match self.load(owner, *id).await {
+                Err(UploadError::NotFound) => None,
+                found => Some(found?),
+            };
+            let is_partial = self.backends.tus.tus_concat(*id).await?.as_deref() == Some(PARTIAL);
+            match piece {
+                Some(piece) if is_partial => pieces.push(piece),
+                _ => {
+                    return Err(UploadError::TusConcat(format!(
+                        "{id} is not one of your partial uploads (Upload-Concat: partial)"
+                    )));
+                }
+            }
+        }
+        let size: u64 = pieces.iter().map(|p| p.size).sum();
+        let (file_name, declared_blake3) = self.check_declared(&request, size)?;
+        let chunk_size = self.choose_chunk_size(size, None)?;
+        self.claim_partials(&pieces).await?;
+        let made = async {
+            for piece in &pieces {
+                let chunks = self.backends.uploads.chunks(piece.upload_id).await?;
+                self.join_parts(piece, &chunks).await?;
+            }
+            let whole = self
+                .open_session(
+                    owner,
+                    file_name,
+                    size,
+                    request.content_type,
+                    declared_blake3,
+                    chunk_size,
+                )
+                .await?;
+            self.backends
+                .tus
+                .tus_create(whole.upload_id, Some(concat))
+                .await?;
+            let keys = pieces.iter().map(|p| p.storage_key.clone()).collect();
+            let body = read_in_order(self.backends.blobs.clone(), keys);
+            let state = self
+                .tus_patch_here(owner, whole.upload_id, 0, Some(size), None, body, false)
+                .await;
+            Ok::<_, UploadError>((whole, state))
+        }
+        .await;
+        // The pieces are used up once the whole has had all its bytes,
+        // whatever its completion said; else they are put back as they were.
+        let used_up = match &made {
+            Ok((whole, _)) => matches!(
+                self.load_by_id(whole.upload_id).await.map(|u| u.state),
+                Ok(UploadState::Completed | UploadState::Aborted)
+            ),
+            Err(_) => false,
+        };
+        for piece in &pieces {
+            if used_up {
+                self.drop_session(piece, UploadState::Completing, UploadState::Aborted)
+                    .await;
+                if let Err(e) = self.backends.blobs.delete(&piece.storage_key).await {
+                    tracing::warn!(error = %e, key = %piece.storage_key, "could not delete a used partial upload");
+                }
+            } else {
+                self.reopen(piece).await;
+            }
+        }
+        let (whole, state) = made?;
+        if !used_up {
+            let _ = self.abort(owner, whole.upload_id).await;
+        }
+        let mut state = state?;
+        state.concat = Some(concat.to_owned());
+        Ok((whole, state))
+    }
+
+    /// Takes the partial uploads for a final one (each `receiving` →
+    /// `completing`, as a completion would), if each has all its bytes;
+    /// puts back the ones it took when one cannot be.
+    async fn claim_partials(&self, pieces: &[UploadRecord]) -> Result<(), UploadError> {
+        for (i, piece) in pieces.iter().enumerate() {
+            let id = piece.upload_id;
+            let taken = match piece.state {
+                UploadState::Receiving if !super::is_expired(piece) => {
+                    match self.contiguous(piece).await {
+                        Ok((k, _)) if k == piece.total_chunks => self
+                            .backends
+                            .uploads
+                            .transition(
+                                id,
+                                &[UploadState::Receiving],
+                                UploadState::Completing,
+                                None,
+                            )
+                            .await
+                            .map_err(UploadError::from),
+                        Ok(_) => Err(UploadError::TusPartialUnfinished(id.to_string())),
+                        Err(e) => Err(e),
+                    }
+                }
+                // A final upload cut off before it used the piece up.
+                UploadState::Completing => self.take_over(piece).await,
+                UploadState::Receiving | UploadState::Expired => Err(UploadError::TusConcat(
+                    format!("partial upload {id} has expired"),
+                )),
+                UploadState::Completed | UploadState::Aborted => Err(UploadError::TusConcat(
+                    format!("partial upload {id} was used up or terminated"),
+                )),
+            };
+            let failed = match taken {
+                Ok(true) => continue,
+                Ok(false) => UploadError::CompletionInProgress,
+                Err(e) => e,
+            };
+            for earlier in &pieces[..i] {
+                self.reopen(earlier).await;
+            }
+            return Err(failed);
+        }
+        Ok(())
     }
 
     /// Where the caller's upload stands, as tus says it.
@@ -104,21 +276,19 @@ impl UploadService {
             return Err(UploadError::Expired);
         }
         let tail = self.backends.tus.tus_tail(id).await?.len() as u64;
-        self.state_of(&upload, tail).await
-    }
-
-    async fn state_of(&self, upload: &UploadRecord, tail: u64) -> Result<TusState, UploadError> {
+        let concat = self.backends.tus.tus_concat(id).await?;
         let done = upload.state == UploadState::Completed;
         let offset = if done {
             upload.size
         } else {
-            self.contiguous(upload).await?.1 + tail
+            self.contiguous(&upload).await?.1 + tail
         };
         Ok(TusState {
             offset,
             length: upload.size,
             expires_at: (!done).then_some(upload.expires_at),
             media_id: upload.media_id.map(|m| m.to_string()),
+            concat,
         })
     }
 
@@ -156,15 +326,29 @@ impl UploadService {
         E: std::fmt::Display + Send + 'static,
     {
         let (service, owner) = (self.clone(), owner.clone());
+        // The bytes clients sent (a concatenation's copy is not counted).
+        let body = body.inspect(|frame| {
+            if let Ok(frame) = frame {
+                metrics::counter!("tus_bytes_received_total").increment(frame.len() as u64);
+            }
+        });
         tokio::spawn(async move {
+            let concat = service.backends.tus.tus_concat(id).await?;
+            if concat.as_deref().is_some_and(|c| c != PARTIAL) {
+                // Someone else's final upload is not found all the same.
+                service.load(&owner, id).await?;
+                return Err(UploadError::TusFinalUpload);
+            }
+            let partial = concat.is_some();
             service
-                .tus_patch_here(&owner, id, offset, content_length, checksum, body)
+                .tus_patch_here(&owner, id, offset, content_length, checksum, body, partial)
                 .await
         })
         .await
         .map_err(|e| UploadError::Backend(format!("a PATCH's task failed: {e}")))?
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn tus_patch_here<S, E>(
         &self,
         owner: &UserId,
@@ -173,6 +357,7 @@ impl UploadService {
         content_length: Option<u64>,
         checksum: Option<TusChecksum>,
         body: S,
+        partial: bool,
     ) -> Result<TusState, UploadError>
     where
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
@@ -190,7 +375,7 @@ impl UploadService {
             UploadState::Completed => return Err(UploadError::AlreadyCompleted),
         }
         let tus = &self.backends.tus;
-        tus.tus_create(id).await?;
+        tus.tus_create(id, None).await?;
         let token = uuid::Uuid::new_v4().to_string();
         if !tus
             .tus_lock(id, &token, now_ms() + ms(LOCK_LEASE), now_ms())
@@ -213,15 +398,24 @@ impl UploadService {
         let body = self.paced(body);
         let outcome = match checksum {
             None => {
-                self.tus_receive(owner, &upload, &token, offset, content_length, body.boxed())
-                    .await
+                let to = Receiving {
+                    token: &token,
+                    offset,
+                    content_length,
+                    partial,
+                };
+                self.tus_receive(owner, &upload, to, body.boxed()).await
             }
             Some(checksum) => match self.verified(body, &checksum).await {
                 Ok(data) => {
-                    let len = Some(data.len() as u64);
+                    let to = Receiving {
+                        token: &token,
+                        offset,
+                        content_length: Some(data.len() as u64),
+                        partial,
+                    };
                     let once = futures_util::stream::once(async move { Ok(data) });
-                    self.tus_receive(owner, &upload, &token, offset, len, once.boxed())
-                        .await
+                    self.tus_receive(owner, &upload, to, once.boxed()).await
                 }
                 Err(e) => Err(e),
             },
@@ -235,12 +429,14 @@ impl UploadService {
                 length: upload.size,
                 expires_at: None,
                 media_id: Some(done.media_id),
+                concat: None,
             },
             Received::At(offset) => TusState {
                 offset,
                 length: upload.size,
                 expires_at: Some(upload.expires_at),
                 media_id: None,
+                concat: partial.then(|| PARTIAL.to_owned()),
             },
         })
     }
@@ -271,11 +467,15 @@ impl UploadService {
         &self,
         owner: &UserId,
         upload: &UploadRecord,
-        token: &str,
-        offset: u64,
-        content_length: Option<u64>,
+        to: Receiving<'_>,
         mut body: futures_util::stream::BoxStream<'_, Result<Bytes, UploadError>>,
     ) -> Result<Received, UploadError> {
+        let Receiving {
+            token,
+            offset,
+            content_length,
+            partial,
+        } = to;
         let id = upload.upload_id;
         let tus = &self.backends.tus;
         let (k, in_parts) = self.contiguous(upload).await?;
@@ -310,7 +510,6 @@ impl UploadService {
                 });
                 break;
             }
-            metrics::counter!("tus_bytes_received_total").increment(frame.len() as u64);
             buffer.extend_from_slice(&frame);
             while next <= upload.total_chunks && buffer.len() as u64 >= upload.chunk_len(next) {
                 let len = upload.chunk_len(next);
@@ -334,7 +533,7 @@ impl UploadService {
         if let Some(e) = cut_off {
             return Err(e);
         }
-        if next > upload.total_chunks {
+        if next > upload.total_chunks && !partial {
             return Ok(Received::Completed(self.complete(owner, id).await?));
         }
         Ok(Received::At(
@@ -343,12 +542,43 @@ impl UploadService {
     }
 }
 
+/// Where a PATCH's bytes go.
+struct Receiving<'a> {
+    /// The lock this PATCH holds.
+    token: &'a str,
+    /// Where the client says they start.
+    offset: u64,
+    /// How many it says there are.
+    content_length: Option<u64>,
+    /// A partial upload's last byte completes nothing.
+    partial: bool,
+}
+
 /// How a PATCH's bytes ended.
 enum Received {
     /// The last byte is in: the session completed.
     Completed(Completion),
     /// The upload's offset now.
     At(u64),
+}
+
+/// The objects' bytes, one after the other.
+fn read_in_order(
+    blobs: std::sync::Arc<dyn BlobStore>,
+    keys: Vec<BlobKey>,
+) -> futures_util::stream::BoxStream<'static, Result<Bytes, String>> {
+    futures_util::stream::iter(keys)
+        .then(move |key| {
+            let blobs = blobs.clone();
+            futures_util::FutureExt::boxed(async move {
+                match blobs.get(&key, None).await {
+                    Ok(b) => Ok(b.stream.map_err(|e| e.to_string())),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+        })
+        .try_flatten()
+        .boxed()
 }
 
 /// The bytes of the chunks before `next`.

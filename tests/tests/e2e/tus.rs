@@ -23,6 +23,15 @@ fn b64(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
 }
 
+/// tus's capability request.
+async fn options(app: &TestApp) -> reqwest::Response {
+    app.client
+        .request(Method::OPTIONS, app.url("/v1/tus/"))
+        .send()
+        .await
+        .expect("options")
+}
+
 /// Creates a tus upload of `length` bytes; answers its path.
 async fn create(user: &User<'_>, length: usize, name: &str) -> String {
     let r = tus(user, Method::POST, "/v1/tus/")
@@ -74,12 +83,7 @@ both_sets!(a_tus_upload_in_unaligned_patches_is_a_session_like_any_other);
 async fn a_tus_upload_in_unaligned_patches_is_a_session_like_any_other(set: BackendSet) {
     let app = TestApp::spawn(set).await;
     let (alice, bob) = (app.user("alice"), app.user("bob"));
-    let options = app
-        .client
-        .request(Method::OPTIONS, app.url("/v1/tus/"))
-        .send()
-        .await
-        .expect("options");
+    let options = options(&app).await;
     assert_eq!(options.status(), 204);
     assert_eq!(header(&options, "tus-version"), "1.0.0");
     assert!(header(&options, "tus-extension").contains("creation"));
@@ -298,12 +302,7 @@ async fn a_patch_whose_checksum_does_not_match_moves_nothing(set: BackendSet) {
     use sha2::Digest;
     let app = TestApp::spawn(set).await;
     let alice = app.user("alice");
-    let options = app
-        .client
-        .request(Method::OPTIONS, app.url("/v1/tus/"))
-        .send()
-        .await
-        .expect("options");
+    let options = options(&app).await;
     assert!(header(&options, "tus-extension").contains("checksum"));
     assert_eq!(header(&options, "tus-checksum-algorithm"), "sha1,sha256");
     let data = random_bytes(9 * MIB + 100, 74);
@@ -409,5 +408,408 @@ async fn tus_and_native_uploads_of_one_file_by_its_owner_store_it_once(set: Back
     // Two contents, two objects: nothing stored twice.
     let objects = app.state.backends.blobs.list("").await.expect("list");
     assert_eq!(objects.len(), 2, "{set:?}: {objects:?}");
+    app.stop().await;
+}
+
+/// A tus request without a body, as stock clients send it.
+async fn send(
+    user: &User<'_>,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = tus(user, method, path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.expect("tus request")
+}
+
+/// The problem `code` of a tus error answer.
+async fn code_of(r: reqwest::Response) -> String {
+    let problem: serde_json::Value = r.json().await.unwrap_or_default();
+    problem["code"].as_str().unwrap_or_default().to_owned()
+}
+
+both_sets!(every_status_and_header_the_protocol_prescribes);
+async fn every_status_and_header_the_protocol_prescribes(set: BackendSet) {
+    let app = TestApp::spawn(set).await;
+    let (alice, bob) = (app.user("alice"), app.user("bob"));
+    let options = options(&app).await;
+    assert_eq!(
+        header(&options, "tus-extension"),
+        "creation,creation-with-upload,expiration,checksum,termination,concatenation"
+    );
+    assert_eq!(header(&options, "tus-checksum-algorithm"), "sha1,sha256");
+
+    // 412 for any other version, on every method but OPTIONS.
+    let path = create(&alice, 100, "c.bin").await;
+    for method in [Method::POST, Method::HEAD, Method::PATCH, Method::DELETE] {
+        let target = if method == Method::POST {
+            "/v1/tus/"
+        } else {
+            &path
+        };
+        let r = app
+            .client
+            .request(method.clone(), app.url(target))
+            .bearer_auth(&alice.token)
+            .header("tus-resumable", "0.2.2")
+            .header("upload-length", "5")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 412, "{set:?}: {method}");
+        assert_eq!(header(&r, "tus-version"), "1.0.0");
+    }
+    // 400s with stable codes for headers that cannot be read.
+    for (headers, code) in [
+        (vec![], "upload-length-required"),
+        (vec![("upload-length", "-1")], "invalid-tus-header"),
+        (vec![("upload-length", "ten")], "invalid-tus-header"),
+        (
+            vec![("upload-defer-length", "1")],
+            "defer-length-unsupported",
+        ),
+        (
+            vec![("upload-length", "5"), ("upload-metadata", "filename %%%")],
+            "invalid-upload-metadata",
+        ),
+        (
+            vec![("upload-length", "5"), ("upload-concat", "final;")],
+            "invalid-upload-concat",
+        ),
+        (
+            vec![
+                ("upload-length", "5"),
+                ("upload-concat", "final;/v1/tus/nope"),
+            ],
+            "invalid-upload-concat",
+        ),
+        (
+            vec![("upload-length", "5"), ("upload-concat", "sideways")],
+            "invalid-upload-concat",
+        ),
+    ] {
+        let r = send(&alice, Method::POST, "/v1/tus/", &headers).await;
+        assert_eq!(r.status(), 400, "{set:?}: {headers:?}");
+        assert_eq!(header(&r, "content-type"), "application/problem+json");
+        assert_eq!(code_of(r).await, code, "{set:?}: {headers:?}");
+    }
+    // PATCH: 415 for another body type, 400 without an offset, 409 at the
+    // wrong one, 413 past the length, 460 for a checksum that does not
+    // match, and Upload-Expires on each success.
+    let r = tus(&alice, Method::PATCH, &path)
+        .header("upload-offset", "0")
+        .body("x")
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(r.status(), 415);
+    assert_eq!(code_of(r).await, "offset-stream-required");
+    let r = tus(&alice, Method::PATCH, &path)
+        .header("content-type", "application/offset+octet-stream")
+        .body("x")
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(r.status(), 400);
+    assert_eq!(code_of(r).await, "upload-offset-required");
+    let r = patch(&alice, &path, 0, vec![7u8; 40]).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(header(&r, "upload-offset"), "40");
+    assert!(header(&r, "upload-expires").ends_with(" GMT"), "{set:?}");
+    let r = patch(&alice, &path, 0, vec![7u8; 10]).await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(code_of(r).await, "offset-mismatch");
+    let r = patch(&alice, &path, 40, vec![7u8; 61]).await;
+    assert_eq!(r.status(), 413);
+    assert_eq!(code_of(r).await, "past-upload-length");
+    let r = tus(&alice, Method::PATCH, &path)
+        .header("upload-offset", "40")
+        .header("content-type", "application/offset+octet-stream")
+        .header("upload-checksum", format!("sha1 {}", b64_bytes(&[0u8; 20])))
+        .body(vec![7u8; 10])
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(r.status().as_u16(), 460);
+    assert_eq!(code_of(r).await, "checksum-mismatch");
+    let r = tus(&alice, Method::PATCH, &path)
+        .header("upload-offset", "40")
+        .header("content-type", "application/offset+octet-stream")
+        .header("upload-checksum", "md5 AAAA")
+        .body(vec![7u8; 10])
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(r.status(), 400);
+    assert_eq!(code_of(r).await, "checksum-algorithm-unsupported");
+    assert_eq!(offset(&alice, &path).await, 40, "{set:?}");
+    // HEAD: never cached (`offset` asserts it), with the length and expiry.
+    let r = send(&alice, Method::HEAD, &path, &[]).await;
+    assert_eq!(header(&r, "upload-length"), "100");
+    assert!(header(&r, "upload-expires").ends_with(" GMT"));
+    // 404: an unknown id, a malformed one, someone else's.
+    for target in [
+        "/v1/tus/00000000-0000-0000-0000-000000000000",
+        "/v1/tus/..%2F..%2Fetc",
+    ] {
+        let r = send(&alice, Method::HEAD, target, &[]).await;
+        assert_eq!(r.status(), 404, "{set:?}: {target}");
+    }
+    let r = send(&bob, Method::PATCH, &path, &[]).await;
+    assert!(r.status() == 404 || r.status() == 415, "{}", r.status());
+    let r = patch(&bob, &path, 40, vec![1u8]).await;
+    assert_eq!(r.status(), 404, "{set:?}");
+    // 410: expired, and terminated.
+    let id = path.rsplit('/').next().expect("id");
+    media_e2e::raw_sql(
+        &app,
+        &format!("update uploads set expires_at = 1 where upload_id = '{id}'"),
+    )
+    .await;
+    let r = send(&alice, Method::HEAD, &path, &[]).await;
+    assert_eq!(r.status(), 410, "{set:?}");
+    let r = patch(&alice, &path, 40, vec![1u8]).await;
+    assert_eq!(r.status(), 410, "{set:?}");
+    assert_eq!(code_of(r).await, "upload-expired");
+    // Termination: 204, the session aborted, its multipart upload gone
+    // from the store; then 410.
+    let doomed = create(&alice, 9 * MIB, "doomed.bin").await;
+    assert_eq!(
+        patch(&alice, &doomed, 0, vec![3u8; MIB]).await.status(),
+        204
+    );
+    let doomed_id = doomed.rsplit('/').next().expect("id").to_owned();
+    let key = media_e2e::raw_column(
+        &app,
+        &format!("select storage_key from uploads where upload_id = '{doomed_id}'"),
+    )
+    .await
+    .remove(0);
+    let pending = |key: String| {
+        let blobs = app.state.backends.blobs.clone();
+        async move {
+            blobs
+                .list_multipart()
+                .await
+                .expect("list")
+                .iter()
+                .any(|m| m.key.ends_with(&key))
+        }
+    };
+    assert!(pending(key.clone()).await, "{set:?}: no multipart upload");
+    assert_eq!(
+        send(&alice, Method::DELETE, &doomed, &[]).await.status(),
+        204
+    );
+    assert!(!pending(key).await, "{set:?}: the multipart upload is left");
+    let native = json_of(alice.get(&format!("/v1/uploads/{doomed_id}")).await, 200).await;
+    assert_eq!(native["state"], "aborted", "{set:?}");
+    let r = send(&alice, Method::HEAD, &doomed, &[]).await;
+    assert_eq!(r.status(), 410);
+    let r = patch(&alice, &doomed, MIB as u64, vec![1u8]).await;
+    assert_eq!(r.status(), 410);
+    assert_eq!(code_of(r).await, "upload-aborted");
+    app.stop().await;
+}
+
+fn b64_bytes(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Creates a partial upload of `data` and sends it whole.
+async fn partial(user: &User<'_>, data: &[u8]) -> String {
+    let r = send(
+        user,
+        Method::POST,
+        "/v1/tus/",
+        &[
+            ("upload-length", &data.len().to_string()),
+            ("upload-concat", "partial"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let path = header(&r, "location");
+    let r = patch(user, &path, 0, data.to_vec()).await;
+    assert_eq!(r.status(), 204);
+    // Its last byte completes nothing: a piece is not a file.
+    assert_eq!(header(&r, "media-id"), "");
+    let r = send(user, Method::HEAD, &path, &[]).await;
+    assert_eq!(header(&r, "upload-concat"), "partial");
+    assert_eq!(header(&r, "upload-offset"), data.len().to_string());
+    path
+}
+
+both_sets!(concatenation_makes_one_file_of_partial_uploads);
+async fn concatenation_makes_one_file_of_partial_uploads(set: BackendSet) {
+    let app = TestApp::spawn(set).await;
+    let (alice, bob) = (app.user("alice"), app.user("bob"));
+    // Three pieces of unaligned sizes, one bigger than a part.
+    let data = random_bytes(9 * MIB + 777, 72);
+    let (a, rest) = data.split_at(3 * MIB + 5);
+    let (b, c) = rest.split_at(5 * MIB + 1);
+    let pa = partial(&alice, a).await;
+    let pb = partial(&alice, b).await;
+    // A piece still missing bytes: 400, and nothing is used up.
+    let r = send(
+        &alice,
+        Method::POST,
+        "/v1/tus/",
+        &[
+            ("upload-length", &c.len().to_string()),
+            ("upload-concat", "partial"),
+        ],
+    )
+    .await;
+    let pc = header(&r, "location");
+    assert_eq!(patch(&alice, &pc, 0, c[..100].to_vec()).await.status(), 204);
+    let base = app.url("");
+    let final_of = |pieces: &[&str]| {
+        format!(
+            "final;{}",
+            pieces
+                .iter()
+                .map(|p| format!("{base}{p}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    };
+    let metadata = format!(
+        "filename {},filetype {}",
+        b64("whole.bin"),
+        b64("application/x-test")
+    );
+    let r = send(
+        &alice,
+        Method::POST,
+        "/v1/tus/",
+        &[
+            ("upload-concat", &final_of(&[&pa, &pb, &pc])),
+            ("upload-metadata", &metadata),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 400, "{set:?}");
+    assert_eq!(code_of(r).await, "partial-upload-unfinished");
+    assert_eq!(
+        offset(&alice, &pa).await,
+        a.len() as u64,
+        "{set:?}: a piece was used up"
+    );
+    // Someone else's piece, or an ordinary upload, is not a piece of yours.
+    let theirs = partial(&bob, b"bob's bytes").await;
+    let plain = create(&alice, 10, "plain.bin").await;
+    for other in [&theirs, &plain] {
+        let r = send(
+            &alice,
+            Method::POST,
+            "/v1/tus/",
+            &[("upload-concat", &final_of(&[&pa, other]))],
+        )
+        .await;
+        assert_eq!(r.status(), 400, "{set:?}: {other}");
+        assert_eq!(code_of(r).await, "invalid-upload-concat");
+    }
+    // More pieces than `limits.max_concat_uploads`: 400 before any is read.
+    let most = app.state.settings.limits.max_concat_uploads;
+    let many: Vec<&str> = std::iter::repeat_n(pa.as_str(), most + 1).collect();
+    let r = send(
+        &alice,
+        Method::POST,
+        "/v1/tus/",
+        &[("upload-concat", &final_of(&many))],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let problem: serde_json::Value = r.json().await.expect("problem");
+    assert_eq!(problem["code"], "invalid-upload-concat");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&most.to_string()),
+        "{problem}"
+    );
+    // The rest of the last piece, and the final upload: complete at once.
+    assert_eq!(
+        patch(&alice, &pc, 100, c[100..].to_vec()).await.status(),
+        204
+    );
+    let concat = final_of(&[&pa, &pb, &pc]);
+    let r = send(
+        &alice,
+        Method::POST,
+        "/v1/tus/",
+        &[("upload-concat", &concat), ("upload-metadata", &metadata)],
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        201,
+        "{set:?}: {}",
+        r.text().await.unwrap_or_default()
+    );
+    let whole = header(&r, "location");
+    let media_id = header(&r, "media-id");
+    assert!(!media_id.is_empty(), "{set:?}: no media");
+    assert_eq!(header(&r, "upload-offset"), data.len().to_string());
+    // HEAD tells what it is made of.
+    let r = send(&alice, Method::HEAD, &whole, &[]).await;
+    assert_eq!(header(&r, "upload-concat"), concat);
+    assert_eq!(header(&r, "upload-length"), data.len().to_string());
+    assert_eq!(header(&r, "media-id"), media_id);
+    // A PATCH to a final upload: 403.
+    let r = patch(&alice, &whole, data.len() as u64, vec![1u8]).await;
+    assert_eq!(r.status(), 403, "{set:?}");
+    assert_eq!(code_of(r).await, "upload-is-final");
+    // The file is the pieces in order, named and typed as the final upload said.
+    let media = json_of(alice.get(&format!("/v1/media/{media_id}")).await, 200).await;
+    assert_eq!(
+        media["blake3"],
+        blake3::hash(&data).to_hex().as_str(),
+        "{set:?}"
+    );
+    assert_eq!(media["file_name"], "whole.bin");
+    let (_, bytes) = alice
+        .download(&format!("/v1/media/{media_id}/content"))
+        .await;
+    assert!(bytes == data, "{set:?}: other bytes came back");
+    // The pieces are used up: gone, and a second final of them refused.
+    for piece in [&pa, &pb, &pc] {
+        assert_eq!(send(&alice, Method::HEAD, piece, &[]).await.status(), 410);
+    }
+    let r = send(
+        &alice,
+        Method::POST,
+        "/v1/tus/",
+        &[("upload-concat", &concat)],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    // Their objects are gone from the store: the file is the one object left
+    // of this user's uploads.
+    let keys = media_e2e::raw_column(
+        &app,
+        &format!(
+            "select storage_key from uploads where upload_id in ('{}', '{}', '{}')",
+            &pa[8..],
+            &pb[8..],
+            &pc[8..]
+        ),
+    )
+    .await;
+    assert_eq!(keys.len(), 3);
+    for key in keys {
+        let key = media_api::blob_store::BlobKey::parse(&key).expect("key");
+        assert_eq!(
+            app.state.backends.blobs.head(&key).await.expect("head"),
+            None,
+            "{set:?}: a piece's object is left"
+        );
+    }
     app.stop().await;
 }

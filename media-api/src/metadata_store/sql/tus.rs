@@ -9,21 +9,24 @@ use crate::metadata_store::tus::TusStore;
 
 #[async_trait]
 impl TusStore for SqlMetadataStore {
-    async fn tus_create(&self, id: UploadId) -> Result<(), MetadataError> {
-        sqlx::query("insert into tus_uploads (upload_id) values ($1) on conflict do nothing")
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
+    async fn tus_create(&self, id: UploadId, concat: Option<&str>) -> Result<(), MetadataError> {
+        sqlx::query(
+            "insert into tus_uploads (upload_id, concat) values ($1, $2) on conflict do nothing",
+        )
+        .bind(id.to_string())
+        .bind(concat)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
-    async fn is_tus(&self, id: UploadId) -> Result<bool, MetadataError> {
-        let found: Option<i64> =
-            sqlx::query_scalar("select 1 from tus_uploads where upload_id = $1")
+    async fn tus_concat(&self, id: UploadId) -> Result<Option<String>, MetadataError> {
+        let found: Option<Option<String>> =
+            sqlx::query_scalar("select concat from tus_uploads where upload_id = $1")
                 .bind(id.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(found.is_some())
+        Ok(found.flatten())
     }
 
     async fn tus_lock(
