@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs the stock protocol clients the tests run against the service,
-# pinned, from the package registries only: tuspy (PyPI) in a virtualenv in
-# infra/.local/venv, and tus-js-client (npm) in tests/clients/node_modules.
+# pinned, from the package registries only: tuspy and the API fuzzer
+# Schemathesis (PyPI) in a virtualenv in infra/.local/venv, and
+# tus-js-client (npm) in tests/clients/node_modules.
 # Idempotent.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 TUSPY_VERSION=1.1.0
+# The API fuzzer the test command runs against /openapi.json.
+SCHEMATHESIS_VERSION=4.32.5
 
 apt_install python3 python3-venv
 venv="$LOCAL_DIR/venv"
@@ -16,6 +19,10 @@ fi
 if ! "$venv/bin/python" -c "import tusclient, importlib.metadata as m; assert m.version('tuspy') == '$TUSPY_VERSION'" 2>/dev/null; then
     log "installing tuspy $TUSPY_VERSION from PyPI"
     "$venv/bin/pip" install -q "tuspy==$TUSPY_VERSION"
+fi
+if ! "$venv/bin/python" -c "import importlib.metadata as m; assert m.version('schemathesis') == '$SCHEMATHESIS_VERSION'" 2>/dev/null; then
+    log "installing schemathesis $SCHEMATHESIS_VERSION from PyPI"
+    "$venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
 # tus-js-client (npm), run under Node: pinned in tests/clients/package.json,

@@ -13,22 +13,25 @@ use crate::metadata_store::chat::{
 use crate::metadata_store::jobs::VariantRecord;
 
 /// A member as the API shows them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MemberDoc {
     /// The member's user id.
+    #[schema(value_type = String)]
     pub user: UserId,
     /// `owner`, `admin` or `member`.
+    #[schema(value_type = String)]
     pub role: &'static str,
     /// They read the messages after this `seq`.
     pub joined_seq: u64,
 }
 
 /// A conversation as one of its members sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConversationDoc {
     /// Its id.
     pub conversation_id: String,
     /// `direct` or `group`.
+    #[schema(value_type = String)]
     pub kind: &'static str,
     /// A group's title.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,7 +59,7 @@ pub struct ConversationDoc {
 }
 
 /// An attachment: its media document (its own `media_id`) and caption.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AttachmentDoc {
     /// The content as a media item.
     #[serde(flatten)]
@@ -66,11 +69,12 @@ pub struct AttachmentDoc {
     pub caption: Option<String>,
     /// What `/content` gives this viewer: `exact` (the bytes as uploaded:
     /// the uploader, or not an image) or `metadata_stripped`.
+    #[schema(value_type = String)]
     pub original: &'static str,
 }
 
 /// A message as one member sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MessageDoc {
     /// Its conversation.
     pub conversation_id: String,
@@ -81,18 +85,22 @@ pub struct MessageDoc {
     /// The id the sender's client gave it.
     pub client_message_id: String,
     /// Who sent it.
+    #[schema(value_type = String)]
     pub sender: UserId,
     /// `text`, or a system message's kind.
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     pub kind: &'static str,
     /// The text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     /// A system message's subject.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub member: Option<UserId>,
     /// A role change's new role.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub role: Option<&'static str>,
     /// The attachments, in order.
     pub attachments: Vec<AttachmentDoc>,
@@ -110,13 +118,15 @@ pub struct MessageDoc {
     pub deleted: bool,
     /// For its sender: `sent`, `delivered` or `read`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub status: Option<&'static str>,
 }
 
 /// A receipt event's marks.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReceiptDoc {
     /// Whose marks.
+    #[schema(value_type = String)]
     pub user: UserId,
     /// Delivered up to.
     pub delivered_seq: u64,
@@ -125,9 +135,10 @@ pub struct ReceiptDoc {
 }
 
 /// One member's receipt for one message.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MessageReceiptDoc {
     /// The member.
+    #[schema(value_type = String)]
     pub user: UserId,
     /// RFC 3339: when it reached one of their devices.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -138,9 +149,10 @@ pub struct MessageReceiptDoc {
 }
 
 /// One event of the sync log, with the document it is about.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventDoc {
     /// What happened.
+    #[schema(value_type = String)]
     pub kind: &'static str,
     /// Where.
     pub conversation_id: String,
@@ -148,9 +160,11 @@ pub struct EventDoc {
     pub at: String,
     /// Who did it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub actor: Option<UserId>,
     /// The member a membership event is about.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub member: Option<UserId>,
     /// The message (`message_*` events).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -61,7 +61,7 @@ pub struct Chat {
 }
 
 /// `POST /v1/conversations`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct NewConversationRequest {
     /// `direct` or `group`.
     pub kind: String,
@@ -73,7 +73,7 @@ pub struct NewConversationRequest {
 }
 
 /// One attachment of `POST …/messages`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct AttachmentRequest {
     /// Media the sender may read.
     pub media_id: String,
@@ -82,7 +82,7 @@ pub struct AttachmentRequest {
 }
 
 /// `POST /v1/conversations/{id}/messages`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct MessageRequest {
     /// The client's UUID for it.
     pub client_message_id: String,
@@ -96,7 +96,7 @@ pub struct MessageRequest {
 }
 
 /// A page of the caller's conversations.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConversationPage {
     /// Latest activity first.
     pub items: Vec<ConversationDoc>,
@@ -106,7 +106,7 @@ pub struct ConversationPage {
 }
 
 /// A page of the sync log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SyncPage {
     /// In order.
     pub events: Vec<EventDoc>,
@@ -117,7 +117,7 @@ pub struct SyncPage {
 }
 
 /// The caller's marks after a receipt.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MarksDoc {
     /// Delivered up to.
     pub delivered_seq: u64,

@@ -8,7 +8,8 @@ use crate::blob_store::signed_url::{SignedParams, UrlError};
 use crate::blob_store::{BlobBody, BlobKey, BlobStoreError, ByteRange};
 
 /// The query of a filesystem download URL; every field is checked by the signature.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SignedQuery {
     /// Unix seconds after which the URL no longer works.
     #[serde(rename = "x-expires")]

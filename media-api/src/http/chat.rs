@@ -1,44 +1,126 @@
 //! `/v1/conversations`, `/v1/messages/forward` and `/v1/sync`: the
 //! messaging core over HTTP.
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::problems;
 use super::problem::{ApiError, Json, Path, Query};
 use super::state::AppState;
 use crate::auth::Caller;
-use crate::chat::{ChatError, MessageRequest, NewConversationRequest};
+use crate::chat::{
+    ChatError, ConversationDoc, ConversationPage, MarksDoc, MessageDoc, MessageReceiptDoc,
+    MessageRequest, NewConversationRequest, SyncPage,
+};
 use crate::ids::ConversationId;
 
 /// The chat routes; `body_limit` bounds a request body (room for a message
 /// of the largest text, escaped).
-pub(crate) fn router(body_limit: usize) -> Router<AppState> {
-    Router::new()
-        .route("/v1/conversations", post(create).get(list))
-        .route("/v1/conversations/{id}", get(one))
-        .route("/v1/conversations/{id}/members", post(add_member))
-        .route(
-            "/v1/conversations/{id}/members/{user}",
-            patch(set_role).delete(remove_member),
-        )
-        .route("/v1/conversations/{id}/messages", post(send).get(history))
-        .route(
-            "/v1/conversations/{id}/messages/{seq}",
-            patch(edit).delete(delete),
-        )
-        .route(
-            "/v1/conversations/{id}/messages/{seq}/receipts",
-            get(message_receipts),
-        )
-        .route("/v1/conversations/{id}/receipts", post(receipt))
-        .route("/v1/messages/forward", post(forward))
-        .route("/v1/sync", get(sync))
+pub(crate) fn router(body_limit: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(one))
+        .routes(routes!(add_member))
+        .routes(routes!(set_role, remove_member))
+        .routes(routes!(send, history))
+        .routes(routes!(edit, delete))
+        .routes(routes!(message_receipts))
+        .routes(routes!(receipt))
+        .routes(routes!(forward))
+        .routes(routes!(sync))
         .layer(DefaultBodyLimit::max(body_limit))
 }
+
+const CONVERSATION: &str = "the conversation's id (a UUID)";
+const MEMBER: &str = "the member's user id";
+const SEQ: &str = "the message's place in its conversation, from 1";
+
+problems!(
+    /// A conversation that is not there for the caller.
+    ConversationProblems { 404 => ["conversation-not-found"] }
+);
+problems!(
+    /// A page that cannot be read.
+    PageProblems { 400 => ["invalid-limit", "invalid-cursor"] }
+);
+problems!(
+    /// What making a conversation may answer.
+    CreateProblems {
+        400 => ["invalid-conversation-kind", "invalid-members", "invalid-user-id", "invalid-title"],
+        409 => ["group-full"],
+    }
+);
+problems!(
+    /// What changing a group's members may answer.
+    MemberProblems {
+        400 => ["invalid-user-id", "invalid-role"],
+        403 => ["not-conversation-admin", "not-conversation-owner", "outranked"],
+        404 => ["conversation-not-found", "member-not-found"],
+        409 => ["already-a-member", "group-full", "not-a-group", "owner-must-hand-over", "conversation-changed"],
+    }
+);
+problems!(
+    /// What sending a message may answer.
+    SendProblems {
+        400 => ["empty-message", "text-too-long", "too-many-attachments", "invalid-client-message-id", "reply-not-found", "invalid-caption"],
+        404 => ["conversation-not-found", "media-not-found"],
+        409 => ["conversation-changed"],
+        429 => ["rate-limited"],
+        451 => ["content-blocked"],
+    }
+);
+problems!(
+    /// What reading history may answer.
+    HistoryProblems {
+        400 => ["invalid-limit", "invalid-range"],
+        404 => ["conversation-not-found"],
+    }
+);
+problems!(
+    /// What editing or deleting a message may answer.
+    ChangeProblems {
+        400 => ["empty-message", "text-too-long"],
+        403 => ["not-message-sender"],
+        404 => ["conversation-not-found", "message-not-found"],
+        409 => ["edit-window-passed", "delete-window-passed", "message-deleted", "system-message", "conversation-changed"],
+    }
+);
+problems!(
+    /// What moving one's marks may answer.
+    ReceiptProblems {
+        400 => ["empty-receipt", "receipt-past-last-seq"],
+        404 => ["conversation-not-found"],
+        409 => ["conversation-changed"],
+    }
+);
+problems!(
+    /// What reading a message's receipts may answer.
+    MessageReceiptProblems {
+        403 => ["not-message-sender"],
+        404 => ["conversation-not-found", "message-not-found"],
+    }
+);
+problems!(
+    /// What forwarding may answer.
+    ForwardProblems {
+        400 => ["invalid-forward-targets", "invalid-client-message-id"],
+        404 => ["conversation-not-found", "message-not-found"],
+        409 => ["system-message", "message-deleted", "conversation-changed"],
+        429 => ["rate-limited"],
+        451 => ["content-blocked"],
+    }
+);
+problems!(
+    /// What reading the sync log may answer.
+    SyncProblems {
+        400 => ["invalid-limit", "invalid-cursor"],
+        410 => ["sync-cursor-expired"],
+    }
+);
 
 /// A conversation id from the path; one that cannot be one names no
 /// conversation of the caller's.
@@ -61,11 +143,21 @@ fn made(created: bool, body: impl Serialize) -> Response {
     (status, Json(body)).into_response()
 }
 
-#[derive(Debug, Serialize)]
-struct Items<T> {
-    items: Vec<T>,
+/// Messages, in order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Items {
+    /// Ascending `seq`.
+    items: Vec<MessageDoc>,
 }
 
+/// Makes a conversation: a direct one with one other user (the pair's
+/// existing one is answered `200`), or a group the caller owns.
+#[utoipa::path(post, path = "/v1/conversations", tag = "conversations",
+    request_body = NewConversationRequest,
+    responses(
+        (status = 201, body = ConversationDoc, headers(("Location" = String))),
+        (status = 200, body = ConversationDoc, description = "the pair's direct conversation, which existed", headers(("Location" = String))),
+        CreateProblems))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -83,16 +175,15 @@ async fn create(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    limit: Option<u32>,
-    cursor: Option<String>,
-}
-
+/// The caller's conversations, latest activity first, with unread counts
+/// and the last message.
+#[utoipa::path(get, path = "/v1/conversations", tag = "conversations",
+    params(super::media::ListQuery),
+    responses((status = 200, body = ConversationPage), PageProblems))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<ListQuery>,
+    Query(query): Query<super::media::ListQuery>,
 ) -> Result<Response, ApiError> {
     let page = state
         .chat
@@ -101,6 +192,10 @@ async fn list(
     Ok(Json(page).into_response())
 }
 
+/// One conversation, as the caller sees it.
+#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations",
+    params(("id" = String, Path, description = CONVERSATION)),
+    responses((status = 200, body = ConversationDoc), ConversationProblems))]
 async fn one(
     State(state): State<AppState>,
     caller: Caller,
@@ -113,11 +208,19 @@ async fn one(
     Ok(Json(doc).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// Who to add.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct AddMember {
+    /// Their user id.
     user: String,
 }
 
+/// Adds a member to a group (its admins and owner may); they read the
+/// messages from now on.
+#[utoipa::path(post, path = "/v1/conversations/{id}/members", tag = "conversations",
+    params(("id" = String, Path, description = CONVERSATION)),
+    request_body = AddMember,
+    responses((status = 200, body = ConversationDoc), MemberProblems))]
 async fn add_member(
     State(state): State<AppState>,
     caller: Caller,
@@ -131,6 +234,10 @@ async fn add_member(
     Ok(Json(doc).into_response())
 }
 
+/// Removes a member from a group, or leaves it (the caller themselves).
+#[utoipa::path(delete, path = "/v1/conversations/{id}/members/{user}", tag = "conversations",
+    params(("id" = String, Path, description = CONVERSATION), ("user" = String, Path, description = MEMBER)),
+    responses((status = 200, body = ConversationDoc), MemberProblems))]
 async fn remove_member(
     State(state): State<AppState>,
     caller: Caller,
@@ -143,11 +250,18 @@ async fn remove_member(
     Ok(Json(doc).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// A member's new role.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct SetRole {
+    /// `owner` (a hand-over), `admin` or `member`.
     role: String,
 }
 
+/// Changes a member's role.
+#[utoipa::path(patch, path = "/v1/conversations/{id}/members/{user}", tag = "conversations",
+    params(("id" = String, Path, description = CONVERSATION), ("user" = String, Path, description = MEMBER)),
+    request_body = SetRole,
+    responses((status = 200, body = ConversationDoc), MemberProblems))]
 async fn set_role(
     State(state): State<AppState>,
     caller: Caller,
@@ -161,6 +275,15 @@ async fn set_role(
     Ok(Json(doc).into_response())
 }
 
+/// Sends a message: text, attachments (media the sender may read), a
+/// reply. `client_message_id` makes a retry answer the same message (`200`).
+#[utoipa::path(post, path = "/v1/conversations/{id}/messages", tag = "messages",
+    params(("id" = String, Path, description = CONVERSATION)),
+    request_body = MessageRequest,
+    responses(
+        (status = 201, body = MessageDoc),
+        (status = 200, body = MessageDoc, description = "a retry: the message sent before"),
+        SendProblems))]
 async fn send(
     State(state): State<AppState>,
     caller: Caller,
@@ -174,13 +297,23 @@ async fn send(
     Ok(made(created, doc))
 }
 
-#[derive(Debug, Deserialize)]
+/// Which messages.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HistoryQuery {
+    /// Messages after this `seq` (forward).
     after_seq: Option<u64>,
+    /// Messages before this `seq` (scrolling back); the latest without either.
     before_seq: Option<u64>,
+    /// Most messages (default 50, at most `limits.max_page_size`).
+    #[param(minimum = 1)]
     limit: Option<u32>,
 }
 
+/// A conversation's messages the caller may see, ascending.
+#[utoipa::path(get, path = "/v1/conversations/{id}/messages", tag = "messages",
+    params(("id" = String, Path, description = CONVERSATION), HistoryQuery),
+    responses((status = 200, body = Items), HistoryProblems))]
 async fn history(
     State(state): State<AppState>,
     caller: Caller,
@@ -200,11 +333,18 @@ async fn history(
     Ok(Json(Items { items }).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// A message's new text.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct Edit {
+    /// The text.
     text: String,
 }
 
+/// Edits one's own message within the edit window.
+#[utoipa::path(patch, path = "/v1/conversations/{id}/messages/{seq}", tag = "messages",
+    params(("id" = String, Path, description = CONVERSATION), ("seq" = u64, Path, description = SEQ)),
+    request_body = Edit,
+    responses((status = 200, body = MessageDoc), ChangeProblems))]
 async fn edit(
     State(state): State<AppState>,
     caller: Caller,
@@ -218,6 +358,10 @@ async fn edit(
     Ok(Json(doc).into_response())
 }
 
+/// Deletes one's own message for everyone, within the delete window.
+#[utoipa::path(delete, path = "/v1/conversations/{id}/messages/{seq}", tag = "messages",
+    params(("id" = String, Path, description = CONVERSATION), ("seq" = u64, Path, description = SEQ)),
+    responses((status = 200, body = MessageDoc), ChangeProblems))]
 async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -230,12 +374,20 @@ async fn delete(
     Ok(Json(doc).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// The caller's new marks (each only moves forward).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct Receipt {
+    /// Delivered up to this `seq`.
     delivered_seq: Option<u64>,
+    /// Read up to this `seq` (delivered too).
     read_seq: Option<u64>,
 }
 
+/// Moves the caller's delivered and read marks in a conversation.
+#[utoipa::path(post, path = "/v1/conversations/{id}/receipts", tag = "messages",
+    params(("id" = String, Path, description = CONVERSATION)),
+    request_body = Receipt,
+    responses((status = 200, body = MarksDoc), ReceiptProblems))]
 async fn receipt(
     State(state): State<AppState>,
     caller: Caller,
@@ -254,6 +406,10 @@ async fn receipt(
     Ok(Json(marks).into_response())
 }
 
+/// Each other member's receipt for one of the caller's messages.
+#[utoipa::path(get, path = "/v1/conversations/{id}/messages/{seq}/receipts", tag = "messages",
+    params(("id" = String, Path, description = CONVERSATION), ("seq" = u64, Path, description = SEQ)),
+    responses((status = 200, body = Vec<MessageReceiptDoc>), MessageReceiptProblems))]
 async fn message_receipts(
     State(state): State<AppState>,
     caller: Caller,
@@ -267,19 +423,34 @@ async fn message_receipts(
     Ok(Json(items).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// The message forwarded.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct ForwardFrom {
+    /// Its conversation.
     conversation_id: String,
+    /// Its `seq`.
     seq: u64,
 }
 
-#[derive(Debug, Deserialize)]
+/// A forward.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct Forward {
+    /// The message.
     from: ForwardFrom,
+    /// The conversations it goes to.
     to: Vec<String>,
+    /// The client's UUID for it (a retry answers the same messages).
     client_message_id: String,
 }
 
+/// Forwards a message to other conversations of the caller's, attachments
+/// and all.
+#[utoipa::path(post, path = "/v1/messages/forward", tag = "messages",
+    request_body = Forward,
+    responses(
+        (status = 201, body = Items),
+        (status = 200, body = Items, description = "a retry: the messages posted before"),
+        ForwardProblems))]
 async fn forward(
     State(state): State<AppState>,
     caller: Caller,
@@ -303,12 +474,24 @@ async fn forward(
     Ok(made(created, Items { items }))
 }
 
-#[derive(Debug, Deserialize)]
+/// Where to read the log from.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SyncQuery {
+    /// `next_cursor` of the page before; from the start of what the log
+    /// keeps without it.
     since: Option<String>,
+    /// Most events (default 100).
+    #[param(minimum = 1)]
     limit: Option<u32>,
 }
 
+/// The caller's sync log: every event of their conversations since a
+/// cursor, in order, with the documents they are about (a device that was
+/// offline catches up from one log).
+#[utoipa::path(get, path = "/v1/sync", tag = "messages",
+    params(SyncQuery),
+    responses((status = 200, body = SyncPage), SyncProblems))]
 async fn sync(
     State(state): State<AppState>,
     caller: Caller,

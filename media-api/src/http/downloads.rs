@@ -2,15 +2,16 @@
 //! presigned URL; `GET /blobs/{key}` serves the filesystem store's own signed
 //! URLs the way S3 serves its presigned ones.
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::media::{media_id, media_not_found};
+use super::media::{MEDIA_ID, media_id, media_not_found};
+use super::openapi::problems;
 use super::problem::{ApiError, Json, Path, Query};
 use super::state::AppState;
 use crate::auth::Caller;
@@ -18,19 +19,59 @@ use crate::downloads::{SignedObject, SignedQuery};
 use crate::ids::rfc3339;
 use crate::media::OriginalObject;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/media/{media_id}/content", get(content))
-        .route("/blobs/{*key}", get(serve_blob))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(content))
+        .routes(routes!(serve_blob))
 }
 
-#[derive(Debug, Deserialize)]
+/// Which bytes, and how.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ContentQuery {
+    /// A variant's preset name (`thumb`, `preview`, `h264_720p`, `opus`,
+    /// …); the original without it.
     variant: Option<String>,
+    /// `false`: the URL as JSON instead of a redirect to it.
     redirect: Option<bool>,
 }
 
-/// 302 to a presigned URL, or with `?redirect=false` the URL as JSON.
+/// A presigned download URL.
+#[derive(Serialize, utoipa::ToSchema)]
+struct DownloadUrl {
+    /// GET it, with no token, until it expires (a CDN edge may serve it).
+    url: String,
+    /// RFC 3339.
+    expires_at: String,
+}
+
+problems!(
+    /// What a download may answer.
+    ContentProblems {
+        404 => ["media-not-found", "variant-not-found"],
+        409 => ["media-processing", "original-withheld"],
+        451 => ["content-blocked"],
+    }
+);
+problems!(
+    /// What a signed URL may answer.
+    BlobProblems {
+        403 => ["signature-invalid", "url-expired"],
+        404 => ["not-found"],
+        416 => ["range-not-satisfiable"],
+    }
+);
+
+/// Downloads a media item the caller may read (theirs, or an attachment in
+/// one of their conversations): `302` to a presigned URL, or with
+/// `?redirect=false` the URL as JSON. An image's original is served without
+/// its metadata to anyone but its uploader.
+#[utoipa::path(get, path = "/v1/media/{media_id}/content", tag = "media",
+    params(("media_id" = String, Path, description = MEDIA_ID), ContentQuery),
+    responses(
+        (status = 302, description = "to the presigned URL", headers(("Location" = String), ("Cache-Control" = String))),
+        (status = 200, body = DownloadUrl, description = "with `redirect=false`"),
+        ContentProblems))]
 async fn content(
     State(state): State<AppState>,
     caller: Caller,
@@ -85,10 +126,10 @@ async fn content(
     let cache = HeaderValue::from_str(&format!("private, max-age={}", url.max_age))
         .map_err(ApiError::internal)?;
     if query.redirect == Some(false) {
-        let body = serde_json::json!({
-            "url": url.url,
-            "expires_at": rfc3339(i64::try_from(url.expires_at).unwrap_or(i64::MAX / 1000) * 1000),
-        });
+        let body = DownloadUrl {
+            url: url.url,
+            expires_at: rfc3339(i64::try_from(url.expires_at).unwrap_or(i64::MAX / 1000) * 1000),
+        };
         return Ok(([(header::CACHE_CONTROL, cache)], Json(body)).into_response());
     }
     let location = HeaderValue::from_str(&url.url).map_err(ApiError::internal)?;
@@ -106,11 +147,25 @@ fn header_value(value: &str) -> Result<HeaderValue, ApiError> {
 /// Immutable for a year: the bytes behind a key never change.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
-/// The filesystem store's signed URLs, answered as S3 answers presigned ones.
+/// The embedded store's presigned URLs, answered as S3 answers its own
+/// (`ETag`, `Range`, `If-None-Match`, immutable caching); `404` when the
+/// service stores its objects in S3.
+#[utoipa::path(get, path = "/blobs/{*key}", tag = "media",
+    params(
+        ("key" = String, Path, description = "the object's key"),
+        SignedQuery,
+        ("Range" = Option<String>, Header, description = "`bytes=FIRST-LAST`"),
+        ("If-None-Match" = Option<String>, Header, description = "an `ETag` already held"),
+    ),
+    responses(
+        (status = 200, content_type = "*/*", body = Vec<u8>, description = "the object"),
+        (status = 206, content_type = "*/*", body = Vec<u8>, description = "the range asked for"),
+        (status = 304, description = "not modified"),
+        BlobProblems))]
 async fn serve_blob(
     State(state): State<AppState>,
     Path(key): Path<String>,
-    axum::extract::Query(query): axum::extract::Query<SignedQuery>,
+    Query(query): Query<SignedQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let text = |name| {

@@ -1,36 +1,69 @@
 //! `/v1/media`: one-request uploads of small files, and media metadata.
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::problems;
 use super::problem::{ApiError, Json, Path, Query};
 use super::state::AppState;
 use crate::auth::Caller;
 use crate::ids::MediaId;
+use crate::media::{MediaPage, MediaView};
+use crate::uploads::Completion;
 
 /// Routes that carry a whole small file.
-pub(crate) fn upload_router() -> Router<AppState> {
-    Router::new().route("/v1/media", post(upload))
+pub(crate) fn upload_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(upload))
 }
 
 /// Metadata routes.
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/media", get(list))
-        .route("/v1/media/{media_id}", get(metadata).delete(delete))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(metadata, delete))
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    limit: Option<u32>,
-    cursor: Option<String>,
+/// A page of a listing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// Most items in the page (default 50, at most `limits.max_page_size`).
+    #[param(minimum = 1)]
+    pub(crate) limit: Option<u32>,
+    /// `next_cursor` of the page before.
+    pub(crate) cursor: Option<String>,
 }
 
+/// The path parameter naming a media item.
+pub(super) const MEDIA_ID: &str = "the media item's id (a UUID)";
+
+problems!(
+    /// A listing's page that cannot be read.
+    ListProblems { 400 => ["invalid-limit", "invalid-cursor"] }
+);
+problems!(
+    /// A media item that is not there for the caller.
+    MediaProblems { 404 => ["media-not-found"] }
+);
+problems!(
+    /// What a one-request upload may answer.
+    UploadProblems {
+        400 => ["invalid-file-name", "invalid-size", "chunk-incomplete"],
+        413 => ["body-too-large", "file-too-large", "too-large-for-type", "quota-exceeded"],
+        429 => ["rate-limited"],
+        451 => ["content-blocked"],
+    }
+);
+
+/// The caller's media items, newest first.
+#[utoipa::path(get, path = "/v1/media", tag = "media",
+    params(ListQuery),
+    responses((status = 200, body = MediaPage), ListProblems))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -43,6 +76,11 @@ async fn list(
     Ok(Json(page).into_response())
 }
 
+/// Deletes one of the caller's media items (their reference to the
+/// content; the content goes when nothing references it).
+#[utoipa::path(delete, path = "/v1/media/{media_id}", tag = "media",
+    params(("media_id" = String, Path, description = MEDIA_ID)),
+    responses((status = 204, description = "deleted"), MediaProblems))]
 async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -55,11 +93,22 @@ async fn delete(
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A one-request upload's name.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct UploadQuery {
+    /// The file's name (required).
     file_name: Option<String>,
 }
 
+/// Uploads a small file in one request (at most `limits.max_single_upload`):
+/// the body is the file. Deduplicated by content like any upload.
+#[utoipa::path(post, path = "/v1/media", tag = "media",
+    params(UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the file"),
+    responses(
+        (status = 201, body = Completion, headers(("Location" = String, description = "the media item"))),
+        UploadProblems))]
 async fn upload(
     State(state): State<AppState>,
     caller: Caller,
@@ -97,6 +146,11 @@ async fn upload(
         .into_response())
 }
 
+/// One media item: its content, processing status, what probing found,
+/// and its variants.
+#[utoipa::path(get, path = "/v1/media/{media_id}", tag = "media",
+    params(("media_id" = String, Path, description = MEDIA_ID)),
+    responses((status = 200, body = MediaView), MediaProblems))]
 async fn metadata(
     State(state): State<AppState>,
     caller: Caller,

@@ -11,6 +11,7 @@ mod downloads;
 mod errors;
 mod health;
 mod media;
+mod openapi;
 pub mod problem;
 mod realtime;
 mod server;
@@ -22,6 +23,7 @@ mod uploads;
 pub use server::{ConnectionLimits, serve};
 pub use state::AppState;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -36,6 +38,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use problem::ApiError;
 
@@ -48,7 +52,7 @@ pub fn router(state: AppState) -> Router {
     // bytes (added by later resources) get `upload_request_timeout`, and event
     // streams none.
     let json_limit = usize::try_from(settings.limits.max_json_body.0).unwrap_or(usize::MAX);
-    let api = Router::new()
+    let api = OpenApiRouter::new()
         .merge(health::router())
         .merge(admin::router(state.clone(), json_limit))
         .merge(account::router())
@@ -58,11 +62,13 @@ pub fn router(state: AppState) -> Router {
         .merge(chat::router(json_limit.saturating_add(
             settings.chat.max_text_bytes.saturating_mul(6),
         )))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(openapi::docs_page))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             settings.request_timeout,
         ));
-    let bytes = Router::new()
+    let bytes = OpenApiRouter::new()
         .merge(uploads::chunk_router())
         .merge(media::upload_router())
         .merge(tus::router())
@@ -70,15 +76,21 @@ pub fn router(state: AppState) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             settings.upload_request_timeout,
         ));
-
-    Router::new()
+    // Every route is registered with its description: the document and the
+    // routes come out of one value.
+    let (routes, described) = OpenApiRouter::new()
         .merge(api)
         .merge(bytes)
         .merge(uploads::event_router())
         .merge(realtime::router())
+        .split_for_parts();
+    let docs = Arc::new(openapi::ApiDocs::new(described, &settings));
+
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())
+        .layer(axum::Extension(docs))
         .layer(
             ServiceBuilder::new()
                 .layer(middleware::map_request(drop_unusable_request_id))

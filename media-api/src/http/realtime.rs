@@ -9,20 +9,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
-use axum::routing::get;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::sync::oneshot;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::auth::bearer;
+use super::openapi::problems;
 use super::problem::ApiError;
 use crate::auth::{AuthError, Caller};
 use crate::chat::ChatError;
@@ -40,14 +41,25 @@ const READ_BUFFER: usize = 2 * 1024;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The routes.
-pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/v1/realtime", get(upgrade))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(upgrade))
 }
 
-#[derive(Debug, Deserialize)]
+/// The token, for a browser that cannot set a header on a WebSocket.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TokenQuery {
+    /// The bearer token, when there is no `Authorization` header.
     access_token: Option<String>,
 }
+
+problems!(
+    /// What opening the socket may answer.
+    SocketProblems {
+        426 => ["websocket-required"],
+        429 => ["too-many-streams"],
+    }
+);
 
 /// The caller of a WebSocket request: header first, else the query.
 struct SocketCaller(Caller);
@@ -67,6 +79,12 @@ impl FromRequestParts<AppState> for SocketCaller {
     }
 }
 
+/// The realtime WebSocket: messages, receipts, typing and presence of the
+/// caller's conversations, and their uploads' progress, live; frames are
+/// JSON (`{"type": …}`), described in the README.
+#[utoipa::path(get, path = "/v1/realtime", tag = "realtime",
+    params(TokenQuery),
+    responses((status = 101, description = "switching to the WebSocket protocol"), SocketProblems))]
 async fn upgrade(
     State(state): State<AppState>,
     SocketCaller(caller): SocketCaller,

@@ -3,15 +3,16 @@
 //! `/v1/uploads`: the URL's last segment is the upload id. Headers in and
 //! out are translated here; the rules are `uploads::tus`.
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use base64::Engine;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::problems;
 use super::problem::{ApiError, Path};
 use super::state::AppState;
 use crate::auth::Caller;
@@ -85,19 +86,64 @@ pub(crate) async fn capabilities(
 }
 
 /// The tus routes (they carry upload bytes: the long deadline).
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tus", post(create).options(options))
-        .route("/v1/tus/", post(create).options(options))
-        .route(
-            "/v1/tus/{upload_id}",
-            axum::routing::head(head)
-                .patch(patch)
-                .delete(terminate)
-                .options(options),
-        )
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_bare, options_bare))
+        .routes(routes!(create, options))
+        .routes(routes!(head, patch, terminate, options_upload))
         .layer(middleware::from_fn(protocol))
 }
+
+/// The protocol version a request speaks.
+const RESUMABLE: &str = "`1.0.0`: other versions are answered `412`";
+
+problems!(
+    /// What creating a tus upload may answer.
+    TusCreateProblems {
+        400 => ["defer-length-unsupported", "upload-length-required", "invalid-tus-header", "invalid-upload-metadata", "invalid-upload-checksum", "checksum-algorithm-unsupported", "invalid-upload-concat", "partial-upload-unfinished", "invalid-size", "invalid-file-name", "invalid-blake3", "invalid-content-type"],
+        409 => ["too-many-open-uploads", "completion-in-progress"],
+        412 => ["tus-version-unsupported"],
+        413 => ["file-too-large", "too-large-for-type", "quota-exceeded", "past-upload-length", "body-too-large"],
+        422 => ["hash-mismatch"],
+        429 => ["rate-limited"],
+        451 => ["content-blocked"],
+        460 => ["checksum-mismatch"],
+    }
+);
+problems!(
+    /// What asking where a tus upload stands may answer.
+    TusHeadProblems {
+        404 => ["upload-not-found"],
+        410 => ["upload-expired", "upload-aborted"],
+        412 => ["tus-version-unsupported"],
+    }
+);
+problems!(
+    /// What a tus PATCH may answer.
+    TusPatchProblems {
+        400 => ["upload-offset-required", "invalid-tus-header", "invalid-upload-checksum", "checksum-algorithm-unsupported"],
+        403 => ["upload-is-final"],
+        404 => ["upload-not-found"],
+        409 => ["offset-mismatch", "upload-completed", "completion-in-progress", "chunks-missing"],
+        410 => ["upload-expired", "upload-aborted", "media-deleted"],
+        412 => ["tus-version-unsupported"],
+        413 => ["past-upload-length", "body-too-large", "too-large-for-type"],
+        415 => ["offset-stream-required"],
+        422 => ["hash-mismatch"],
+        423 => ["upload-locked"],
+        429 => ["rate-limited"],
+        451 => ["content-blocked"],
+        460 => ["checksum-mismatch"],
+    }
+);
+problems!(
+    /// What terminating a tus upload may answer.
+    TusDeleteProblems {
+        404 => ["upload-not-found"],
+        409 => ["upload-completed", "completion-in-progress"],
+        412 => ["tus-version-unsupported"],
+    }
+);
 
 /// Every answer says `Tus-Resumable`; every request but `OPTIONS` must
 /// speak 1.0.0 (`412` with `Tus-Version` otherwise).
@@ -126,7 +172,12 @@ async fn protocol(request: Request, next: Next) -> Response {
     response
 }
 
-/// `OPTIONS`: what this server supports.
+/// tus's capability request: the version, extensions, largest upload and
+/// checksum algorithms this server supports.
+#[utoipa::path(options, path = "/v1/tus/", tag = "tus",
+    responses((status = 204, description = "capabilities", headers(
+        ("Tus-Version" = String), ("Tus-Extension" = String), ("Tus-Max-Size" = u64),
+        ("Tus-Checksum-Algorithm" = String), ("Tus-Resumable" = String)))))]
 async fn options(State(state): State<AppState>) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     let h = response.headers_mut();
@@ -297,7 +348,58 @@ fn concat(headers: &HeaderMap) -> Result<Option<Concat>, ApiError> {
     Ok(Some(Concat::Final(ids, text.to_owned())))
 }
 
-/// `POST`: creation (and creation-with-upload), and concatenation.
+/// The same capabilities, at the endpoint without its slash.
+#[utoipa::path(options, path = "/v1/tus", tag = "tus",
+    responses((status = 204, description = "capabilities")))]
+async fn options_bare(state: State<AppState>) -> Response {
+    options(state).await
+}
+
+/// The same capabilities, at an upload's URL.
+#[utoipa::path(options, path = "/v1/tus/{upload_id}", tag = "tus",
+    params(("upload_id" = String, Path, description = "the upload session's id")),
+    responses((status = 204, description = "capabilities")))]
+async fn options_upload(state: State<AppState>) -> Response {
+    options(state).await
+}
+
+/// Creation, at the endpoint without its slash.
+#[utoipa::path(post, path = "/v1/tus", tag = "tus",
+    params(
+        ("Tus-Resumable" = String, Header, description = RESUMABLE),
+        ("Upload-Length" = Option<u64>, Header, description = "the file's length (required but for a final upload)"),
+        ("Upload-Metadata" = Option<String>, Header, description = "`key base64,…`: `filename`, `filetype`, `blake3`"),
+        ("Upload-Concat" = Option<String>, Header, description = "`partial`, or `final;URL URL…`"),
+    ),
+    responses((status = 201, description = "created", headers(("Location" = String), ("Upload-Offset" = u64), ("Upload-Expires" = String), ("Media-Id" = String))), TusCreateProblems))]
+async fn create_bare(
+    state: State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    create(state, caller, headers, body).await
+}
+
+/// Creates a tus upload (an upload session; `Location`'s last segment is
+/// its id), with its first bytes when the body carries them
+/// (creation-with-upload), or concatenates the caller's partial uploads
+/// into one (`Upload-Concat: final;…`), completed in the same request.
+///
+/// A `blake3` in `Upload-Metadata` naming content the caller holds makes
+/// the upload complete at once (`Media-Id`), with no byte sent.
+#[utoipa::path(post, path = "/v1/tus/", tag = "tus",
+    params(
+        ("Tus-Resumable" = String, Header, description = RESUMABLE),
+        ("Upload-Length" = Option<u64>, Header, description = "the file's length (required but for a final upload)"),
+        ("Upload-Metadata" = Option<String>, Header, description = "`key base64,…`: `filename`, `filetype`, `blake3`"),
+        ("Upload-Concat" = Option<String>, Header, description = "`partial`, or `final;URL URL…`"),
+        ("Upload-Checksum" = Option<String>, Header, description = "`sha1 BASE64` or `sha256 BASE64` of the body's bytes"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream", description = "the first bytes (creation-with-upload)"),
+    responses((status = 201, description = "created", headers(
+        ("Location" = String), ("Upload-Offset" = u64), ("Upload-Expires" = String),
+        ("Media-Id" = String, description = "once complete"))), TusCreateProblems))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -393,7 +495,15 @@ fn created(id: UploadId, tus_state: &TusState) -> Response {
     response
 }
 
-/// `HEAD`: where the upload stands (never cached).
+/// Where a tus upload stands (never cached).
+#[utoipa::path(head, path = "/v1/tus/{upload_id}", tag = "tus",
+    params(
+        ("upload_id" = String, Path, description = "the upload session's id"),
+        ("Tus-Resumable" = String, Header, description = RESUMABLE),
+    ),
+    responses((status = 200, description = "where it stands", headers(
+        ("Upload-Offset" = u64), ("Upload-Length" = u64), ("Cache-Control" = String),
+        ("Upload-Expires" = String), ("Upload-Concat" = String), ("Media-Id" = String))), TusHeadProblems))]
 async fn head(
     State(state): State<AppState>,
     caller: Caller,
@@ -418,7 +528,18 @@ async fn head(
     Ok(response)
 }
 
-/// `PATCH`: bytes at the upload's offset.
+/// Bytes at the upload's offset, any number of them; the last completes
+/// the upload (`Media-Id`). A PATCH cut off midway keeps what arrived.
+#[utoipa::path(patch, path = "/v1/tus/{upload_id}", tag = "tus",
+    params(
+        ("upload_id" = String, Path, description = "the upload session's id"),
+        ("Tus-Resumable" = String, Header, description = RESUMABLE),
+        ("Upload-Offset" = u64, Header, description = "where the bytes start: the upload's offset"),
+        ("Upload-Checksum" = Option<String>, Header, description = "`sha1 BASE64` or `sha256 BASE64`: the bytes are taken only if they match"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
+    responses((status = 204, description = "taken", headers(
+        ("Upload-Offset" = u64), ("Upload-Expires" = String), ("Media-Id" = String))), TusPatchProblems))]
 async fn patch(
     State(state): State<AppState>,
     caller: Caller,
@@ -456,7 +577,13 @@ async fn patch(
     Ok(response)
 }
 
-/// `DELETE`: termination (the session aborted, its multipart upload with it).
+/// Termination: the session is aborted, its multipart upload with it.
+#[utoipa::path(delete, path = "/v1/tus/{upload_id}", tag = "tus",
+    params(
+        ("upload_id" = String, Path, description = "the upload session's id"),
+        ("Tus-Resumable" = String, Header, description = RESUMABLE),
+    ),
+    responses((status = 204, description = "terminated"), TusDeleteProblems))]
 async fn terminate(
     State(state): State<AppState>,
     caller: Caller,

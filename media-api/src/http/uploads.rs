@@ -5,40 +5,118 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Router, extract::DefaultBodyLimit};
 use futures_util::{Stream, StreamExt};
+use serde::Serialize;
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::problems;
 use super::problem::{ApiError, Json, Path};
 use super::state::AppState;
 use crate::auth::Caller;
 use crate::ids::{ChunkNumber, UploadId};
 use crate::uploads::chunk_hash::parse_content_digest;
-use crate::uploads::{ChunkPut, CreateUpload, Opened, UploadError, events};
+use crate::uploads::{
+    ChunkPut, ChunkReceipt, Completion, CreateUpload, Opened, Progress, UploadError, events,
+};
 
 /// Routes that carry only JSON.
-pub(crate) fn router(json_limit: usize) -> Router<AppState> {
-    Router::new()
-        .route("/v1/uploads", post(create))
-        .route("/v1/uploads/{upload_id}", get(status).delete(abort))
-        .route("/v1/uploads/{upload_id}/complete", post(complete))
+pub(crate) fn router(json_limit: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(status, abort))
+        .routes(routes!(complete))
         .layer(DefaultBodyLimit::max(json_limit))
 }
 
 /// Routes that carry chunk bytes (streamed, sized by the session).
-pub(crate) fn chunk_router() -> Router<AppState> {
-    Router::new().route("/v1/uploads/{upload_id}/chunks/{n}", put(put_chunk))
+pub(crate) fn chunk_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(put_chunk))
 }
 
 /// Routes that stream events (no request deadline).
-pub(crate) fn event_router() -> Router<AppState> {
-    Router::new().route("/v1/uploads/{upload_id}/events", get(events))
+pub(crate) fn event_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(events))
 }
+
+/// A new session: where to send its chunks.
+#[derive(Serialize, utoipa::ToSchema)]
+struct UploadCreated {
+    /// The session (also the last segment of `Location`).
+    upload_id: String,
+    /// Bytes per chunk (the last may be shorter).
+    chunk_size: u64,
+    /// How many chunks to send.
+    total_chunks: u32,
+    /// When the session dies if not completed (RFC 3339).
+    expires_at: String,
+    /// Chunks received: none yet.
+    received_chunks: Vec<u32>,
+}
+
+/// The path parameter naming an upload session.
+const UPLOAD_ID: &str = "the session's id (a UUID)";
+
+problems!(
+    /// What opening a session may answer.
+    CreateProblems {
+        400 => ["invalid-size", "invalid-file-name", "invalid-blake3", "invalid-chunk-size", "invalid-content-type"],
+        409 => ["too-many-open-uploads"],
+        413 => ["file-too-large", "too-large-for-type", "quota-exceeded"],
+        429 => ["rate-limited"],
+        451 => ["content-blocked"],
+    }
+);
+problems!(
+    /// A session that is not the caller's, or is over.
+    SessionProblems {
+        404 => ["upload-not-found"],
+        410 => ["upload-expired", "upload-aborted"],
+    }
+);
+problems!(
+    /// What a chunk PUT may answer.
+    ChunkProblems {
+        400 => ["invalid-chunk-number", "chunk-out-of-range", "chunk-size-mismatch", "invalid-content-digest", "content-digest-mismatch", "chunk-incomplete"],
+        404 => ["upload-not-found"],
+        409 => ["upload-completed", "completion-in-progress", "chunk-conflict"],
+        410 => ["upload-expired", "upload-aborted"],
+        413 => ["body-too-large"],
+        429 => ["rate-limited"],
+    }
+);
+problems!(
+    /// What completing a session may answer.
+    CompleteProblems {
+        404 => ["upload-not-found"],
+        409 => ["chunks-missing", "completion-in-progress"],
+        410 => ["upload-expired", "upload-aborted", "media-deleted"],
+        413 => ["too-large-for-type"],
+        422 => ["hash-mismatch"],
+        451 => ["content-blocked"],
+    }
+);
+problems!(
+    /// What aborting a session may answer.
+    AbortProblems {
+        404 => ["upload-not-found"],
+        409 => ["upload-completed", "completion-in-progress"],
+    }
+);
+problems!(
+    /// What opening an event stream may answer.
+    EventProblems {
+        404 => ["upload-not-found"],
+        410 => ["upload-expired", "upload-aborted"],
+        429 => ["too-many-streams"],
+    }
+);
 
 /// Parses a JSON body that must be an object into `T`, naming what is wrong.
 pub(crate) fn object_of<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, ApiError> {
@@ -57,6 +135,17 @@ pub(crate) fn object_of<T: serde::de::DeserializeOwned>(body: Value) -> Result<T
     })
 }
 
+/// Opens an upload session.
+///
+/// The answer says the chunk size and count to send. When the caller holds
+/// the declared `blake3` already, no session is opened: a new media item is
+/// made at once (`200`, `deduplicated: true`, `Location` of the media).
+#[utoipa::path(post, path = "/v1/uploads", tag = "uploads",
+    request_body = CreateUpload,
+    responses(
+        (status = 201, body = UploadCreated, headers(("Location" = String, description = "the session"))),
+        (status = 200, body = Completion, description = "instant dedup: content the caller holds", headers(("Location" = String, description = "the new media item"))),
+        CreateProblems))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -77,13 +166,13 @@ async fn create(
                 .into_response());
         }
     };
-    let body = serde_json::json!({
-        "upload_id": upload.upload_id.to_string(),
-        "chunk_size": upload.chunk_size,
-        "total_chunks": upload.total_chunks,
-        "expires_at": crate::ids::rfc3339(upload.expires_at),
-        "received_chunks": [],
-    });
+    let body = UploadCreated {
+        upload_id: upload.upload_id.to_string(),
+        chunk_size: upload.chunk_size,
+        total_chunks: upload.total_chunks,
+        expires_at: crate::ids::rfc3339(upload.expires_at),
+        received_chunks: Vec::new(),
+    };
     Ok((
         StatusCode::CREATED,
         [(
@@ -95,6 +184,11 @@ async fn create(
         .into_response())
 }
 
+/// Where a session stands: the chunks received and missing, the bytes, and
+/// the media once completed.
+#[utoipa::path(get, path = "/v1/uploads/{upload_id}", tag = "uploads",
+    params(("upload_id" = String, Path, description = UPLOAD_ID)),
+    responses((status = 200, body = Progress), SessionProblems))]
 async fn status(
     State(state): State<AppState>,
     caller: Caller,
@@ -105,6 +199,19 @@ async fn status(
     Ok(Json(progress).into_response())
 }
 
+/// Sends chunk `n` (1-based) of a session, in any order, in parallel; a
+/// chunk sent again replaces nothing and is answered the same.
+///
+/// The body is the chunk's bytes: `chunk_size` of them, fewer for the last.
+/// A `Content-Digest: sha-256=:BASE64:` is checked before the chunk is kept.
+#[utoipa::path(put, path = "/v1/uploads/{upload_id}/chunks/{n}", tag = "uploads",
+    params(
+        ("upload_id" = String, Path, description = UPLOAD_ID),
+        ("n" = u32, Path, description = "the chunk number, from 1", minimum = 1),
+        ("Content-Digest" = Option<String>, Header, description = "`sha-256=:BASE64:` of the chunk (RFC 9530)"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the chunk's bytes"),
+    responses((status = 200, body = ChunkReceipt), ChunkProblems))]
 async fn put_chunk(
     State(state): State<AppState>,
     caller: Caller,
@@ -137,6 +244,12 @@ async fn put_chunk(
     Ok(Json(receipt).into_response())
 }
 
+/// Completes a session once every chunk is in: the BLAKE3 is merged from
+/// the chunks, the type sniffed, the media made (deduplicated by content).
+/// Calling it again answers the same.
+#[utoipa::path(post, path = "/v1/uploads/{upload_id}/complete", tag = "uploads",
+    params(("upload_id" = String, Path, description = UPLOAD_ID)),
+    responses((status = 200, body = Completion), CompleteProblems))]
 async fn complete(
     State(state): State<AppState>,
     caller: Caller,
@@ -149,6 +262,10 @@ async fn complete(
     Ok(Json(completion).into_response())
 }
 
+/// Aborts a session: its chunks are dropped. Aborting twice is fine.
+#[utoipa::path(delete, path = "/v1/uploads/{upload_id}", tag = "uploads",
+    params(("upload_id" = String, Path, description = UPLOAD_ID)),
+    responses((status = 204, description = "aborted"), AbortProblems))]
 async fn abort(
     State(state): State<AppState>,
     caller: Caller,
@@ -158,7 +275,12 @@ async fn abort(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Server-sent events of one upload (the stream is `uploads::events`).
+/// A session's live progress, as server-sent events: `progress`,
+/// `completed`, `aborted`, `processing` and `ready`, from where it stands
+/// now; the stream ends when the token that opened it expires.
+#[utoipa::path(get, path = "/v1/uploads/{upload_id}/events", tag = "uploads",
+    params(("upload_id" = String, Path, description = UPLOAD_ID)),
+    responses((status = 200, content_type = "text/event-stream", body = String, description = "server-sent events"), EventProblems))]
 async fn events(
     State(state): State<AppState>,
     caller: Caller,

@@ -49,7 +49,7 @@ pub enum OriginalObject {
 }
 
 /// One page of a listing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MediaPage {
     /// Newest first.
     pub items: Vec<MediaView>,

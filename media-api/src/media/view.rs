@@ -8,7 +8,7 @@ use crate::metadata_store::jobs::VariantRecord;
 use crate::metadata_store::{MediaRecord, MediaStatus};
 
 /// A media item as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MediaView {
     /// Its id.
     pub media_id: String,
@@ -19,6 +19,7 @@ pub struct MediaView {
     /// Sniffed type.
     pub content_type: String,
     /// The name it was uploaded under.
+    #[schema(value_type = String)]
     pub file_name: FileName,
     /// RFC 3339.
     pub created_at: String,
@@ -62,7 +63,7 @@ pub struct MediaView {
 }
 
 /// A derivative as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VariantView {
     /// Preset name: `?variant=NAME` downloads it.
     pub name: String,

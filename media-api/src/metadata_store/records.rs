@@ -187,7 +187,7 @@ pub struct MediaRecord {
 }
 
 /// A media item's processing status: its content's, as the API shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MediaStatus {
     /// A job is queued or running.

@@ -13,7 +13,7 @@ use crate::metadata_store::batches::{ContentFilter, StalePreset};
 pub const MAX_NAMED_CONTENTS: usize = 500;
 
 /// Which contents to reprocess, as the operator asks.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Selector {
     /// Sniffed types, exact (`video/mp4`) or by family (`image/*`).

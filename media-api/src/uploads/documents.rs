@@ -7,33 +7,41 @@ use crate::ids::{ChunkNumber, FileName};
 use crate::metadata_store::{MediaRecord, UploadRecord};
 
 /// What `POST /v1/uploads` asks for.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUpload {
-    /// The file's name.
+    /// The file's name (1 to 255 bytes of UTF-8, no control characters, no
+    /// `/` or `\\`, not `.` or `..`).
+    #[schema(min_length = 1, max_length = 255)]
     pub file_name: String,
     /// Its size in bytes (an integer; signed so negatives get a clear error).
+    #[schema(minimum = 1)]
     pub size: i64,
     /// What the client thinks it is (kept; completion sniffs the real type).
     #[serde(default)]
+    #[schema(max_length = 255)]
     pub content_type: Option<String>,
-    /// The file's BLAKE3, checked at completion.
+    /// The file's BLAKE3 (64 hex digits), checked at completion; content the
+    /// caller holds already is answered at once (instant dedup).
     #[serde(default)]
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub blake3: Option<String>,
-    /// A chunk size the client prefers.
+    /// A chunk size the client prefers (a power of two).
     #[serde(default)]
     pub chunk_size: Option<u64>,
 }
 
 /// Where an upload stands.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Progress {
     /// The session.
     pub upload_id: String,
     /// `receiving`, `completed`, `aborted` or `expired` (`completing` while a
     /// completion runs).
+    #[schema(value_type = String)]
     pub state: &'static str,
     /// File name.
+    #[schema(value_type = String)]
     pub file_name: FileName,
     /// Declared size.
     pub size: u64,
@@ -57,7 +65,7 @@ pub struct Progress {
 }
 
 /// The answer to a chunk PUT.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChunkReceipt {
     /// The chunk number.
     pub chunk: u32,
@@ -72,7 +80,7 @@ pub struct ChunkReceipt {
 }
 
 /// The answer to `complete` and to a one-request upload.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Completion {
     /// The new media.
     pub media_id: String,
@@ -83,6 +91,7 @@ pub struct Completion {
     /// Sniffed type.
     pub content_type: String,
     /// File name.
+    #[schema(value_type = String)]
     pub file_name: FileName,
     /// True when the content was already stored and the new bytes were dropped.
     pub deduplicated: bool,

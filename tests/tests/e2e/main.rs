@@ -15,6 +15,7 @@ mod foundation;
 mod mediactl;
 mod metadata_contract;
 mod metrics;
+mod openapi;
 mod operators;
 mod processing;
 mod promises;

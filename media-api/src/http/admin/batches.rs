@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Admin, PageQuery, next_cursor, plain_page};
+use super::{Admin, AdminPageProblems, PageQuery, next_cursor, plain_page};
+use crate::http::openapi::{Report, problems};
 use crate::http::problem::{ApiError, Json, Path, Query};
 use crate::http::state::AppState;
 use crate::ids::{now_ms, rfc3339};
@@ -20,22 +21,45 @@ use crate::operators::reprocess::{self, Selector};
 /// How many matched contents a dry run shows.
 const SAMPLE: u32 = 20;
 
-#[derive(Debug, Deserialize)]
+/// A reprocessing batch to start.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ReprocessRequest {
+    /// Which contents.
     #[serde(default)]
     selector: Selector,
+    /// Only count and sample what would match.
     #[serde(default)]
     dry_run: bool,
     /// Jobs per second.
     rate: Option<f64>,
 }
 
+problems!(
+    /// What starting a reprocessing batch may answer.
+    ReprocessProblems { 400 => ["invalid-selector", "invalid-rate"], 403 => ["admin-required"] }
+);
+problems!(
+    /// What a batch's routes may answer.
+    BatchProblems {
+        403 => ["admin-required"],
+        404 => ["batch-not-found", "route-not-found"],
+        409 => ["invalid-batch-state"],
+    }
+);
+
 fn invalid(detail: String) -> ApiError {
     ApiError::bad_request("invalid-selector", detail)
 }
 
-/// `POST /v1/admin/reprocess`.
+/// Reprocesses the contents a selector matches, as a paced batch below live
+/// uploads; a dry run answers `{matched, bytes, sample}` and starts nothing.
+#[utoipa::path(post, path = "/v1/admin/reprocess", tag = "admin",
+    request_body = ReprocessRequest,
+    responses(
+        (status = 202, body = Report, description = "`{batch_id, matched, bytes}`"),
+        (status = 200, body = Report, description = "a dry run: `{matched, bytes, sample}`"),
+        ReprocessProblems))]
 pub(super) async fn reprocess(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -83,15 +107,20 @@ pub(super) async fn reprocess(
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// A consistency check to start.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FsckRequest {
+    /// Repair what it finds.
     #[serde(default)]
     repair: bool,
 }
 
-/// `POST /v1/admin/fsck`: starts the consistency check as a batch; its
-/// findings grow in the batch's `report` until it is done.
+/// Starts the consistency check of the store against the database as a
+/// batch; its findings grow in the batch's `report` until it is done.
+#[utoipa::path(post, path = "/v1/admin/fsck", tag = "admin",
+    request_body = FsckRequest,
+    responses((status = 202, body = Report, description = "the batch"), super::AdminProblems))]
 pub(super) async fn fsck(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -150,7 +179,10 @@ fn batch_id(id: &str) -> Result<&str, ApiError> {
         .map_err(|_| not_found())
 }
 
-/// `GET /v1/admin/batches`.
+/// The batches, newest first.
+#[utoipa::path(get, path = "/v1/admin/batches", tag = "admin",
+    params(PageQuery),
+    responses((status = 200, body = Report, description = "`{items, next_cursor}`"), AdminPageProblems))]
 pub(super) async fn list(
     State(state): State<AppState>,
     _: Admin,
@@ -165,7 +197,10 @@ pub(super) async fn list(
     })))
 }
 
-/// `GET /v1/admin/batches/{id}`.
+/// One batch: its state, selector, rate and counts, and a check's report.
+#[utoipa::path(get, path = "/v1/admin/batches/{batch_id}", tag = "admin",
+    params(("batch_id" = String, Path, description = "the batch's id")),
+    responses((status = 200, body = Report), BatchProblems))]
 pub(super) async fn one(
     State(state): State<AppState>,
     _: Admin,
@@ -180,9 +215,15 @@ pub(super) async fn one(
     Ok(Json(batch_json(&batch)))
 }
 
-/// `POST /v1/admin/batches/{id}/pause|resume|cancel`: the batch as it is
-/// after; `409 invalid-batch-state` when the action does not apply (pausing
-/// or cancelling a finished batch, resuming a cancelled one).
+/// Pauses, resumes or cancels a batch: the batch as it is after; `409
+/// invalid-batch-state` when the action does not apply (pausing or
+/// cancelling a finished batch, resuming a cancelled one).
+#[utoipa::path(post, path = "/v1/admin/batches/{batch_id}/{action}", tag = "admin",
+    params(
+        ("batch_id" = String, Path, description = "the batch's id"),
+        ("action" = String, Path, description = "`pause`, `resume` or `cancel`"),
+    ),
+    responses((status = 200, body = Report), BatchProblems))]
 pub(super) async fn act(
     State(state): State<AppState>,
     _: Admin,

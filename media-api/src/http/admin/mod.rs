@@ -3,20 +3,21 @@
 //! admin-required` otherwise), and every call, refused or not, is written
 //! to the audit log: who, when, what, with which request, and the outcome.
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 mod batches;
 mod moderation;
 
+use super::openapi::{Report, problems};
 use super::problem::{ApiError, Json, Path, Query};
 use super::state::AppState;
 use crate::auth::Caller;
@@ -26,25 +27,34 @@ use crate::metadata_store::admin::AuditEntry;
 /// The longest request body kept in an audit entry.
 const AUDITED_BODY: usize = 4096;
 
-pub(crate) fn router(state: AppState, json_limit: usize) -> Router<AppState> {
-    Router::new()
-        .route("/v1/admin/stats", get(stats))
-        .route("/v1/admin/jobs", get(jobs))
-        .route("/v1/admin/jobs/{job_id}/retry", post(retry))
-        .route("/v1/admin/audit", get(audit_log))
-        .route("/v1/admin/content/{blake3}", get(content))
-        .route(
-            "/v1/admin/content/{blake3}/block",
-            post(moderation::block).delete(moderation::unblock),
-        )
-        .route("/v1/admin/users/{user}/erase", post(erase))
-        .route("/v1/admin/reprocess", post(batches::reprocess))
-        .route("/v1/admin/fsck", post(batches::fsck))
-        .route("/v1/admin/batches", get(batches::list))
-        .route("/v1/admin/batches/{batch_id}", get(batches::one))
-        .route("/v1/admin/batches/{batch_id}/{action}", post(batches::act))
+pub(crate) fn router(state: AppState, json_limit: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(stats))
+        .routes(routes!(jobs))
+        .routes(routes!(retry))
+        .routes(routes!(audit_log))
+        .routes(routes!(content))
+        .routes(routes!(moderation::block, moderation::unblock))
+        .routes(routes!(erase))
+        .routes(routes!(batches::reprocess))
+        .routes(routes!(batches::fsck))
+        .routes(routes!(batches::list))
+        .routes(routes!(batches::one))
+        .routes(routes!(batches::act))
         .layer(middleware::from_fn_with_state((state, json_limit), audited))
 }
+
+problems!(
+    /// A token without the admin scope.
+    AdminProblems { 403 => ["admin-required"] }
+);
+problems!(
+    /// A listing whose page cannot be read.
+    AdminPageProblems {
+        400 => ["invalid-query", "invalid-limit", "invalid-cursor", "invalid-state"],
+        403 => ["admin-required"],
+    }
+);
 
 /// Proof that the caller's token carries the `admin` scope, and who it is.
 pub(crate) struct Admin(pub(crate) crate::ids::UserId);
@@ -119,6 +129,10 @@ async fn audited(
     response
 }
 
+/// Totals: users, media, contents, bytes (logical, stored, in variants),
+/// the dedup ratio, by content type, uploads by state, jobs by state and kind.
+#[utoipa::path(get, path = "/v1/admin/stats", tag = "admin",
+    responses((status = 200, body = Report), AdminProblems))]
 async fn stats(State(state): State<AppState>, _: Admin) -> Result<Json<Value>, ApiError> {
     let s = state.backends.admin.stats().await?;
     let dead: u64 = s
@@ -145,7 +159,11 @@ async fn stats(State(state): State<AppState>, _: Admin) -> Result<Json<Value>, A
     })))
 }
 
-/// `POST /v1/admin/users/{user}/erase`: the report of what went.
+/// Erases a user: their media, uploads, memberships and messages' content,
+/// and the contents no one else references; answers what went.
+#[utoipa::path(post, path = "/v1/admin/users/{user}/erase", tag = "admin",
+    params(("user" = String, Path, description = "the user id")),
+    responses((status = 200, body = Report), EraseProblems))]
 async fn erase(
     State(state): State<AppState>,
     _: Admin,
@@ -157,7 +175,11 @@ async fn erase(
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
-/// One content: what it is, who references it, its variants.
+/// One content by its BLAKE3: what it is, who references it (counts by
+/// owner and conversation), its variants, and its block.
+#[utoipa::path(get, path = "/v1/admin/content/{blake3}", tag = "admin",
+    params(("blake3" = String, Path, description = "the content's BLAKE3, hex")),
+    responses((status = 200, body = Report), ContentProblems))]
 async fn content(
     State(state): State<AppState>,
     _: Admin,
@@ -195,11 +217,34 @@ async fn content(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+problems!(
+    /// What erasing a user may answer.
+    EraseProblems { 400 => ["invalid-user-id"], 403 => ["admin-required"] }
+);
+problems!(
+    /// What reading a content may answer.
+    ContentProblems {
+        400 => ["invalid-blake3"],
+        403 => ["admin-required"],
+        404 => ["content-not-found"],
+    }
+);
+problems!(
+    /// What retrying a job may answer.
+    RetryProblems { 403 => ["admin-required"], 404 => ["job-not-found"] }
+);
+
+/// A page of an operators' listing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct PageQuery {
+    /// Jobs only: `queued`, `running`, `done`, `dead` (the default) or `paused`.
     state: Option<String>,
+    /// Most items (default 50, at most `limits.max_page_size`).
+    #[param(minimum = 1)]
     limit: Option<u32>,
+    /// `next_cursor` of the page before.
     cursor: Option<String>,
 }
 
@@ -246,6 +291,10 @@ pub(super) fn cursor(query: &PageQuery) -> Result<Option<&str>, ApiError> {
     }
 }
 
+/// Processing jobs in one state (dead ones unless asked), newest first.
+#[utoipa::path(get, path = "/v1/admin/jobs", tag = "admin",
+    params(PageQuery),
+    responses((status = 200, body = Report, description = "`{items, next_cursor}`"), AdminPageProblems))]
 async fn jobs(
     State(state): State<AppState>,
     _: Admin,
@@ -268,6 +317,10 @@ async fn jobs(
     Ok(Json(json!({ "items": items, "next_cursor": next })))
 }
 
+/// Queues a dead job again.
+#[utoipa::path(post, path = "/v1/admin/jobs/{job_id}/retry", tag = "admin",
+    params(("job_id" = String, Path, description = "the job's id")),
+    responses((status = 202, body = Report, description = "`{job_id, state: \"queued\"}`"), RetryProblems))]
 async fn retry(
     State(state): State<AppState>,
     _: Admin,
@@ -287,6 +340,11 @@ async fn retry(
         .into_response())
 }
 
+/// The audit log, newest first: every admin call with who, when, what,
+/// its request body and its status.
+#[utoipa::path(get, path = "/v1/admin/audit", tag = "admin",
+    params(PageQuery),
+    responses((status = 200, body = Report, description = "`{items, next_cursor}`"), AdminPageProblems))]
 async fn audit_log(
     State(state): State<AppState>,
     _: Admin,

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Admin;
+use crate::http::openapi::{Report, problems};
 use crate::http::problem::{ApiError, Json, Path};
 use crate::http::state::AppState;
 use crate::ids::{Blake3, rfc3339};
@@ -27,13 +28,25 @@ pub(super) fn blake3_of(text: &str) -> Result<Blake3, ApiError> {
     Blake3::parse(text).map_err(|e| ApiError::bad_request("invalid-blake3", e))
 }
 
-#[derive(Debug, Deserialize)]
+/// Why a content is blocked.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct BlockRequest {
+    /// 1 to 1000 bytes of text.
     reason: String,
 }
 
-/// `POST /v1/admin/content/{blake3}/block`.
+problems!(
+    /// What blocking a content may answer.
+    BlockProblems { 400 => ["invalid-blake3", "invalid-reason"], 403 => ["admin-required"] }
+);
+
+/// Blocks a content everywhere: nothing of it downloads (`451`), it cannot
+/// be uploaded or attached again, and its objects are set aside.
+#[utoipa::path(post, path = "/v1/admin/content/{blake3}/block", tag = "admin",
+    params(("blake3" = String, Path, description = "the content's BLAKE3, hex")),
+    request_body = BlockRequest,
+    responses((status = 200, body = Report, description = "`{blake3, blocked, newly_blocked, stored, objects}`"), BlockProblems))]
 pub(super) async fn block(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -59,7 +72,10 @@ pub(super) async fn block(
     })))
 }
 
-/// `DELETE /v1/admin/content/{blake3}/block`.
+/// Unblocks a content.
+#[utoipa::path(delete, path = "/v1/admin/content/{blake3}/block", tag = "admin",
+    params(("blake3" = String, Path, description = "the content's BLAKE3, hex")),
+    responses((status = 200, body = Report, description = "`{blake3, blocked: null, was_blocked}`"), BlockProblems))]
 pub(super) async fn unblock(
     State(state): State<AppState>,
     _: Admin,
