@@ -13,7 +13,7 @@ mod socket;
 pub use fixtures::{ffmpeg_fixture, ffprobe, random_bytes, shuffle, test_image};
 pub use process::{
     ServiceProcess, free_port, mediactl_binary, metric_in, render_binary, service_binary,
-    service_command, wait_ready,
+    service_command, venv_program, wait_ready,
 };
 pub use socket::{Ended, Socket};
 

@@ -18,6 +18,21 @@ pub fn service_binary() -> PathBuf {
     built_binary("media-api")
 }
 
+/// A program of the stock clients' virtualenv
+/// (`infra/install-protocol-clients.sh`, run by `infra/test.sh`).
+pub fn venv_program(name: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let local = std::env::var_os("MEDIA_INFRA_DIR")
+        .map_or_else(|| root.join("infra/.local"), PathBuf::from);
+    let program = local.join("venv/bin").join(name);
+    assert!(
+        program.is_file(),
+        "{} is missing: infra/install-protocol-clients.sh installs it (infra/test.sh runs it)",
+        program.display()
+    );
+    program
+}
+
 /// The `mediactl` command line.
 pub fn mediactl_binary() -> PathBuf {
     built_binary("mediactl")

@@ -64,6 +64,7 @@ pub struct Chat {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct NewConversationRequest {
     /// `direct` or `group`.
+    #[schema(pattern = "^(direct|group)$")]
     pub kind: String,
     /// A group's title.
     pub title: Option<String>,

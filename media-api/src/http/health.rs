@@ -51,7 +51,7 @@ problems!(
 );
 problems!(
     /// `/metrics` without an admin token.
-    AdminRequired { 401 => ["token-malformed", "token-invalid", "token-expired", "token-not-yet-valid", "token-lifetime-too-long"], 403 => ["admin-required"] }
+    AdminRequired { 401 => ["token-missing", "token-malformed", "token-invalid", "token-expired", "token-not-yet-valid", "token-lifetime-too-long"], 403 => ["admin-required"] }
 );
 
 /// Liveness: the process is alive and serving HTTP.
@@ -110,12 +110,16 @@ async fn readyz(State(state): State<AppState>, headers: HeaderMap) -> Response {
     }
 }
 
-/// Prometheus text exposition, for an admin token.
+/// Prometheus text exposition, for an admin token (`401` without one,
+/// `403` for another).
 #[utoipa::path(get, path = "/metrics", tag = "health",
     security(("bearer" = [])),
     responses((status = 200, content_type = "text/plain; version=0.0.4; charset=utf-8", body = String,
         description = "Prometheus text exposition"), AdminRequired))]
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if super::auth::bearer(&headers)?.is_none() {
+        return Err(crate::auth::AuthError::Missing.into());
+    }
     if !admin_of(&headers, &state.tokens)? {
         return Err(super::admin::admin_required());
     }

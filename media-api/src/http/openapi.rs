@@ -167,9 +167,114 @@ pub(crate) fn finish(api: utoipa::openapi::OpenApi, settings: &Settings) -> Valu
                 continue;
             }
             common_problems(path, method, operation);
+            // Handlers of different resources share names (`create`): the
+            // id is the handler's name under its tag.
+            let tag = operation["tags"][0].as_str().unwrap_or("api").to_owned();
+            let name = operation["operationId"]
+                .as_str()
+                .unwrap_or(method)
+                .to_owned();
+            operation["operationId"] = json!(format!("{tag}_{name}"));
         }
     }
+    add_links(&mut doc);
     doc
+}
+
+/// Where the answer of one operation leads (OpenAPI links): the id it
+/// made, into the operations on that resource. A client, and a stateful
+/// fuzzer, can follow them.
+struct Links {
+    /// `METHOD path` of the operation that makes the resource.
+    from: &'static str,
+    /// The status it answers when it made one.
+    status: &'static str,
+    /// Each parameter of the operations below, and where in the answer it is.
+    parameters: &'static [(&'static str, &'static str)],
+    /// `METHOD path` of the operations on it.
+    to: &'static [&'static str],
+}
+
+const UPLOAD: &[(&str, &str)] = &[("upload_id", "$response.body#/upload_id")];
+const MEDIA: &[(&str, &str)] = &[("media_id", "$response.body#/media_id")];
+const CONVERSATION: &[(&str, &str)] = &[("id", "$response.body#/conversation_id")];
+const MESSAGE: &[(&str, &str)] = &[
+    ("id", "$response.body#/conversation_id"),
+    ("seq", "$response.body#/seq"),
+];
+
+const LINKS: &[Links] = &[
+    Links {
+        from: "post /v1/uploads",
+        status: "201",
+        parameters: UPLOAD,
+        to: &[
+            "get /v1/uploads/{upload_id}",
+            "put /v1/uploads/{upload_id}/chunks/{n}",
+            "post /v1/uploads/{upload_id}/complete",
+            "delete /v1/uploads/{upload_id}",
+        ],
+    },
+    Links {
+        from: "post /v1/media",
+        status: "201",
+        parameters: MEDIA,
+        to: &[
+            "get /v1/media/{media_id}",
+            "get /v1/media/{media_id}/content",
+            "delete /v1/media/{media_id}",
+        ],
+    },
+    Links {
+        from: "post /v1/conversations",
+        status: "201",
+        parameters: CONVERSATION,
+        to: &[
+            "get /v1/conversations/{id}",
+            "post /v1/conversations/{id}/members",
+            "post /v1/conversations/{id}/messages",
+            "get /v1/conversations/{id}/messages",
+            "post /v1/conversations/{id}/receipts",
+        ],
+    },
+    Links {
+        from: "post /v1/conversations/{id}/messages",
+        status: "201",
+        parameters: MESSAGE,
+        to: &[
+            "patch /v1/conversations/{id}/messages/{seq}",
+            "delete /v1/conversations/{id}/messages/{seq}",
+            "get /v1/conversations/{id}/messages/{seq}/receipts",
+        ],
+    },
+];
+
+fn add_links(doc: &mut Value) {
+    for links in LINKS {
+        let (from_method, from_path) = links.from.split_once(' ').unwrap_or_default();
+        let parameters: serde_json::Map<String, Value> = links
+            .parameters
+            .iter()
+            .map(|(name, from)| ((*name).to_owned(), json!(from)))
+            .collect();
+        for to in links.to {
+            let (to_method, to_path) = to.split_once(' ').unwrap_or_default();
+            let Some(target) = doc["paths"][to_path][to_method]["operationId"]
+                .as_str()
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            let Some(response) = doc["paths"][from_path][from_method]["responses"]
+                .get_mut(links.status)
+                .filter(|r| r.is_object())
+            else {
+                continue;
+            };
+            response["links"][target.clone()] =
+                json!({ "operationId": target, "parameters": parameters });
+        }
+    }
 }
 
 fn is_method(key: &str) -> bool {

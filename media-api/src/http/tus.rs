@@ -145,17 +145,35 @@ problems!(
     }
 );
 
-/// Every answer says `Tus-Resumable`; every request but `OPTIONS` must
-/// speak 1.0.0 (`412` with `Tus-Version` otherwise).
+/// Every answer says `Tus-Resumable`.
 async fn protocol(request: Request, next: Next) -> Response {
-    let speaks = request
-        .headers()
-        .get(&TUS_RESUMABLE)
-        .is_some_and(|v| v.as_bytes() == VERSION.as_bytes());
-    let mut response = if request.method() == Method::OPTIONS || speaks {
-        next.run(request).await
-    } else {
-        ApiError::new(
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(TUS_RESUMABLE.clone(), HeaderValue::from_static(VERSION));
+    response
+}
+
+/// Proof that a request speaks tus 1.0.0 (`412` with `Tus-Version`
+/// otherwise). Taken after the caller: a request without a token is told
+/// that first.
+struct Speaks;
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Speaks {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, ApiError> {
+        if parts
+            .headers
+            .get(&TUS_RESUMABLE)
+            .is_some_and(|v| v.as_bytes() == VERSION.as_bytes())
+        {
+            return Ok(Self);
+        }
+        Err(ApiError::new(
             StatusCode::PRECONDITION_FAILED,
             "tus-version-unsupported",
             "this server speaks tus 1.0.0 (Tus-Resumable: 1.0.0)",
@@ -163,13 +181,8 @@ async fn protocol(request: Request, next: Next) -> Response {
         .with_header(
             HeaderName::from_static("tus-version"),
             HeaderValue::from_static(VERSION),
-        )
-        .into_response()
-    };
-    response
-        .headers_mut()
-        .insert(TUS_RESUMABLE.clone(), HeaderValue::from_static(VERSION));
-    response
+        ))
+    }
 }
 
 /// tus's capability request: the version, extensions, largest upload and
@@ -366,7 +379,7 @@ async fn options_upload(state: State<AppState>) -> Response {
 /// Creation, at the endpoint without its slash.
 #[utoipa::path(post, path = "/v1/tus", tag = "tus",
     params(
-        ("Tus-Resumable" = String, Header, description = RESUMABLE),
+        ("Tus-Resumable" = String, Header, description = RESUMABLE, pattern = "^1\\.0\\.0$"),
         ("Upload-Length" = Option<u64>, Header, description = "the file's length (required but for a final upload)"),
         ("Upload-Metadata" = Option<String>, Header, description = "`key base64,…`: `filename`, `filetype`, `blake3`"),
         ("Upload-Concat" = Option<String>, Header, description = "`partial`, or `final;URL URL…`"),
@@ -375,10 +388,11 @@ async fn options_upload(state: State<AppState>) -> Response {
 async fn create_bare(
     state: State<AppState>,
     caller: Caller,
+    speaks: Speaks,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    create(state, caller, headers, body).await
+    create(state, caller, speaks, headers, body).await
 }
 
 /// Creates a tus upload (an upload session; `Location`'s last segment is
@@ -390,7 +404,7 @@ async fn create_bare(
 /// the upload complete at once (`Media-Id`), with no byte sent.
 #[utoipa::path(post, path = "/v1/tus/", tag = "tus",
     params(
-        ("Tus-Resumable" = String, Header, description = RESUMABLE),
+        ("Tus-Resumable" = String, Header, description = RESUMABLE, pattern = "^1\\.0\\.0$"),
         ("Upload-Length" = Option<u64>, Header, description = "the file's length (required but for a final upload)"),
         ("Upload-Metadata" = Option<String>, Header, description = "`key base64,…`: `filename`, `filetype`, `blake3`"),
         ("Upload-Concat" = Option<String>, Header, description = "`partial`, or `final;URL URL…`"),
@@ -403,6 +417,7 @@ async fn create_bare(
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
+    _: Speaks,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -499,7 +514,7 @@ fn created(id: UploadId, tus_state: &TusState) -> Response {
 #[utoipa::path(head, path = "/v1/tus/{upload_id}", tag = "tus",
     params(
         ("upload_id" = String, Path, description = "the upload session's id"),
-        ("Tus-Resumable" = String, Header, description = RESUMABLE),
+        ("Tus-Resumable" = String, Header, description = RESUMABLE, pattern = "^1\\.0\\.0$"),
     ),
     responses((status = 200, description = "where it stands", headers(
         ("Upload-Offset" = u64), ("Upload-Length" = u64), ("Cache-Control" = String),
@@ -507,6 +522,7 @@ fn created(id: UploadId, tus_state: &TusState) -> Response {
 async fn head(
     State(state): State<AppState>,
     caller: Caller,
+    _: Speaks,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let tus_state = state
@@ -533,7 +549,7 @@ async fn head(
 #[utoipa::path(patch, path = "/v1/tus/{upload_id}", tag = "tus",
     params(
         ("upload_id" = String, Path, description = "the upload session's id"),
-        ("Tus-Resumable" = String, Header, description = RESUMABLE),
+        ("Tus-Resumable" = String, Header, description = RESUMABLE, pattern = "^1\\.0\\.0$"),
         ("Upload-Offset" = u64, Header, description = "where the bytes start: the upload's offset"),
         ("Upload-Checksum" = Option<String>, Header, description = "`sha1 BASE64` or `sha256 BASE64`: the bytes are taken only if they match"),
     ),
@@ -543,6 +559,7 @@ async fn head(
 async fn patch(
     State(state): State<AppState>,
     caller: Caller,
+    _: Speaks,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -581,12 +598,13 @@ async fn patch(
 #[utoipa::path(delete, path = "/v1/tus/{upload_id}", tag = "tus",
     params(
         ("upload_id" = String, Path, description = "the upload session's id"),
-        ("Tus-Resumable" = String, Header, description = RESUMABLE),
+        ("Tus-Resumable" = String, Header, description = RESUMABLE, pattern = "^1\\.0\\.0$"),
     ),
     responses((status = 204, description = "terminated"), TusDeleteProblems))]
 async fn terminate(
     State(state): State<AppState>,
     caller: Caller,
+    _: Speaks,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     state.uploads.abort(&caller.user, upload_id(&id)?).await?;

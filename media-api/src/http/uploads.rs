@@ -60,6 +60,17 @@ struct UploadCreated {
     received_chunks: Vec<u32>,
 }
 
+/// One server-sent event of an upload's stream.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct UploadEvent {
+    /// `progress`, `completed`, `aborted`, `processing`, `ready` or `failed`.
+    event: String,
+    /// A JSON document: the session's progress, the completion, or the
+    /// media's processing status.
+    data: String,
+}
+
 /// The path parameter naming an upload session.
 const UPLOAD_ID: &str = "the session's id (a UUID)";
 
@@ -208,7 +219,8 @@ async fn status(
     params(
         ("upload_id" = String, Path, description = UPLOAD_ID),
         ("n" = u32, Path, description = "the chunk number, from 1", minimum = 1),
-        ("Content-Digest" = Option<String>, Header, description = "`sha-256=:BASE64:` of the chunk (RFC 9530)"),
+        ("Content-Digest" = Option<String>, Header, description = "`sha-256=:BASE64:` of the chunk (RFC 9530)",
+            pattern = "^sha-256=:[A-Za-z0-9+/]{43}=:$"),
     ),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the chunk's bytes"),
     responses((status = 200, body = ChunkReceipt), ChunkProblems))]
@@ -280,7 +292,7 @@ async fn abort(
 /// now; the stream ends when the token that opened it expires.
 #[utoipa::path(get, path = "/v1/uploads/{upload_id}/events", tag = "uploads",
     params(("upload_id" = String, Path, description = UPLOAD_ID)),
-    responses((status = 200, content_type = "text/event-stream", body = String, description = "server-sent events"), EventProblems))]
+    responses((status = 200, content_type = "text/event-stream", body = UploadEvent, description = "server-sent events"), EventProblems))]
 async fn events(
     State(state): State<AppState>,
     caller: Caller,

@@ -59,7 +59,7 @@ async fn health_and_readiness_on_both_backend_sets(set: BackendSet) {
         }
         .send()
     };
-    problem_of(metrics(None).await.expect("metrics"), 403, "admin-required").await;
+    problem_of(metrics(None).await.expect("metrics"), 401, "token-missing").await;
     problem_of(
         metrics(Some(app.token("alice"))).await.expect("metrics"),
         403,

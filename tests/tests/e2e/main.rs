@@ -12,6 +12,7 @@ mod connections;
 mod dedup;
 mod downloads;
 mod foundation;
+mod fuzz;
 mod mediactl;
 mod metadata_contract;
 mod metrics;

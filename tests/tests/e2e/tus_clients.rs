@@ -15,16 +15,7 @@ const SECRET: &str = "tus-clients-test-secret-long-enough-0123";
 const MIB: u64 = 1024 * 1024;
 
 fn python() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let local = std::env::var_os("MEDIA_INFRA_DIR")
-        .map_or_else(|| root.join("infra/.local"), PathBuf::from);
-    let python = local.join("venv/bin/python");
-    assert!(
-        python.is_file(),
-        "{} is missing: infra/install-protocol-clients.sh installs tuspy (infra/test.sh runs it)",
-        python.display()
-    );
-    python
+    media_e2e::venv_program("python")
 }
 
 fn script(name: &str) -> PathBuf {

@@ -178,7 +178,7 @@ async fn erase(
 /// One content by its BLAKE3: what it is, who references it (counts by
 /// owner and conversation), its variants, and its block.
 #[utoipa::path(get, path = "/v1/admin/content/{blake3}", tag = "admin",
-    params(("blake3" = String, Path, description = "the content's BLAKE3, hex")),
+    params(("blake3" = String, Path, description = "the content's BLAKE3, hex", pattern = "^[0-9a-f]{64}$")),
     responses((status = 200, body = Report), ContentProblems))]
 async fn content(
     State(state): State<AppState>,

@@ -44,7 +44,7 @@ problems!(
 /// Blocks a content everywhere: nothing of it downloads (`451`), it cannot
 /// be uploaded or attached again, and its objects are set aside.
 #[utoipa::path(post, path = "/v1/admin/content/{blake3}/block", tag = "admin",
-    params(("blake3" = String, Path, description = "the content's BLAKE3, hex")),
+    params(("blake3" = String, Path, description = "the content's BLAKE3, hex", pattern = "^[0-9a-f]{64}$")),
     request_body = BlockRequest,
     responses((status = 200, body = Report, description = "`{blake3, blocked, newly_blocked, stored, objects}`"), BlockProblems))]
 pub(super) async fn block(
@@ -74,7 +74,7 @@ pub(super) async fn block(
 
 /// Unblocks a content.
 #[utoipa::path(delete, path = "/v1/admin/content/{blake3}/block", tag = "admin",
-    params(("blake3" = String, Path, description = "the content's BLAKE3, hex")),
+    params(("blake3" = String, Path, description = "the content's BLAKE3, hex", pattern = "^[0-9a-f]{64}$")),
     responses((status = 200, body = Report, description = "`{blake3, blocked: null, was_blocked}`"), BlockProblems))]
 pub(super) async fn unblock(
     State(state): State<AppState>,
