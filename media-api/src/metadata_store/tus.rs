@@ -31,8 +31,9 @@ pub trait TusStore: Send + Sync + 'static {
     /// Lets the lock go, if `token` still holds it.
     async fn tus_unlock(&self, id: UploadId, token: &str) -> Result<(), MetadataError>;
 
-    /// The bytes waiting to fill a part.
-    async fn tus_tail(&self, id: UploadId) -> Result<Vec<u8>, MetadataError>;
+    /// The bytes waiting to fill a part, and the number of the part they
+    /// are the head of.
+    async fn tus_tail(&self, id: UploadId) -> Result<(Vec<u8>, u32), MetadataError>;
 
     /// Replaces them, if `token` holds the lock; false when it does not.
     async fn tus_set_tail(
@@ -40,5 +41,6 @@ pub trait TusStore: Send + Sync + 'static {
         id: UploadId,
         token: &str,
         tail: &[u8],
+        part: u32,
     ) -> Result<bool, MetadataError>;
 }

@@ -275,13 +275,13 @@ impl UploadService {
         if super::is_expired(&upload) {
             return Err(UploadError::Expired);
         }
-        let tail = self.backends.tus.tus_tail(id).await?.len() as u64;
         let concat = self.backends.tus.tus_concat(id).await?;
         let done = upload.state == UploadState::Completed;
         let offset = if done {
             upload.size
         } else {
-            self.contiguous(&upload).await?.1 + tail
+            let received = self.received(&upload).await?;
+            received.in_parts + received.tail.len() as u64
         };
         Ok(TusState {
             offset,
@@ -289,6 +289,46 @@ impl UploadService {
             expires_at: (!done).then_some(upload.expires_at),
             media_id: upload.media_id.map(|m| m.to_string()),
             concat,
+        })
+    }
+
+    /// What a tus upload holds: its parts in order from the first, and the
+    /// bytes after them. A tail whose part was recorded since (its PATCH was
+    /// cut off between the two writes, or its node died) no longer counts.
+    async fn received(&self, upload: &UploadRecord) -> Result<Held, UploadError> {
+        let (parts, in_parts) = self.contiguous(upload).await?;
+        let (tail, tail_part) = self.backends.tus.tus_tail(upload.upload_id).await?;
+        let tail = if tail_part == parts + 1 {
+            tail
+        } else {
+            Vec::new()
+        };
+        Ok(Held {
+            parts,
+            in_parts,
+            tail,
+        })
+    }
+
+    /// Stores part `number` through the chunk path, in a task of its own.
+    fn store_part(
+        &self,
+        owner: &UserId,
+        id: UploadId,
+        number: u32,
+        part: Bytes,
+    ) -> tokio::task::JoinHandle<Result<(), UploadError>> {
+        let (service, owner) = (self.clone(), owner.clone());
+        tokio::spawn(async move {
+            let put = ChunkPut {
+                number: ChunkNumber::parse(&number.to_string())
+                    .map_err(|e| UploadError::Backend(format!("chunk number {e}")))?,
+                content_length: Some(part.len() as u64),
+                sha256: None,
+            };
+            let one = futures_util::stream::once(async move { Ok::<_, std::io::Error>(part) });
+            service.put_chunk(&owner, id, put, Box::pin(one)).await?;
+            Ok(())
         })
     }
 
@@ -477,9 +517,11 @@ impl UploadService {
             partial,
         } = to;
         let id = upload.upload_id;
-        let tus = &self.backends.tus;
-        let (k, in_parts) = self.contiguous(upload).await?;
-        let tail = tus.tus_tail(id).await?;
+        let Held {
+            parts: k,
+            in_parts,
+            tail,
+        } = self.received(upload).await?;
         let at = in_parts + tail.len() as u64;
         if offset != at {
             return Err(UploadError::TusOffsetMismatch { expected: at });
@@ -492,6 +534,9 @@ impl UploadService {
         let mut buffer = BytesMut::from(&tail[..]);
         let mut next = k + 1;
         let mut cut_off = None;
+        // One part is stored while the next arrives (two parts of memory at
+        // most): the body is read on while the store writes.
+        let mut storing = None;
         loop {
             let frame = match body.next().await {
                 Some(Ok(frame)) => frame,
@@ -516,18 +561,20 @@ impl UploadService {
                 let part = buffer
                     .split_to(usize::try_from(len).unwrap_or(usize::MAX))
                     .freeze();
-                let put = ChunkPut {
-                    number: ChunkNumber::parse(&next.to_string())
-                        .map_err(|e| UploadError::Backend(format!("chunk number {e}")))?,
-                    content_length: Some(len),
-                    sha256: None,
-                };
-                let one = futures_util::stream::once(async move { Ok::<_, std::io::Error>(part) });
-                self.put_chunk(owner, id, put, Box::pin(one)).await?;
+                stored(storing.take()).await?;
+                storing = Some(self.store_part(owner, id, next, part));
                 next += 1;
             }
         }
-        if !tus.tus_set_tail(id, token, &buffer).await? {
+        // A part that could not be stored leaves the tail as it was: the
+        // offset is then where the parts recorded and that tail end.
+        stored(storing.take()).await?;
+        if !self
+            .backends
+            .tus
+            .tus_set_tail(id, token, &buffer, next)
+            .await?
+        {
             return Err(UploadError::TusLocked);
         }
         if let Some(e) = cut_off {
@@ -539,6 +586,28 @@ impl UploadService {
         Ok(Received::At(
             in_parts_of(upload, next) + buffer.len() as u64,
         ))
+    }
+}
+
+/// What a tus upload holds.
+struct Held {
+    /// Parts recorded in order from the first.
+    parts: u32,
+    /// Their bytes.
+    in_parts: u64,
+    /// The bytes after them, not a part yet.
+    tail: Vec<u8>,
+}
+
+/// Waits for a part being stored.
+async fn stored(
+    storing: Option<tokio::task::JoinHandle<Result<(), UploadError>>>,
+) -> Result<(), UploadError> {
+    match storing {
+        None => Ok(()),
+        Some(task) => task
+            .await
+            .map_err(|e| UploadError::Backend(format!("storing a part failed: {e}")))?,
     }
 }
 

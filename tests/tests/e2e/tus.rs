@@ -233,20 +233,7 @@ async fn a_patch_cut_off_midway_keeps_the_bytes_that_arrived(set: BackendSet) {
     };
     assert!(kept > 8 * MIB as u64, "{set:?}: only {kept} bytes kept");
     // The rest from the reported offset completes the same content.
-    let r = patch(&alice, &path, kept, data[kept as usize..].to_vec()).await;
-    assert_eq!(
-        r.status(),
-        204,
-        "{set:?}: {}",
-        r.text().await.unwrap_or_default()
-    );
-    let media_id = header(&r, "media-id");
-    let media = json_of(alice.get(&format!("/v1/media/{media_id}")).await, 200).await;
-    assert_eq!(
-        media["blake3"],
-        blake3::hash(&data).to_hex().as_str(),
-        "{set:?}"
-    );
+    finish_with_the_rest(&alice, &path, kept as usize, &data, set).await;
     app.stop().await;
 }
 
@@ -409,6 +396,31 @@ async fn tus_and_native_uploads_of_one_file_by_its_owner_store_it_once(set: Back
     let objects = app.state.backends.blobs.list("").await.expect("list");
     assert_eq!(objects.len(), 2, "{set:?}: {objects:?}");
     app.stop().await;
+}
+
+/// Sends the rest of `data` from `at` in one PATCH: it completes the upload,
+/// and the media is `data`.
+async fn finish_with_the_rest(
+    user: &User<'_>,
+    path: &str,
+    at: usize,
+    data: &[u8],
+    set: BackendSet,
+) {
+    let r = patch(user, path, at as u64, data[at..].to_vec()).await;
+    assert_eq!(
+        r.status(),
+        204,
+        "{set:?}: {}",
+        r.text().await.unwrap_or_default()
+    );
+    let media_id = header(&r, "media-id");
+    let media = json_of(user.get(&format!("/v1/media/{media_id}")).await, 200).await;
+    assert_eq!(
+        media["blake3"],
+        blake3::hash(data).to_hex().as_str(),
+        "{set:?}"
+    );
 }
 
 /// A tus request without a body, as stock clients send it.
@@ -811,5 +823,40 @@ async fn concatenation_makes_one_file_of_partial_uploads(set: BackendSet) {
             "{set:?}: a piece's object is left"
         );
     }
+    app.stop().await;
+}
+
+both_sets!(a_tail_whose_part_was_recorded_since_no_longer_counts);
+async fn a_tail_whose_part_was_recorded_since_no_longer_counts(set: BackendSet) {
+    // The bytes after the last part wait as the upload's tail; when that
+    // part is recorded by another way (a native PUT of the same session, or
+    // a PATCH whose node died between recording the part and clearing the
+    // tail), the tail must not be counted on top of it.
+    let app = TestApp::spawn(set).await;
+    let alice = app.user("alice");
+    let data = random_bytes(12 * MIB + 5, 73);
+    let path = create(&alice, data.len(), "mixed.bin").await;
+    let id = path.rsplit('/').next().expect("id").to_owned();
+    let chunk = json_of(alice.get(&format!("/v1/uploads/{id}")).await, 200).await["chunk_size"]
+        .as_u64()
+        .expect("chunk size") as usize;
+    assert_eq!(chunk, 8 * MIB, "{set:?}");
+    assert_eq!(
+        patch(&alice, &path, 0, data[..3 * MIB].to_vec())
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(offset(&alice, &path).await, 3 * MIB as u64, "{set:?}");
+    // The first part, whole, natively.
+    let r = alice.put_chunk(&id, 1, data[..chunk].to_vec()).await;
+    assert_eq!(r.status(), 200, "{set:?}");
+    assert_eq!(
+        offset(&alice, &path).await,
+        chunk as u64,
+        "{set:?}: the tail counted twice"
+    );
+    // The rest through tus: the file is the file.
+    finish_with_the_rest(&alice, &path, chunk, &data, set).await;
     app.stop().await;
 }

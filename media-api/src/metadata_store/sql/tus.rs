@@ -62,13 +62,15 @@ impl TusStore for SqlMetadataStore {
         Ok(())
     }
 
-    async fn tus_tail(&self, id: UploadId) -> Result<Vec<u8>, MetadataError> {
-        let tail: Option<Vec<u8>> =
-            sqlx::query_scalar("select tail from tus_uploads where upload_id = $1")
+    async fn tus_tail(&self, id: UploadId) -> Result<(Vec<u8>, u32), MetadataError> {
+        let tail: Option<(Vec<u8>, i64)> =
+            sqlx::query_as("select tail, tail_part from tus_uploads where upload_id = $1")
                 .bind(id.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(tail.unwrap_or_default())
+        Ok(tail
+            .map(|(tail, part)| (tail, u32::try_from(part).unwrap_or(0)))
+            .unwrap_or_default())
     }
 
     async fn tus_set_tail(
@@ -76,13 +78,16 @@ impl TusStore for SqlMetadataStore {
         id: UploadId,
         token: &str,
         tail: &[u8],
+        part: u32,
     ) -> Result<bool, MetadataError> {
         let n = sqlx::query(
-            "update tus_uploads set tail = $3 where upload_id = $1 and lock_token = $2",
+            "update tus_uploads set tail = $3, tail_part = $4 \
+             where upload_id = $1 and lock_token = $2",
         )
         .bind(id.to_string())
         .bind(token)
         .bind(tail.to_vec())
+        .bind(i64::from(part))
         .execute(&self.pool)
         .await?
         .rows_affected();
