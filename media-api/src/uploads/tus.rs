@@ -310,28 +310,6 @@ impl UploadService {
         })
     }
 
-    /// Stores part `number` through the chunk path, in a task of its own.
-    fn store_part(
-        &self,
-        owner: &UserId,
-        id: UploadId,
-        number: u32,
-        part: Bytes,
-    ) -> tokio::task::JoinHandle<Result<(), UploadError>> {
-        let (service, owner) = (self.clone(), owner.clone());
-        tokio::spawn(async move {
-            let put = ChunkPut {
-                number: ChunkNumber::parse(&number.to_string())
-                    .map_err(|e| UploadError::Backend(format!("chunk number {e}")))?,
-                content_length: Some(part.len() as u64),
-                sha256: None,
-            };
-            let one = futures_util::stream::once(async move { Ok::<_, std::io::Error>(part) });
-            service.put_chunk(&owner, id, put, Box::pin(one)).await?;
-            Ok(())
-        })
-    }
-
     /// The chunks received in order from the first: how many, and their bytes.
     async fn contiguous(&self, upload: &UploadRecord) -> Result<(u32, u64), UploadError> {
         let mut numbers = self.recorded_numbers(upload).await?;
@@ -534,9 +512,6 @@ impl UploadService {
         let mut buffer = BytesMut::from(&tail[..]);
         let mut next = k + 1;
         let mut cut_off = None;
-        // One part is stored while the next arrives (two parts of memory at
-        // most): the body is read on while the store writes.
-        let mut storing = None;
         loop {
             let frame = match body.next().await {
                 Some(Ok(frame)) => frame,
@@ -561,14 +536,19 @@ impl UploadService {
                 let part = buffer
                     .split_to(usize::try_from(len).unwrap_or(usize::MAX))
                     .freeze();
-                stored(storing.take()).await?;
-                storing = Some(self.store_part(owner, id, next, part));
+                let put = ChunkPut {
+                    number: ChunkNumber::parse(&next.to_string())
+                        .map_err(|e| UploadError::Backend(format!("chunk number {e}")))?,
+                    content_length: Some(len),
+                    sha256: None,
+                };
+                let one = futures_util::stream::once(async move { Ok::<_, std::io::Error>(part) });
+                self.put_chunk(owner, id, put, Box::pin(one)).await?;
                 next += 1;
             }
         }
-        // A part that could not be stored leaves the tail as it was: the
-        // offset is then where the parts recorded and that tail end.
-        stored(storing.take()).await?;
+        // The tail is the head of part `next`: once that part is recorded,
+        // it no longer counts, whatever happens between the two writes.
         if !self
             .backends
             .tus
@@ -597,18 +577,6 @@ struct Held {
     in_parts: u64,
     /// The bytes after them, not a part yet.
     tail: Vec<u8>,
-}
-
-/// Waits for a part being stored.
-async fn stored(
-    storing: Option<tokio::task::JoinHandle<Result<(), UploadError>>>,
-) -> Result<(), UploadError> {
-    match storing {
-        None => Ok(()),
-        Some(task) => task
-            .await
-            .map_err(|e| UploadError::Backend(format!("storing a part failed: {e}")))?,
-    }
 }
 
 /// Where a PATCH's bytes go.

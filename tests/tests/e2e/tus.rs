@@ -860,3 +860,88 @@ async fn a_tail_whose_part_was_recorded_since_no_longer_counts(set: BackendSet) 
     finish_with_the_rest(&alice, &path, chunk, &data, set).await;
     app.stop().await;
 }
+
+both_sets!(a_tus_upload_streams_its_progress_counts_against_quotas_and_is_processed);
+async fn a_tus_upload_streams_its_progress_counts_against_quotas_and_is_processed(set: BackendSet) {
+    let (mut settings, dir) = media_e2e::test_settings(set).await;
+    settings.jobs.serve_workers = Some(2);
+    settings.jobs.poll_interval = Duration::from_millis(200);
+    settings.quotas.open_uploads = 2;
+    let app = TestApp::spawn_with(set, settings, dir).await;
+    let alice = app.user("alice");
+    let image = crate::processing::good_png(7);
+    // The type it claims is not trusted: the bytes say what it is.
+    let r = tus(&alice, Method::POST, "/v1/tus/")
+        .header("upload-length", image.len().to_string())
+        .header(
+            "upload-metadata",
+            format!(
+                "filename {},filetype {}",
+                b64("photo.png"),
+                b64("application/x-not-this")
+            ),
+        )
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), 201);
+    let path = header(&r, "location");
+    let id = path.rsplit('/').next().expect("id").to_owned();
+    // Its progress, live, on the upload's event stream.
+    let stream = alice.get(&format!("/v1/uploads/{id}/events")).await;
+    assert_eq!(stream.status(), 200);
+    let reader = tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let mut text = String::new();
+        let mut body = stream.bytes_stream();
+        while let Ok(Some(Ok(piece))) =
+            tokio::time::timeout(Duration::from_secs(30), body.next()).await
+        {
+            text.push_str(&String::from_utf8_lossy(&piece));
+            if text.contains("event: processed") {
+                break;
+            }
+        }
+        text
+    });
+    // An open tus upload is an open upload: the quota counts it.
+    let second = create(&alice, 10, "second.bin").await;
+    let r = send(&alice, Method::POST, "/v1/tus/", &[("upload-length", "10")]).await;
+    assert_eq!(r.status(), 409, "{set:?}");
+    assert_eq!(code_of(r).await, "too-many-open-uploads");
+    assert_eq!(
+        send(&alice, Method::DELETE, &second, &[]).await.status(),
+        204
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let half = image.len() / 2;
+    assert_eq!(
+        patch(&alice, &path, 0, image[..half].to_vec())
+            .await
+            .status(),
+        204
+    );
+    let r = patch(&alice, &path, half as u64, image[half..].to_vec()).await;
+    assert_eq!(r.status(), 204, "{set:?}");
+    let media_id = header(&r, "media-id");
+    let media = crate::processing::settled(&alice, &media_id).await;
+    assert_eq!(media["status"], "ready", "{set:?}: {media}");
+    assert_eq!(media["content_type"], "image/png", "{set:?}: {media}");
+    let variants: Vec<&str> = media["variants"]
+        .as_array()
+        .expect("variants")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert!(variants.contains(&"thumb"), "{set:?}: {media}");
+    let text = reader.await.expect("reader");
+    for event in [
+        "event: progress",
+        "event: chunk",
+        "event: completed",
+        "event: processed",
+    ] {
+        assert!(text.contains(event), "{set:?}: no {event:?} in {text}");
+    }
+    app.stop().await;
+}
