@@ -509,7 +509,12 @@ impl UploadService {
                 length: upload.size,
             });
         }
-        let mut buffer = BytesMut::from(&tail[..]);
+        // The bytes after the last whole part, as the frames they came in
+        // (handed to the store as they are: nothing is copied).
+        let mut pending = Frames::default();
+        if !tail.is_empty() {
+            pending.push(Bytes::from(tail));
+        }
         let mut next = k + 1;
         let mut cut_off = None;
         loop {
@@ -522,7 +527,7 @@ impl UploadService {
                 }
                 None => break,
             };
-            let received = in_parts_of(upload, next) + (buffer.len() + frame.len()) as u64;
+            let received = in_parts_of(upload, next) + (pending.len + frame.len()) as u64;
             if received > upload.size {
                 // Nothing of this frame is kept; what came before is.
                 cut_off = Some(UploadError::TusPastLength {
@@ -530,23 +535,23 @@ impl UploadService {
                 });
                 break;
             }
-            buffer.extend_from_slice(&frame);
-            while next <= upload.total_chunks && buffer.len() as u64 >= upload.chunk_len(next) {
+            pending.push(frame);
+            while next <= upload.total_chunks && pending.len as u64 >= upload.chunk_len(next) {
                 let len = upload.chunk_len(next);
-                let part = buffer
-                    .split_to(usize::try_from(len).unwrap_or(usize::MAX))
-                    .freeze();
+                let part = pending.take(usize::try_from(len).unwrap_or(usize::MAX));
                 let put = ChunkPut {
                     number: ChunkNumber::parse(&next.to_string())
                         .map_err(|e| UploadError::Backend(format!("chunk number {e}")))?,
                     content_length: Some(len),
                     sha256: None,
                 };
-                let one = futures_util::stream::once(async move { Ok::<_, std::io::Error>(part) });
-                self.put_chunk(owner, id, put, Box::pin(one)).await?;
+                let frames =
+                    futures_util::stream::iter(part.into_iter().map(Ok::<_, std::io::Error>));
+                self.put_chunk(owner, id, put, Box::pin(frames)).await?;
                 next += 1;
             }
         }
+        let buffer = pending.concat();
         // The tail is the head of part `next`: once that part is recorded,
         // it no longer counts, whatever happens between the two writes.
         if !self
@@ -577,6 +582,48 @@ struct Held {
     in_parts: u64,
     /// The bytes after them, not a part yet.
     tail: Vec<u8>,
+}
+
+/// Bytes as the frames they arrived in.
+#[derive(Default)]
+struct Frames {
+    frames: std::collections::VecDeque<Bytes>,
+    len: usize,
+}
+
+impl Frames {
+    fn push(&mut self, frame: Bytes) {
+        self.len += frame.len();
+        self.frames.push_back(frame);
+    }
+
+    /// The first `n` bytes (at most `len`), splitting a frame that
+    /// straddles the boundary without copying it.
+    fn take(&mut self, mut n: usize) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        while n > 0 {
+            let Some(mut frame) = self.frames.pop_front() else {
+                break;
+            };
+            if frame.len() > n {
+                let rest = frame.split_off(n);
+                self.frames.push_front(rest);
+            }
+            n -= frame.len();
+            self.len -= frame.len();
+            out.push(frame);
+        }
+        out
+    }
+
+    /// All of them in one piece (the tail kept between PATCHes).
+    fn concat(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len);
+        for frame in &self.frames {
+            out.extend_from_slice(frame);
+        }
+        out
+    }
 }
 
 /// Where a PATCH's bytes go.
