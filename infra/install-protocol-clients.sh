@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the stock protocol clients the tests run against the service,
-# pinned, from the package registries only: tuspy and the API fuzzer
-# Schemathesis (PyPI) in a virtualenv in infra/.local/venv, and
-# tus-js-client (npm) in tests/clients/node_modules.
+# Installs the stock protocol clients and the browser the tests run against
+# the service, pinned, from the package registries only: tuspy and the API
+# fuzzer Schemathesis (PyPI) in a virtualenv in infra/.local/venv,
+# tus-js-client (npm) in tests/clients/node_modules, and Playwright (npm) in
+# tests/browser/node_modules with Debian's chromium for it to drive.
 # Idempotent.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -36,4 +37,23 @@ if [ ! -f "$clients/node_modules/.package-lock.json" ] ||
     log "installing tus-js-client from npm (tests/clients/package-lock.json)"
     (cd "$clients" && npm ci --no-audit --no-fund --loglevel=error)
     cp "$clients/package-lock.json" "$clients/node_modules/.lock-installed"
+fi
+
+# The web client's browser suite: Playwright from npm (tests/browser,
+# pinned in its package.json and lockfile) driving Debian's Chromium. The
+# Playwright version is the one built against Debian's Chromium major
+# version; Playwright never downloads a browser here.
+apt_install chromium
+suite="$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/browser" && pwd)"
+if [ ! -f "$suite/node_modules/.lock-installed" ] ||
+    ! cmp -s "$suite/package-lock.json" "$suite/node_modules/.lock-installed"; then
+    log "installing Playwright from npm (tests/browser/package-lock.json)"
+    (cd "$suite" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+    cp "$suite/package-lock.json" "$suite/node_modules/.lock-installed"
+fi
+want="$(node -e 'const b=require(process.argv[1]).browsers.find(b=>b.name==="chromium");console.log(b.browserVersion.split(".")[0])' \
+    "$suite/node_modules/playwright-core/browsers.json")"
+have="$(chromium --version 2>/dev/null | sed -E 's/^Chromium ([0-9]+).*/\1/')"
+if [ "$want" != "$have" ]; then
+    die "Playwright in tests/browser is built for Chromium $want, Debian's chromium is $have: pin the @playwright/test whose playwright-core/browsers.json names Chromium $have"
 fi

@@ -5,6 +5,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 "$INFRA_DIR/install-build-deps.sh"
+# The web client at http://127.0.0.1:8080/ (embedded into the binary).
+"$INFRA_DIR/build-web.sh"
 cd "$REPO_DIR"
 # glibc gives each busy thread its own malloc arena and keeps freed request
 # buffers in them; two arenas cut the service's peak RSS with 64 chunk PUTs

@@ -10,6 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # outputs with ffprobe.
 apt_install "${TEST_PACKAGES[@]}"
 "$INFRA_DIR/install-protocol-clients.sh"
+"$INFRA_DIR/build-web.sh"
 "$INFRA_DIR/up.sh"
 "$INFRA_DIR/drop-test-databases.sh"
 # shellcheck source=/dev/null

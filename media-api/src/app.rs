@@ -126,6 +126,14 @@ impl Application {
             blobs = state.backends.blobs.kind(),
             "media-api serving"
         );
+        if state.settings.dev_sign_in() {
+            tracing::warn!(
+                "DEVELOPMENT SIGN-IN IS ON: anyone who reaches this service can get a token for \
+                 any user name from POST /dev/sign-in (the web client's sign-in form). It is \
+                 on by default only for the embedded default; set MEDIA_DEV_SIGN_IN=false on a \
+                 service anyone else can reach"
+            );
+        }
         tokio::spawn(uploads::run_janitor(
             state.uploads.clone(),
             state.settings.janitor_interval,

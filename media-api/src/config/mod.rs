@@ -71,8 +71,16 @@ pub struct Settings {
     /// The longest a bearer token may be valid (`exp - iat`).
     #[serde(with = "humantime_serde")]
     pub max_token_lifetime: Duration,
-    /// Origins browsers may call the API from (`*` allows any).
+    /// Origins browsers may call the API from (`*` allows any). The web
+    /// client at `/` may also be framed by these (a host app that hands it
+    /// a token).
     pub cors_origins: Vec<String>,
+    /// The development sign-in (`POST /dev/sign-in`: a user name in, a
+    /// token out, no password) that the web client offers (`MEDIA_DEV_SIGN_IN`).
+    /// Unset: on for the embedded default only, with a warning in the log at
+    /// start; off (`403 dev-sign-in-disabled`) on any other backend unless
+    /// set to `true`. Never on for a service strangers can reach.
+    pub dev_sign_in: Option<bool>,
     /// Deadline for an ordinary API request.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -132,6 +140,7 @@ impl Default for Settings {
             download_url_window: Duration::from_secs(3600),
             max_token_lifetime: Duration::from_secs(24 * 3600),
             cors_origins: Vec::new(),
+            dev_sign_in: None,
             request_timeout: Duration::from_secs(30),
             upload_request_timeout: Duration::from_secs(15 * 60),
             shutdown_grace: Duration::from_secs(30),
@@ -424,6 +433,12 @@ impl Settings {
             );
         }
         Ok(())
+    }
+
+    /// Whether `POST /dev/sign-in` mints tokens: as set, or else only on
+    /// the embedded default.
+    pub fn dev_sign_in(&self) -> bool {
+        self.dev_sign_in.unwrap_or_else(|| self.is_embedded())
     }
 
     /// True when every backend is the embedded one (no other process needed).

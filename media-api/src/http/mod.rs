@@ -19,6 +19,7 @@ mod state;
 pub mod streams;
 mod tus;
 mod uploads;
+mod web;
 
 pub use server::{ConnectionLimits, serve};
 pub use state::AppState;
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(admin::router(state.clone(), json_limit))
         .merge(account::router())
+        .merge(web::router(json_limit))
         .merge(uploads::router(json_limit))
         .merge(media::router())
         .merge(downloads::router())
@@ -91,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())
         .layer(axum::Extension(docs))
+        .layer(axum::Extension(Arc::new(web::WebClient::new(&settings))))
         .layer(
             ServiceBuilder::new()
                 .layer(middleware::map_request(drop_unusable_request_id))

@@ -26,3 +26,4 @@ mod sniffing;
 mod tus;
 mod tus_clients;
 mod uploads;
+mod web;
