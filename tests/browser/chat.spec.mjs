@@ -133,6 +133,8 @@ test("a group: a photo and a 10 s video dropped by Alice reach Bob live, thumbna
   await alice.page.getByRole("button", { name: "Send" }).click();
   const sent = alice.page.locator(".message.mine", { hasText: "From the beach" });
   await expect(sent).toHaveAttribute("data-status", /sent|delivered|read/);
+  // The photo's box has its shape from the start, processed or not.
+  await expect(sent.locator("figure.image .media-box")).toHaveAttribute("style", /aspect-ratio: 1280 \/ 960/);
   await expect(alice.page.locator(".tray .upload")).toHaveCount(0);
 
   // Live: the list shows the message before Bob opens anything.
@@ -354,6 +356,24 @@ test("replies, edits, deletes, typing and presence reach the other side live; hi
   await hank.page.locator(".message.mine", { hasText: "better answer" }).getByRole("button", { name: "Delete" }).click();
   await expect(ivy.page.locator(".message .text.deleted")).toHaveText("This message was deleted.");
 
+  // A voice note plays through its opus variant; an image that cannot be
+  // processed is offered as its original, to download.
+  const broken = path.join(os.tmpdir(), `broken-${crypto.randomUUID()}.jpg`);
+  fs.writeFileSync(broken, Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), crypto.randomBytes(4000)]));
+  await hank.page.locator("#file-picker").setInputFiles([path.join(FIXTURES, "voice.m4a"), broken]);
+  await hank.page.getByRole("button", { name: "Send" }).click();
+  fs.rmSync(broken, { force: true });
+  const notes = ivy.page.locator(".message", { has: ivy.page.locator("figure.audio") });
+  const audio = notes.locator("figure.audio audio");
+  await expect(audio).toHaveAttribute("src", /.+/);
+  const opus = await api("GET", `/v1/media/${await notes.locator("figure.audio").getAttribute("data-media-id")}/content?variant=opus&redirect=false`, ivy.token);
+  expect(new URL(await audio.getAttribute("src"), BASE).href).toBe(new URL(opus.url, BASE).href);
+  await audio.evaluate((a) => { a.muted = true; return a.play(); });
+  await expect.poll(() => audio.evaluate((a) => a.currentTime)).toBeGreaterThan(0.3);
+  const failed = notes.locator("figure.image");
+  await expect(failed).toHaveAttribute("data-status", "failed");
+  await expect(failed.getByRole("button", { name: /broken-.*\.jpg/ })).toBeVisible();
+
   // Ivy leaves: Hank sees when she was last there.
   await ivy.context.close();
   await expect(hank.page.locator("#presence")).toContainText("last seen");
@@ -361,7 +381,7 @@ test("replies, edits, deletes, typing and presence reach the other side live; hi
   // My media: an upload shows with its thumbnail, and can be deleted.
   await hank.page.locator("#file-picker").setInputFiles(path.join(FIXTURES, "beach.jpg"));
   await hank.page.getByRole("button", { name: "Send" }).click();
-  await expect(hank.page.locator(".message.mine figure.image")).toHaveAttribute("data-loaded", "true");
+  await expect(hank.page.locator(".message.mine figure.image").last()).toHaveAttribute("data-loaded", "true");
   await hank.page.getByRole("button", { name: "My media" }).click();
   const item = hank.page.locator(".gallery-item", { hasText: "beach.jpg" });
   await expect(item.locator("figure")).toHaveAttribute("data-loaded", "true");
@@ -372,6 +392,8 @@ test("replies, edits, deletes, typing and presence reach the other side live; hi
   hank.page.once("dialog", (d) => d.accept());
   await item.getByRole("button", { name: "Delete beach.jpg" }).click();
   await expect(item).toHaveCount(0);
-  expect((await api("GET", "/v1/media", hank.token)).items).toEqual([]);
+  const left = (await api("GET", "/v1/media", hank.token)).items.map((m) => m.file_name);
+  expect(left).not.toContain("beach.jpg");
+  expect(left).toContain("voice.m4a");
   await hank.context.close();
 });

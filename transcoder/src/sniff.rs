@@ -190,6 +190,81 @@ fn looks_like_text(head: &[u8]) -> bool {
             .any(|&b| b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t' | 0x0c))
 }
 
+/// How many leading bytes [`image_dimensions`] reads: room for a JPEG's
+/// metadata segments (a phone's EXIF with its own thumbnail) before the
+/// frame header.
+pub const DIMENSIONS_LEN: usize = 64 * 1024;
+
+/// Pixels wide and high of a PNG, GIF, JPEG or WebP from its first bytes
+/// (up to [`DIMENSIONS_LEN`]), as its header states them, before any
+/// decoder runs: what a client needs to lay out an image's placeholder
+/// while the image is processed. `None` when the header is not there or
+/// not one of those. A JPEG's EXIF orientation is not applied.
+pub fn image_dimensions(head: &[u8]) -> Option<(u32, u32)> {
+    let be16 = |at: usize| {
+        head.get(at..at + 2)
+            .map(|b| u32::from(u16::from_be_bytes([b[0], b[1]])))
+    };
+    let le16 = |at: usize| {
+        head.get(at..at + 2)
+            .map(|b| u32::from(u16::from_le_bytes([b[0], b[1]])))
+    };
+    let le24 = |at: usize| {
+        head.get(at..at + 3)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], 0]))
+    };
+    let be32 = |at: usize| {
+        head.get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let dims = if head.starts_with(b"\x89PNG\r\n\x1a\n") && head.get(12..16) == Some(b"IHDR") {
+        (be32(16)?, be32(20)?)
+    } else if head.starts_with(b"GIF87a") || head.starts_with(b"GIF89a") {
+        (le16(6)?, le16(8)?)
+    } else if head.starts_with(b"RIFF") && head.get(8..12) == Some(b"WEBP") {
+        match head.get(12..16)? {
+            b"VP8 " if head.get(23..26) == Some(&[0x9d, 0x01, 0x2a]) => {
+                (le16(26)? & 0x3fff, le16(28)? & 0x3fff)
+            }
+            b"VP8L" if head.get(20) == Some(&0x2f) => {
+                let b = head.get(21..25)?;
+                let bits = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                ((bits & 0x3fff) + 1, ((bits >> 14) & 0x3fff) + 1)
+            }
+            b"VP8X" => (le24(24)? + 1, le24(27)? + 1),
+            _ => return None,
+        }
+    } else if head.starts_with(&[0xff, 0xd8]) {
+        // Walk the segments to the first frame header (SOF0–SOF15 but the
+        // DHT, JPG and DAC markers that share the range).
+        let mut at = 2;
+        loop {
+            while head.get(at) == Some(&0xff) && head.get(at + 1) == Some(&0xff) {
+                at += 1;
+            }
+            if head.get(at) != Some(&0xff) {
+                return None;
+            }
+            let marker = *head.get(at + 1)?;
+            if matches!(marker, 0xd0..=0xd9 | 0x01) {
+                at += 2;
+                continue;
+            }
+            let length = be16(at + 2)? as usize;
+            if (0xc0..=0xcf).contains(&marker) && !matches!(marker, 0xc4 | 0xc8 | 0xcc) {
+                break (be16(at + 7)?, be16(at + 5)?);
+            }
+            if length < 2 {
+                return None;
+            }
+            at += 2 + length;
+        }
+    } else {
+        return None;
+    };
+    (dims.0 > 0 && dims.1 > 0).then_some(dims)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +315,41 @@ mod tests {
         let mut head = "naïve café ".repeat(10).into_bytes();
         head.push(0xc3); // first byte of a two-byte character, cut off
         assert_eq!(sniff(&head).mime, "text/plain");
+    }
+
+    #[cfg(feature = "decoders")]
+    #[test]
+    fn image_dimensions_come_from_the_header() {
+        use image::ImageFormat;
+        for format in [
+            ImageFormat::Png,
+            ImageFormat::Jpeg,
+            ImageFormat::Gif,
+            ImageFormat::WebP,
+        ] {
+            let img =
+                image::RgbImage::from_fn(37, 23, |x, y| image::Rgb([x as u8 * 6, y as u8 * 9, 90]));
+            let mut bytes = std::io::Cursor::new(Vec::new());
+            image::DynamicImage::ImageRgb8(img)
+                .write_to(&mut bytes, format)
+                .expect("encode");
+            assert_eq!(
+                image_dimensions(bytes.get_ref()),
+                Some((37, 23)),
+                "{format:?}"
+            );
+            // Cut before the header says it: nothing, not a guess.
+            assert_eq!(image_dimensions(&bytes.get_ref()[..9]), None, "{format:?}");
+        }
+    }
+
+    #[test]
+    fn a_jpeg_frame_header_is_found_past_its_metadata() {
+        // A JPEG whose frame header comes after a large metadata segment.
+        let mut jpeg = vec![0xff, 0xd8, 0xff, 0xe1, 0x80, 0x00];
+        jpeg.extend(std::iter::repeat_n(0u8, 0x8000 - 2));
+        jpeg.extend([0xff, 0xc2, 0x00, 0x11, 0x08, 0x0f, 0xa0, 0x0b, 0xb8]);
+        assert_eq!(image_dimensions(&jpeg), Some((3000, 4000)));
+        assert_eq!(image_dimensions(b"not an image at all"), None);
     }
 }

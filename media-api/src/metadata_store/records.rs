@@ -138,6 +138,9 @@ pub struct NewContent {
     pub origin: Option<UploadId>,
     /// What processing it gets (decided by the processing domain, not here).
     pub processing: Processing,
+    /// What is known of it before processing (an image's dimensions from
+    /// its header); processing replaces it.
+    pub probe: Option<serde_json::Value>,
 }
 
 /// What processing a new content gets.

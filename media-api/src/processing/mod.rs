@@ -93,6 +93,20 @@ pub fn plan(content_type: &str, claimed_media: bool) -> Processing {
     }
 }
 
+/// What is known of a new content before it is processed: an image's
+/// width and height from its header (`head` is its first bytes, up to
+/// [`transcoder::sniff::DIMENSIONS_LEN`]), so a client lays out its
+/// placeholder at the right shape while the thumbnail is made. Processing
+/// replaces it with the whole probe.
+pub fn header_probe(content_type: &str, head: &[u8]) -> Option<serde_json::Value> {
+    use transcoder::sniff::{MediaKind, image_dimensions, kind_of};
+    if kind_of(content_type) != MediaKind::Image {
+        return None;
+    }
+    let (width, height) = image_dimensions(head)?;
+    Some(serde_json::json!({ "width": width, "height": height }))
+}
+
 /// The object key of a variant: derived from what it is, so it is written once.
 pub fn variant_key(blake3: &str, preset: &str, version: u32) -> BlobKey {
     BlobKey::parse(&format!("v/{}/{blake3}/{preset}-v{version}", &blake3[..2]))

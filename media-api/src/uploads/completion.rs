@@ -211,19 +211,32 @@ impl UploadService {
                 return Err(e.into());
             }
         }
-        let head = blobs
-            .get(
-                key,
-                Some(ByteRange {
-                    start: 0,
-                    end: Some(transcoder::sniff::SNIFF_LEN as u64 - 1),
-                }),
-            )
-            .await?
-            .collect()
-            .await
-            .map_err(|e| UploadError::Backend(format!("while sniffing: {e}")))?;
+        let read_head = |len: usize| async move {
+            blobs
+                .get(
+                    key,
+                    Some(ByteRange {
+                        start: 0,
+                        end: Some(len as u64 - 1),
+                    }),
+                )
+                .await?
+                .collect()
+                .await
+                .map_err(|e| UploadError::Backend(format!("while sniffing: {e}")))
+        };
+        let mut head = read_head(transcoder::sniff::SNIFF_LEN).await?;
         let content_type = transcoder::sniff::sniff(&head).mime;
+        let mut probe = processing::header_probe(content_type, &head);
+        if probe.is_none()
+            && transcoder::sniff::kind_of(content_type) == transcoder::sniff::MediaKind::Image
+            && upload.size > head.len() as u64
+        {
+            // A JPEG whose metadata (a phone's EXIF) comes before its frame
+            // header: one more read, of images only.
+            head = read_head(transcoder::sniff::DIMENSIONS_LEN).await?;
+            probe = processing::header_probe(content_type, &head);
+        }
         if let Err(refused) = self.check_type_size(content_type, upload.size) {
             self.refuse(&upload, "too-large-for-type").await;
             return Err(refused);
@@ -239,6 +252,7 @@ impl UploadService {
             storage_key: upload.storage_key.clone(),
             origin: Some(upload.upload_id),
             processing: processing::plan(content_type, claimed_media),
+            probe,
         };
         let finished = meta
             .finish_upload(upload.upload_id, &content, MediaId::generate())

@@ -76,6 +76,10 @@ impl UploadService {
             storage_key: key.clone(),
             origin: None,
             processing: processing::plan(content_type, claimed_media),
+            probe: processing::header_probe(
+                content_type,
+                &data[..data.len().min(transcoder::sniff::DIMENSIONS_LEN)],
+            ),
         };
         self.backends.blobs.put(&key, data).await?;
         let created = match self

@@ -74,6 +74,7 @@ fn content(blake3: [u8; 32], storage_key: &str, processing: Processing) -> NewCo
         storage_key,
         origin: None,
         processing,
+        probe: None,
     }
 }
 

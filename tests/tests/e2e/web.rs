@@ -78,7 +78,10 @@ async fn the_page_and_its_assets_are_the_services_own(set: BackendSet) {
         .split(['"', '\''])
         .filter(|s| s.contains("://"))
         .collect();
-    assert!(elsewhere.is_empty(), "the page names other hosts: {elsewhere:?}");
+    assert!(
+        elsewhere.is_empty(),
+        "the page names other hosts: {elsewhere:?}"
+    );
 
     let script = app
         .client
@@ -319,6 +322,18 @@ async fn the_web_client_in_chromium(set: BackendSet) {
             "+faststart",
         ],
     );
+    fixture(
+        fixtures.path(),
+        "voice.m4a",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=300:duration=3",
+            "-c:a",
+            "aac",
+        ],
+    );
     let name = match set {
         BackendSet::Embedded => "embedded",
         BackendSet::Real => "postgres_redis_garage",
@@ -367,3 +382,41 @@ async fn the_web_client_in_chromium(set: BackendSet) {
     assert!(!log.contains("eyJ"), "a token reached the log");
 }
 both_sets!(the_web_client_in_chromium);
+
+/// An image's width and height are in its media document from the moment
+/// it is complete, before processing (read from its header), so the page
+/// lays out its placeholder at the right shape: no jump when the thumbnail
+/// comes. Processing replaces them with the whole probe.
+async fn an_images_shape_is_known_before_it_is_processed(set: BackendSet) {
+    let (mut settings, dir) = test_settings(set).await;
+    settings.jobs.serve_workers = Some(0);
+    let app = TestApp::spawn_with(set, settings, dir).await;
+    let alice = app.user("alice");
+    let jpeg = media_e2e::test_image(image::ImageFormat::Jpeg, 120, 90, 7);
+    let png = media_e2e::test_image(image::ImageFormat::Png, 33, 77, 8);
+    // A JPEG whose frame header comes after 20 KiB of metadata, as a
+    // phone's EXIF with its own thumbnail puts it.
+    let mut exif = jpeg[..2].to_vec();
+    exif.extend([0xff, 0xe1, 0x50, 0x02]);
+    exif.extend(std::iter::repeat_n(0u8, 0x5000));
+    exif.extend(&jpeg[2..]);
+    let chunked = alice.upload("wide.jpg", &jpeg).await;
+    let single = alice.post_media("tall.png", &png).await;
+    let late = alice.upload("exif.jpg", &exif).await;
+    for (media, shape) in [(chunked, (120, 90)), (single, (33, 77)), (late, (120, 90))] {
+        let id = media["media_id"].as_str().expect("id");
+        let doc = media_e2e::json_of(alice.get(&format!("/v1/media/{id}")).await, 200).await;
+        assert_eq!(doc["status"], "processing", "{doc}");
+        assert_eq!(
+            (doc["width"].as_u64(), doc["height"].as_u64()),
+            (Some(shape.0), Some(shape.1)),
+            "{doc}"
+        );
+    }
+    // Not an image: nothing is made up.
+    let other = alice.post_media("notes.txt", b"just some text").await;
+    let id = other["media_id"].as_str().expect("id");
+    let doc = media_e2e::json_of(alice.get(&format!("/v1/media/{id}")).await, 200).await;
+    assert!(doc.get("width").is_none(), "{doc}");
+}
+both_sets!(an_images_shape_is_known_before_it_is_processed);
