@@ -268,6 +268,7 @@ test("a 50 MiB upload cut off by a reload continues from the service's progress 
     const after = await metric("upload_bytes_received_total");
 
     const sentAfterReload = after - before;
+    console.log(`50 MiB upload: ${(sentAfterReload / MIB).toFixed(1)} MiB received by the service after the reload`);
     expect(sentAfterReload).toBeGreaterThan(0);
     expect(sentAfterReload, "bytes sent after the reload").toBeLessThan(50 * MIB);
     const session = await api("GET", `/v1/uploads/${uploadId}`, erin.token);
