@@ -198,6 +198,19 @@ test("a group: a photo and a 10 s video dropped by Alice reach Bob live, thumbna
   await phone.page.getByRole("button", { name: "Back to conversations" }).click();
   await expect(phone.page.locator(".conversation-item", { hasText: "Holiday" })).toBeVisible();
 
+  // Members and roles: Alice (the owner) adds Zed and makes Bob an admin.
+  await alice.page.getByRole("button", { name: "Members" }).click();
+  const members = alice.page.locator("dialog.dialog");
+  await members.getByLabel("Add a member").fill("zed");
+  await members.getByRole("button", { name: "Add", exact: true }).click();
+  await expect(alice.page.locator("dialog.dialog").getByLabel("Role of zed")).toHaveValue("member");
+  await alice.page.locator("dialog.dialog").getByLabel("Role of bob").selectOption("admin");
+  await expect(alice.page.locator("dialog.dialog").getByLabel("Role of bob")).toHaveValue("admin");
+  await alice.page.keyboard.press("Escape");
+  await expect(alice.page.locator(".messages .system").last()).toHaveText("You made bob admin");
+  await expect(bob.page.locator(".messages .system", { hasText: "alice added zed" })).toBeVisible();
+  await expect(bob.page.locator("#presence")).toContainText("3 members");
+
   for (const c of [alice, bob, phone]) await c.context.close();
 });
 
@@ -254,6 +267,14 @@ test("a 50 MiB upload cut off by a reload continues from the service's progress 
     await expect.poll(async () => (await api("GET", `/v1/uploads/${uploadId}`, erin.token)).received_chunks.length).toBe(3);
     await expect.poll(() => held).toBeGreaterThan(0);
     await expect(upload.locator(".detail")).toContainText("of 52.4 MB");
+    // Pause stops it (what was in flight is cut off), resume goes on.
+    await upload.getByRole("button", { name: /^Pause / }).click();
+    await expect(upload).toHaveAttribute("data-state", "paused");
+    await expect(upload.locator(".detail")).toContainText("Paused at 25.2 MB of 52.4 MB");
+    const heldBefore = held;
+    await upload.getByRole("button", { name: /^Resume / }).click();
+    await expect(upload).toHaveAttribute("data-state", "uploading");
+    await expect.poll(() => held).toBeGreaterThan(heldBefore);
 
     const before = await metric("upload_bytes_received_total");
     await erin.page.unrouteAll({ behavior: "ignoreErrors" });
@@ -379,8 +400,13 @@ test("replies, edits, deletes, typing and presence reach the other side live; hi
   await ivy.context.close();
   await expect(hank.page.locator("#presence")).toContainText("last seen");
 
-  // My media: an upload shows with its thumbnail, and can be deleted.
-  await hank.page.locator("#file-picker").setInputFiles(path.join(FIXTURES, "beach.jpg"));
+  // My media: an upload (pasted) shows with its thumbnail, and can be deleted.
+  await hank.page.getByLabel("Message", { exact: true }).evaluate((input, data) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([Uint8Array.from(atob(data), (c) => c.charCodeAt(0))], "beach.jpg", { type: "image/jpeg" }));
+    input.dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true }));
+  }, fs.readFileSync(path.join(FIXTURES, "beach.jpg")).toString("base64"));
+  await expect(hank.page.locator(".tray .upload", { hasText: "beach.jpg" })).toBeVisible();
   await hank.page.getByRole("button", { name: "Send" }).click();
   await expect(hank.page.locator(".message.mine figure.image").last()).toHaveAttribute("data-loaded", "true");
   await hank.page.getByRole("button", { name: "My media" }).click();

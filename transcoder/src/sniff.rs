@@ -198,8 +198,10 @@ pub const DIMENSIONS_LEN: usize = 64 * 1024;
 /// Pixels wide and high of a PNG, GIF, JPEG or WebP from its first bytes
 /// (up to [`DIMENSIONS_LEN`]), as its header states them, before any
 /// decoder runs: what a client needs to lay out an image's placeholder
-/// while the image is processed. `None` when the header is not there or
-/// not one of those. A JPEG's EXIF orientation is not applied.
+/// while the image is processed. A JPEG's EXIF orientation is applied (a
+/// phone's portrait photo stored sideways is taller than wide), as
+/// processing applies it. `None` when the header is not there or not one of
+/// those.
 pub fn image_dimensions(head: &[u8]) -> Option<(u32, u32)> {
     let be16 = |at: usize| {
         head.get(at..at + 2)
@@ -236,9 +238,11 @@ pub fn image_dimensions(head: &[u8]) -> Option<(u32, u32)> {
         }
     } else if head.starts_with(&[0xff, 0xd8]) {
         // Walk the segments to the first frame header (SOF0–SOF15 but the
-        // DHT, JPG and DAC markers that share the range).
+        // DHT, JPG and DAC markers that share the range), noting the EXIF
+        // orientation on the way.
         let mut at = 2;
-        loop {
+        let mut sideways = false;
+        let (w, h) = loop {
             while head.get(at) == Some(&0xff) && head.get(at + 1) == Some(&0xff) {
                 at += 1;
             }
@@ -257,8 +261,16 @@ pub fn image_dimensions(head: &[u8]) -> Option<(u32, u32)> {
             if length < 2 {
                 return None;
             }
+            if marker == 0xe1 && head.get(at + 4..at + 10) == Some(b"Exif\0\0") {
+                let end = (at + 2 + length).min(head.len());
+                sideways = matches!(
+                    crate::strip::orientation_in_tiff(&head[at + 10..end]),
+                    Some(5..=8)
+                );
+            }
             at += 2 + length;
-        }
+        };
+        if sideways { (h, w) } else { (w, h) }
     } else {
         return None;
     };
@@ -350,6 +362,17 @@ mod tests {
         jpeg.extend(std::iter::repeat_n(0u8, 0x8000 - 2));
         jpeg.extend([0xff, 0xc2, 0x00, 0x11, 0x08, 0x0f, 0xa0, 0x0b, 0xb8]);
         assert_eq!(image_dimensions(&jpeg), Some((3000, 4000)));
+        // The same with an EXIF block saying "rotate 90°" (orientation 6),
+        // big-endian and little-endian: taller than wide, as it is shown.
+        for exif in [
+            &b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0"[..],
+            &b"Exif\0\0II\x2a\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0\x06\0\0\0"[..],
+        ] {
+            let mut rotated = vec![0xff, 0xd8, 0xff, 0xe1, 0x00, (exif.len() + 2) as u8];
+            rotated.extend(exif);
+            rotated.extend(&jpeg[2..]);
+            assert_eq!(image_dimensions(&rotated), Some((4000, 3000)));
+        }
         assert_eq!(image_dimensions(b"not an image at all"), None);
     }
 }

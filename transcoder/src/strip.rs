@@ -33,8 +33,9 @@ pub fn strip(bytes: &[u8], content_type: &str) -> Result<Vec<u8>, StripError> {
     }
 }
 
-/// The EXIF orientation (1–8) in a TIFF block, if it has one.
-fn orientation_in_tiff(tiff: &[u8]) -> Option<u16> {
+/// The EXIF orientation (2–8; 1, the default, reads as none) in a TIFF
+/// block, if it has one.
+pub(crate) fn orientation_in_tiff(tiff: &[u8]) -> Option<u16> {
     let big = match tiff.get(..4)? {
         b"MM\0*" => true,
         b"II*\0" => false,

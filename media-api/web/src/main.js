@@ -153,10 +153,11 @@ function renderShell() {
         h("button", { type: "button", class: "primary", onclick: newConversationDialog }, "New conversation"),
         list),
       main));
-  document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible") markRead(app.openId);
-  });
 }
+
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible" && app.api) markRead(app.openId);
+});
 
 function setConnection(state) {
   const label = {
@@ -176,7 +177,12 @@ function startLive(token) {
     onFrame: handleFrame,
     onState: (state) => {
       setConnection(state);
-      if (state === "live") flushReceipts();
+      if (state === "live") {
+        flushReceipts();
+        // A new socket follows nobody's presence yet.
+        const open = app.conversations.get(app.openId);
+        if (open) followPresence(open);
+      }
     },
     onGap: () => refreshAll(),
   });
@@ -377,8 +383,12 @@ function renderConversation(conv) {
       h("button", { type: "submit", class: "primary send" }, "Send")));
   const header = h("header", { class: "conversation-header" },
     h("button", { type: "button", class: "back", "aria-label": "Back to conversations", onclick: () => {
+      // The list alone is on screen: nothing more is read until it opens again.
+      const was = app.openId;
+      app.openId = null;
       app.els.root.querySelector(".layout")?.classList.remove("show-conversation");
-      app.els.list.querySelector(".active")?.focus();
+      renderConversationList();
+      app.els.list.querySelector(`[data-conversation-id="${CSS.escape(was || "")}"]`)?.focus();
     } }, "←"),
     h("div", {},
       h("h2", { id: "conversation-title" }, titleOf(conv)),

@@ -97,10 +97,10 @@ export class Upload {
           localStorage.removeItem(key);
           return this.finish(doc.media_id, false);
         }
-        if (doc.state === "receiving") {
+        if (doc.state === "receiving" || doc.state === "completing") {
+          // A completion cut off midway is taken over by the next one.
           this.session = doc;
           this.resumed = true;
-          this.acked = doc.received_bytes ?? 0;
           // Bytes of a chunk that was cut off count only once it is whole.
           this.acked = this.ackedOf(doc.received_chunks);
           return;
@@ -259,9 +259,22 @@ export class Upload {
         await this.open();
         if (this.state === "done") return;
       } else {
-        const doc = await this.api.get(`/v1/uploads/${encodeURIComponent(this.session.upload_id)}`);
-        this.session = { ...this.session, ...doc };
-        this.acked = this.ackedOf(doc.received_chunks);
+        let doc = null;
+        try {
+          doc = await this.api.get(`/v1/uploads/${encodeURIComponent(this.session.upload_id)}`);
+        } catch (e) {
+          if (e.status !== 404 && e.status !== 410) throw e;
+        }
+        if (!doc || (doc.state !== "receiving" && doc.state !== "completing")) {
+          // Expired or aborted meanwhile: start over (or find it done).
+          this.session = null;
+          localStorage.removeItem(storageKey(this.user, this.file));
+          await this.open();
+          if (this.state === "done") return;
+        } else {
+          this.session = { ...this.session, ...doc };
+          this.acked = this.ackedOf(doc.received_chunks);
+        }
       }
       this.state = "uploading";
       await this.sendMissing();

@@ -400,10 +400,27 @@ async fn an_images_shape_is_known_before_it_is_processed(set: BackendSet) {
     exif.extend([0xff, 0xe1, 0x50, 0x02]);
     exif.extend(std::iter::repeat_n(0u8, 0x5000));
     exif.extend(&jpeg[2..]);
+    // A phone's portrait photo: stored sideways, EXIF orientation 6.
+    let exif_block: &[u8] = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0";
+    let mut portrait = jpeg[..2].to_vec();
+    portrait.extend([
+        0xff,
+        0xe1,
+        0x00,
+        u8::try_from(exif_block.len() + 2).expect("short"),
+    ]);
+    portrait.extend(exif_block);
+    portrait.extend(&jpeg[2..]);
     let chunked = alice.upload("wide.jpg", &jpeg).await;
+    let rotated = alice.upload("portrait.jpg", &portrait).await;
     let single = alice.post_media("tall.png", &png).await;
     let late = alice.upload("exif.jpg", &exif).await;
-    for (media, shape) in [(chunked, (120, 90)), (single, (33, 77)), (late, (120, 90))] {
+    for (media, shape) in [
+        (chunked, (120, 90)),
+        (single, (33, 77)),
+        (late, (120, 90)),
+        (rotated, (90, 120)),
+    ] {
         let id = media["media_id"].as_str().expect("id");
         let doc = media_e2e::json_of(alice.get(&format!("/v1/media/{id}")).await, 200).await;
         assert_eq!(doc["status"], "processing", "{doc}");

@@ -345,11 +345,25 @@ fn media_with_blob(
         } else {
             blob.try_get("processing_error")?
         },
-        probe: if masked {
-            None
-        } else {
-            blob.try_get::<Option<String>, _>("probe")?
-                .and_then(|p| serde_json::from_str(&p).ok())
+        probe: {
+            let probe: Option<serde_json::Value> = blob
+                .try_get::<Option<String>, _>("probe")?
+                .and_then(|p| serde_json::from_str(&p).ok());
+            if masked {
+                // A copy shown as new content shows what new content shows
+                // while it is processed: an image's width and height (read
+                // from its header at completion; the probe's are the same,
+                // oriented), nothing else.
+                let content_type: String = blob.try_get("content_type")?;
+                probe
+                    .filter(|_| content_type.starts_with("image/"))
+                    .and_then(|p| {
+                        let dims = serde_json::json!({ "width": p.get("width")?, "height": p.get("height")? });
+                        Some(dims)
+                    })
+            } else {
+                probe
+            }
         },
         storage_key: key_from_row(blob, "storage_key")?,
         created_at,
