@@ -198,6 +198,14 @@ test("a group: a photo and a 10 s video dropped by Alice reach Bob live, thumbna
   await phone.page.getByRole("button", { name: "Back to conversations" }).click();
   await expect(phone.page.locator(".conversation-item", { hasText: "Holiday" })).toBeVisible();
 
+  // Instant dedup: the photo again is done at once, no byte sent.
+  const bytesBefore = await metric("upload_bytes_received_total");
+  await alice.page.locator("#file-picker").setInputFiles(path.join(FIXTURES, "beach.jpg"));
+  await expect(alice.page.locator(".tray .upload .detail")).toHaveText("Already uploaded");
+  await send(alice.page, "Same photo");
+  await expect(alice.page.locator(".message.mine", { hasText: "Same photo" }).locator("figure.image")).toHaveCount(1);
+  expect(await metric("upload_bytes_received_total")).toBe(bytesBefore);
+
   // Members and roles: Alice (the owner) adds Zed and makes Bob an admin.
   await alice.page.getByRole("button", { name: "Members" }).click();
   const members = alice.page.locator("dialog.dialog");
@@ -301,6 +309,25 @@ test("a 50 MiB upload cut off by a reload continues from the service's progress 
     fs.rmSync(file, { force: true });
   }
   await erin.context.close();
+});
+
+test("a host app's token in the URL fragment signs in and leaves the address bar at once", async ({ browser }) => {
+  const token = await devToken("kim");
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  watch(page, "kim");
+  const requested = [];
+  page.on("request", (r) => requested.push(r.url()));
+  await page.goto(`/#access_token=${token}`);
+  await expect(page.locator(".me")).toHaveText("kim");
+  expect(page.url()).not.toContain(token);
+  // The socket carries it in its query (browsers cannot set its headers);
+  // no other request does.
+  expect(requested.filter((u) => u.includes(token) && !u.includes("/v1/realtime"))).toEqual([]);
+  // No history entry keeps it: back is the page before.
+  await page.goBack();
+  expect(page.url()).toBe("about:blank");
+  await context.close();
 });
 
 test("keyboard only: sign in, open a conversation, send a message", async ({ browser }) => {

@@ -7,6 +7,8 @@ import { h, clear, toast, timeOf } from "./dom.js";
 import { Live } from "./live.js";
 import { Upload } from "./uploads.js";
 import { renderAttachment, updateAttachment } from "./media.js";
+import { membersDialog, newConversationDialog } from "./dialogs.js";
+import { openGallery } from "./gallery.js";
 
 const config = JSON.parse(document.getElementById("client-config")?.textContent || "{}");
 const PAGE = 30;
@@ -147,10 +149,14 @@ function renderShell() {
         h("h1", {}, "Chat"),
         status,
         h("span", { class: "me", "aria-label": "Signed in as" }, app.user),
-        h("button", { type: "button", onclick: openGallery }, "My media"),
+        h("button", { type: "button", onclick: showGallery }, "My media"),
         h("button", { type: "button", onclick: () => signOut() }, "Sign out")),
       h("nav", { class: "sidebar", "aria-label": "Conversations" },
-        h("button", { type: "button", class: "primary", onclick: newConversationDialog }, "New conversation"),
+        h("button", { type: "button", class: "primary", onclick: () => newConversationDialog(app, (conv) => {
+          app.conversations.set(conv.conversation_id, conv);
+          renderConversationList();
+          openConversation(conv.conversation_id);
+        }) }, "New conversation"),
         list),
       main));
 }
@@ -259,52 +265,6 @@ function renderConversationList() {
     }));
 }
 
-function newConversationDialog() {
-  const kind = h("select", { id: "new-kind" },
-    h("option", { value: "direct" }, "Direct (one person)"),
-    h("option", { value: "group" }, "Group"));
-  const members = h("input", { id: "new-members", required: true, autocomplete: "off", "aria-describedby": "new-members-help" });
-  const title = h("input", { id: "new-title", maxlength: "100" });
-  const titleRow = h("div", { class: "row", hidden: true }, h("label", { for: "new-title" }, "Group title"), title);
-  const error = h("p", { class: "form-error", role: "alert" });
-  kind.addEventListener("change", () => {
-    titleRow.hidden = kind.value !== "group";
-    title.required = kind.value === "group";
-  });
-  const dialog = h("dialog", { class: "dialog", "aria-labelledby": "new-conv-title" },
-    h("form", {
-      method: "dialog",
-      onsubmit: async (ev) => {
-        ev.preventDefault();
-        const users = members.value.split(/[\s,]+/).filter(Boolean);
-        const body = { kind: kind.value, members: users };
-        if (kind.value === "group") body.title = title.value.trim();
-        try {
-          const conv = await app.api.post("/v1/conversations", body);
-          app.conversations.set(conv.conversation_id, conv);
-          dialog.close();
-          renderConversationList();
-          openConversation(conv.conversation_id);
-        } catch (e) {
-          error.textContent = e.message;
-        }
-      },
-    },
-    h("h2", { id: "new-conv-title" }, "New conversation"),
-    h("div", { class: "row" }, h("label", { for: "new-kind" }, "Kind"), kind),
-    h("div", { class: "row" }, h("label", { for: "new-members" }, "With"), members,
-      h("p", { class: "hint", id: "new-members-help" }, "User names, separated by commas.")),
-    titleRow,
-    error,
-    h("div", { class: "buttons" },
-      h("button", { type: "button", onclick: () => dialog.close() }, "Cancel"),
-      h("button", { type: "submit", class: "primary" }, "Start"))));
-  dialog.addEventListener("close", () => dialog.remove());
-  document.body.append(dialog);
-  dialog.showModal();
-  kind.focus();
-}
-
 // ---------------------------------------------------------------- one conversation
 
 function store(convId) {
@@ -393,7 +353,10 @@ function renderConversation(conv) {
     h("div", {},
       h("h2", { id: "conversation-title" }, titleOf(conv)),
       presence),
-    conv.kind === "group" ? h("button", { type: "button", onclick: () => membersDialog(conv.conversation_id) }, "Members") : null);
+    conv.kind === "group" ? h("button", { type: "button", onclick: () => membersDialog(app, conv.conversation_id, titleOf(conv), (doc) => {
+      app.conversations.set(doc.conversation_id, doc);
+      renderPresence();
+    }) }, "Members") : null);
   const drop = h("section", { class: "drop-zone", "aria-label": "Conversation" }, header, scroller, typing, form);
   for (const type of ["dragenter", "dragover"]) {
     drop.addEventListener(type, (ev) => {
@@ -973,127 +936,15 @@ async function mediaReady(frame) {
   if (app.openId === frame.conversation_id) updateAttachment(app, a);
 }
 
-// ---------------------------------------------------------------- members
-
-function membersDialog(convId) {
-  const conv = app.conversations.get(convId);
-  if (!conv) return;
-  const me = conv.members.find((m) => m.user === app.user);
-  const canManage = me && (me.role === "owner" || me.role === "admin");
-  const list = h("ul", { class: "members" });
-  const error = h("p", { class: "form-error", role: "alert" });
-  const act = async (fn) => {
-    try {
-      const doc = await fn();
-      if (doc?.conversation_id) app.conversations.set(doc.conversation_id, doc);
-      dialog.close();
-      membersDialog(convId);
-      renderPresence();
-    } catch (e) {
-      error.textContent = e.message;
-    }
-  };
-  const base = `/v1/conversations/${encodeURIComponent(convId)}/members`;
-  for (const m of conv.members) {
-    const role = h("select", { "aria-label": `Role of ${m.user}`, disabled: !(me?.role === "owner" && m.user !== app.user) },
-      ["member", "admin", "owner"].map((r) => h("option", { value: r, selected: m.role === r }, r)));
-    role.addEventListener("change", () => act(() => app.api.patch(`${base}/${encodeURIComponent(m.user)}`, { role: role.value })));
-    list.append(h("li", {},
-      h("span", {}, m.user === app.user ? `${m.user} (you)` : m.user),
-      role,
-      canManage && m.user !== app.user
-        ? h("button", { type: "button", onclick: () => act(() => app.api.del(`${base}/${encodeURIComponent(m.user)}`)) }, `Remove ${m.user}`)
-        : null));
-  }
-  const add = h("input", { id: "add-member", autocomplete: "off" });
-  const dialog = h("dialog", { class: "dialog", "aria-labelledby": "members-title" },
-    h("h2", { id: "members-title" }, `Members of ${titleOf(conv)}`),
-    list,
-    canManage ? h("form", {
-      onsubmit: (ev) => {
-        ev.preventDefault();
-        act(() => app.api.post(base, { user: add.value.trim() }));
-      },
-    }, h("label", { for: "add-member" }, "Add a member"), add, h("button", { type: "submit" }, "Add")) : null,
-    error,
-    h("div", { class: "buttons" },
-      h("button", { type: "button", onclick: async () => {
-        if (!window.confirm("Leave this group?")) return;
-        try {
-          await app.api.del(`${base}/${encodeURIComponent(app.user)}`);
-          dialog.close();
-        } catch (e) {
-          error.textContent = e.message;
-        }
-      } }, "Leave group"),
-      h("button", { type: "button", onclick: () => dialog.close() }, "Close")));
-  dialog.addEventListener("close", () => dialog.remove());
-  document.body.append(dialog);
-  dialog.showModal();
-}
-
 // ---------------------------------------------------------------- my media
 
-async function openGallery() {
+function showGallery() {
   app.openId = null;
   renderConversationList();
-  app.els.root.querySelector(".layout")?.classList.add("show-conversation");
-  const grid = h("ul", { class: "gallery", id: "gallery", "aria-label": "My media" });
-  const more = h("button", { type: "button", hidden: true }, "Load more");
-  clear(app.els.main, h("section", { class: "gallery-page", "aria-labelledby": "gallery-title" },
-    h("header", { class: "conversation-header" },
-      h("button", { type: "button", class: "back", "aria-label": "Back to conversations", onclick: () => {
-        app.els.root.querySelector(".layout")?.classList.remove("show-conversation");
-      } }, "←"),
-      h("h2", { id: "gallery-title" }, "My media")),
-    grid, more));
+  const layout = app.els.root.querySelector(".layout");
+  layout?.classList.add("show-conversation");
   Object.assign(app.els, { log: null, scroller: null, tray: null, input: null });
-  let cursor = null;
-  const load = async () => {
-    const q = new URLSearchParams({ limit: "48" });
-    if (cursor) q.set("cursor", cursor);
-    try {
-      const page = await app.api.get(`/v1/media?${q}`);
-      for (const item of page.items) grid.append(galleryItem(item));
-      cursor = page.next_cursor;
-      more.hidden = !cursor;
-      if (!grid.children.length) grid.append(h("li", { class: "hint" }, "Nothing uploaded yet."));
-    } catch (e) {
-      toast(e.message, "error");
-    }
-  };
-  more.addEventListener("click", load);
-  app.els.main.focus();
-  await load();
-}
-
-function galleryItem(item) {
-  const li = h("li", { class: "gallery-item", dataset: { mediaId: item.media_id } });
-  const figure = renderAttachment(app, { ...item, original: "exact" }, { compact: true });
-  li.append(figure,
-    h("span", { class: "name" }, item.file_name),
-    h("span", { class: "hint" }, `${formatBytes(item.size)} · ${timeOf(item.created_at)}`),
-    h("div", { class: "buttons" },
-      h("button", { type: "button", "aria-label": `Copy link to ${item.file_name}`, onclick: async () => {
-        try {
-          const url = new URL(await app.urls.get(item.media_id), location.href).href;
-          await navigator.clipboard.writeText(url);
-          toast("Link copied. It works for about an hour.");
-        } catch (e) {
-          toast(`Could not copy the link: ${e.message}`, "error");
-        }
-      } }, "Copy link"),
-      h("button", { type: "button", "aria-label": `Delete ${item.file_name}`, onclick: async () => {
-        if (!window.confirm(`Delete ${item.file_name}? Messages it was sent in keep it.`)) return;
-        try {
-          await app.api.del(`/v1/media/${encodeURIComponent(item.media_id)}`);
-          li.remove();
-          toast(`${item.file_name} deleted.`);
-        } catch (e) {
-          toast(e.message, "error");
-        }
-      } }, "Delete")));
-  return li;
+  openGallery(app, app.els.main, () => layout?.classList.remove("show-conversation"));
 }
 
 // ---------------------------------------------------------------- start

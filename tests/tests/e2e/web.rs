@@ -366,7 +366,7 @@ async fn the_web_client_in_chromium(set: BackendSet) {
         "the browser suite failed on {name}:\n{stdout}"
     );
     assert!(
-        stdout.contains("5 passed"),
+        stdout.contains("6 passed"),
         "every browser test ran:\n{stdout}"
     );
     assert_eq!(png_size(&shots.join("desktop-1280x800.png")), (1280, 800));
