@@ -260,9 +260,15 @@ test("a 50 MiB upload cut off by a reload continues from the service's progress 
     await erin.page.route((url) => /\/v1\/uploads\/[^/]+\/chunks\/([4-9]|\d\d+)$/.test(url.pathname), () => {
       held += 1;
     });
+    // A link of 16 MiB/s up, so the bar has a rate and a time left to show.
+    const cdp = await erin.context.newCDPSession(erin.page);
+    await cdp.send("Network.emulateNetworkConditions", {
+      offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 16 * MIB,
+    });
     await erin.page.locator("#file-picker").setInputFiles(file);
     const upload = erin.page.locator(".tray .upload");
     await expect(upload).toHaveCount(1);
+    await expect(upload.locator(".detail")).toHaveText(/^[\d.]+ MB of 52\.4 MB · [\d.]+ MB\/s · \d+ s left$/);
     const uploadId = await expect.poll(() => erin.page.evaluate(() => {
       for (const key of Object.keys(localStorage)) {
         if (key.startsWith("media.upload:")) return JSON.parse(localStorage.getItem(key)).upload_id;
