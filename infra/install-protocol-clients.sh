@@ -44,6 +44,8 @@ fi
 # Playwright version is the one built against Debian's Chromium major
 # version; Playwright never downloads a browser here.
 apt_install chromium
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+[ "$node_major" -ge 20 ] || die "Playwright 1.64 needs Node.js 20 or later; this machine has $(node --version)"
 suite="$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/browser" && pwd)"
 if [ ! -f "$suite/node_modules/.lock-installed" ] ||
     ! cmp -s "$suite/package-lock.json" "$suite/node_modules/.lock-installed"; then
