@@ -139,7 +139,8 @@ pub struct NewContent {
     /// What processing it gets (decided by the processing domain, not here).
     pub processing: Processing,
     /// What is known of it before processing (an image's dimensions from
-    /// its header); processing replaces it.
+    /// its header): its probe until processing replaces that, and what a
+    /// copy shown as new content shows (kept as `header_probe`).
     pub probe: Option<serde_json::Value>,
 }
 

@@ -437,3 +437,64 @@ async fn an_images_shape_is_known_before_it_is_processed(set: BackendSet) {
     assert!(doc.get("width").is_none(), "{doc}");
 }
 both_sets!(an_images_shape_is_known_before_it_is_processed);
+
+/// A copy of someone else's content is shown as new content for as long as
+/// its processing took (dedup is private): its shape is what its header
+/// told, exactly as new content's is, never what processing found later. A
+/// JPEG whose frame header lies past the 64 KiB read has no shape while new,
+/// so its copy has none either, though its processing found one.
+async fn a_copy_shown_as_new_shows_only_what_its_header_told(set: BackendSet) {
+    let app = TestApp::spawn(set).await;
+    let jpeg = media_e2e::test_image(image::ImageFormat::Jpeg, 64, 48, 9);
+    let mut far = jpeg[..2].to_vec();
+    for _ in 0..2 {
+        // Two 40 KiB APP segments: the frame header starts past 80 KiB.
+        far.extend([0xff, 0xe2, 0xa0, 0x02]);
+        far.extend(std::iter::repeat_n(0u8, 0xa000));
+    }
+    far.extend(&jpeg[2..]);
+    let alice = app.user("alice");
+    let first = alice.upload("far.jpg", &far).await;
+    let id = first["media_id"].as_str().expect("id").to_owned();
+    let doc = crate::processing::settled(&alice, &id).await;
+    assert_eq!(doc["status"], "ready", "{doc}");
+    assert_eq!(
+        (doc["width"].as_u64(), doc["height"].as_u64()),
+        (Some(64), Some(48)),
+        "{doc}"
+    );
+    // Its processing "took" ten minutes, so a copy stays masked while we look.
+    let masked_for = |blake3: &str| {
+        format!("update jobs set created_at = updated_at - 600000 where blake3 = '{blake3}'")
+    };
+    media_e2e::raw_sql(&app, &masked_for(first["blake3"].as_str().expect("blake3"))).await;
+
+    let bob = app.user("bob");
+    let copy = bob.upload("far.jpg", &far).await;
+    let id = copy["media_id"].as_str().expect("id");
+    let doc = media_e2e::json_of(bob.get(&format!("/v1/media/{id}")).await, 200).await;
+    assert_eq!(doc["status"], "processing", "{doc}");
+    assert!(doc.get("width").is_none(), "{doc}");
+    // With a readable header, the copy shows the header's shape.
+    let near = media_e2e::test_image(image::ImageFormat::Png, 30, 20, 4);
+    let near_first = alice.upload("near.png", &near).await;
+    let near_id = near_first["media_id"].as_str().expect("id");
+    let near_doc = crate::processing::settled(&alice, near_id).await;
+    assert_eq!(near_doc["status"], "ready", "{near_doc}");
+    media_e2e::raw_sql(
+        &app,
+        &masked_for(near_first["blake3"].as_str().expect("blake3")),
+    )
+    .await;
+    let carol = app.user("carol");
+    let copy = carol.upload("near.png", &near).await;
+    let id = copy["media_id"].as_str().expect("id");
+    let doc = media_e2e::json_of(carol.get(&format!("/v1/media/{id}")).await, 200).await;
+    assert_eq!(doc["status"], "processing", "{doc}");
+    assert_eq!(
+        (doc["width"].as_u64(), doc["height"].as_u64()),
+        (Some(30), Some(20)),
+        "{doc}"
+    );
+}
+both_sets!(a_copy_shown_as_new_shows_only_what_its_header_told);

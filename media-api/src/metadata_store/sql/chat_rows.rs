@@ -22,7 +22,7 @@ pub(super) const MESSAGE_COLUMNS: &str = "conversation_id, seq, message_id, clie
     body, member, role, reply_to_seq, forwarded, created_at, edited_at, deleted_at";
 pub(super) const ATTACHMENT_SELECT: &str = "select a.media_id, a.conversation_id, a.message_seq, a.blake3, \
     a.file_name, a.caption, a.uploader, a.created_at, b.size, b.content_type, b.processing, \
-    b.processing_error, b.probe, b.storage_key, b.blocked_at, a.shown_after \
+    b.processing_error, b.probe, b.header_probe, b.storage_key, b.blocked_at, a.shown_after \
     from attachments a join blobs b on b.blake3 = a.blake3";
 
 pub(super) type Tx = Transaction<'static, Any>;

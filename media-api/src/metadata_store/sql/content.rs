@@ -31,7 +31,7 @@ pub(super) async fn reference_content(
     // them and what we insert, with no query after the inserts.
     let blob = sqlx::query(&format!(
         "insert into blobs (blake3, size, content_type, storage_key, created_at, processing, \
-         processing_error, probe) values ($1, $2, $3, $4, $5, $6, $7, $8) \
+         processing_error, probe, header_probe) values ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
          on conflict (blake3) do update set unreferenced_since = null \
          returning {BLOB_COLUMNS}, cast(case when exists (select 1 from blocked_contents k \
          where k.blake3 = $1) then 1 else 0 end as bigint) as blocked"

@@ -207,12 +207,11 @@ const UPLOAD_COLUMNS: &str = "upload_id, owner_id, file_name, size, declared_typ
 const CHUNK_COLUMNS: &str = "chunk_number, size, sha256, chaining_value, etag";
 
 const MEDIA_SELECT: &str = "select m.media_id, m.owner_id, m.blake3, b.size, b.content_type, \
-    m.file_name, b.processing, b.processing_error, b.probe, b.storage_key, b.blocked_at, \
+    m.file_name, b.processing, b.processing_error, b.probe, b.header_probe, b.storage_key, b.blocked_at, \
     m.created_at, m.shown_after \
     from media m join blobs b on b.blake3 = m.blake3";
 /// The blob's part of a media document ([`media_with_blob`] reads these).
-const BLOB_COLUMNS: &str =
-    "size, content_type, processing, processing_error, probe, storage_key, blocked_at";
+const BLOB_COLUMNS: &str = "size, content_type, processing, processing_error, probe, header_probe, storage_key, blocked_at";
 /// [`BLOB_COLUMNS`] qualified by the `b` alias, for queries that join blobs.
 static BLOB_COLUMNS_OF_B: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     BLOB_COLUMNS
@@ -345,26 +344,11 @@ fn media_with_blob(
         } else {
             blob.try_get("processing_error")?
         },
-        probe: {
-            let probe: Option<serde_json::Value> = blob
-                .try_get::<Option<String>, _>("probe")?
-                .and_then(|p| serde_json::from_str(&p).ok());
-            if masked {
-                // A copy shown as new content shows what new content shows
-                // while it is processed: an image's width and height (read
-                // from its header at completion; the probe's are the same,
-                // oriented), nothing else.
-                let content_type: String = blob.try_get("content_type")?;
-                probe
-                    .filter(|_| content_type.starts_with("image/"))
-                    .and_then(|p| {
-                        let dims = serde_json::json!({ "width": p.get("width")?, "height": p.get("height")? });
-                        Some(dims)
-                    })
-            } else {
-                probe
-            }
-        },
+        probe: blob
+            // A copy shown as new content shows what new content shows
+            // while it is processed: what its header told, nothing more.
+            .try_get::<Option<String>, _>(if masked { "header_probe" } else { "probe" })?
+            .and_then(|p| serde_json::from_str(&p).ok()),
         storage_key: key_from_row(blob, "storage_key")?,
         created_at,
         shown_after,
