@@ -56,7 +56,8 @@ impl Application {
             backends.progress.clone(),
             settings.quotas.clone(),
         );
-        let uploads = UploadService::new(backends.clone(), settings.limits.clone(), quotas.clone());
+        let uploads = UploadService::new(backends.clone(), settings.limits.clone(), quotas.clone())
+            .with_max_image_pixels(settings.presets.max_image_pixels);
         let media = MediaCatalog::new(backends.clone(), settings.limits.max_page_size);
         let chat = Chat::new(
             backends.clone(),

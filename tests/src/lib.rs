@@ -549,10 +549,14 @@ macro_rules! both_sets {
 
 /// A direct connection to `app`'s database.
 async fn raw_connection(app: &TestApp) -> sqlx::AnyConnection {
+    connect_to(&app.state.settings).await
+}
+
+/// A direct connection to the database `settings` name (a service process's).
+pub async fn connect_to(settings: &Settings) -> sqlx::AnyConnection {
     use secrecy::ExposeSecret;
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
-    let settings = &app.state.settings;
     let url = match &settings.database_url {
         Some(url) => url.expose_secret().to_owned(),
         None => format!("sqlite://{}", settings.data_dir.join("media.db").display()),

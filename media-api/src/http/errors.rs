@@ -152,6 +152,14 @@ impl From<UploadError> for ApiError {
             } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large-for-type", detail)
                 .with("limit", limit)
                 .with("content_type", content_type),
+            U::TooManyPixels {
+                width,
+                height,
+                limit,
+            } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-many-pixels", detail)
+                .with("limit", limit)
+                .with("width", width)
+                .with("height", height),
             U::InvalidFileName(_) => ApiError::bad_request("invalid-file-name", detail),
             U::InvalidBlake3(_) => ApiError::bad_request("invalid-blake3", detail),
             U::InvalidChunkSize(_) => ApiError::bad_request("invalid-chunk-size", detail),

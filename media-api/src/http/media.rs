@@ -54,7 +54,7 @@ problems!(
     /// What a one-request upload may answer.
     UploadProblems {
         400 => ["invalid-file-name", "invalid-size", "chunk-incomplete"],
-        413 => ["body-too-large", "file-too-large", "too-large-for-type", "quota-exceeded"],
+        413 => ["body-too-large", "file-too-large", "too-large-for-type", "too-many-pixels", "quota-exceeded"],
         429 => ["rate-limited"],
         451 => ["content-blocked"],
     }

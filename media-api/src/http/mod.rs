@@ -118,6 +118,7 @@ pub fn router(state: AppState) -> Router {
                     tus::capabilities,
                 ))
                 .layer(cors(&settings.cors_origins))
+                .layer(middleware::from_fn(close_after_refused_body))
                 .layer(middleware::from_fn(record_metrics)),
         )
 }
@@ -200,6 +201,26 @@ async fn method_not_allowed() -> ApiError {
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal("a request handler panicked").into_response()
+}
+
+/// A refusal of a request that carried a body closes the connection: the
+/// body was most likely not read (a `413` before the first byte, a `401`
+/// before an 8 MiB chunk), so the connection cannot carry another request,
+/// and a client that pooled it would see its next request fail. Saying so
+/// lets the client open a fresh one. Successes keep the connection.
+async fn close_after_refused_body(request: Request, next: Next) -> Response {
+    let had_body = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|n| n.as_bytes() != b"0")
+        || request.headers().contains_key(header::TRANSFER_ENCODING);
+    let mut response = next.run(request).await;
+    if had_body && (response.status().is_client_error() || response.status().is_server_error()) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Request count and latency by method, route template (low cardinality) and status.

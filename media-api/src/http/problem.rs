@@ -170,10 +170,113 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
-/// `axum::Json` whose rejections are problems.
-#[derive(Debug, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `axum::Json` whose rejections are problems, and which refuses an object
+/// that names a key twice (`400 malformed-json`): parsers disagree on which
+/// one counts, so a body that means two things is not taken.
+#[derive(Debug)]
 pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let json_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|essence| essence.trim().to_ascii_lowercase())
+            .and_then(|essence| {
+                essence
+                    .strip_prefix("application/")
+                    .map(|sub| sub == "json" || sub.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        if !json_type {
+            return Err(JsonRejection::from(
+                axum::extract::rejection::MissingJsonContentType::default(),
+            )
+            .into());
+        }
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::from(JsonRejection::from(e)))?;
+        if let Err(e) = serde_json::from_slice::<no_duplicates::Checked>(&bytes)
+            && e.is_data()
+        {
+            return Err(ApiError::bad_request("malformed-json", e.to_string()));
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        Ok(Json(value))
+    }
+}
+
+mod no_duplicates {
+    //! A pass over a JSON document that fails on an object naming a key
+    //! twice, and takes nothing else from it.
+
+    use std::collections::HashSet;
+    use std::fmt;
+
+    use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    pub(super) struct Checked;
+
+    impl<'de> Deserialize<'de> for Checked {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(CheckedVisitor)
+        }
+    }
+
+    struct CheckedVisitor;
+
+    impl<'de> Visitor<'de> for CheckedVisitor {
+        type Value = Checked;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("JSON")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+            let mut seen = HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !seen.insert(key.clone()) {
+                    return Err(de::Error::custom(format!("the key {key:?} appears twice")));
+                }
+                map.next_value::<Checked>()?;
+            }
+            Ok(Checked)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+            while seq.next_element::<Checked>()?.is_some() {}
+            Ok(Checked)
+        }
+
+        fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_unit<E>(self) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+    }
+}
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
@@ -271,6 +374,18 @@ mod tests {
     async fn json_rejections_are_problems() {
         let cases = [
             ("application/json", "{not json", 400, "malformed-json"),
+            (
+                "application/json",
+                "{\"size\": 1, \"size\": 2}",
+                400,
+                "malformed-json",
+            ),
+            (
+                "application/json",
+                "{\"a\": {\"b\": 1, \"b\": 1}, \"size\": 1}",
+                400,
+                "malformed-json",
+            ),
             ("application/json", "42", 422, "invalid-json-fields"),
             (
                 "application/json",
@@ -295,6 +410,14 @@ mod tests {
         }
         let (ok, _, value) = call("application/json", "{\"size\": 5}").await;
         assert_eq!((ok, value), (StatusCode::OK, Value::from(5)));
+        // Any `+json` type, parameters and case aside; the same key in two
+        // objects is no duplicate.
+        let (ok, _, value) = call(
+            "Application/Vnd.Example+JSON; charset=utf-8",
+            "{\"size\": 6, \"x\": {\"size\": 1}}",
+        )
+        .await;
+        assert_eq!((ok, value), (StatusCode::OK, Value::from(6)));
     }
 
     #[tokio::test]

@@ -108,7 +108,7 @@ problems!(
         404 => ["upload-not-found"],
         409 => ["chunks-missing", "completion-in-progress"],
         410 => ["upload-expired", "upload-aborted", "media-deleted"],
-        413 => ["too-large-for-type"],
+        413 => ["too-large-for-type", "too-many-pixels"],
         422 => ["hash-mismatch"],
         451 => ["content-blocked"],
     }

@@ -237,6 +237,10 @@ impl UploadService {
             head = read_head(transcoder::sniff::DIMENSIONS_LEN).await?;
             probe = processing::header_probe(content_type, &head);
         }
+        if let Err(refused) = self.check_pixels(probe.as_ref()) {
+            self.refuse(&upload, "too-many-pixels").await;
+            return Err(refused);
+        }
         if let Err(refused) = self.check_type_size(content_type, upload.size) {
             self.refuse(&upload, "too-large-for-type").await;
             return Err(refused);

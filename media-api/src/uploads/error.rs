@@ -78,6 +78,17 @@ pub enum UploadError {
         /// The type's limit.
         limit: u64,
     },
+    /// An image whose header states more pixels than processing takes (a
+    /// decompression bomb, or a scan too large to show).
+    #[error("the image is {width}×{height} pixels; at most {limit} pixels are taken")]
+    TooManyPixels {
+        /// As its header says.
+        width: u64,
+        /// As its header says.
+        height: u64,
+        /// `presets.max_image_pixels`.
+        limit: u64,
+    },
     /// A bad file name.
     #[error("{0}")]
     InvalidFileName(String),

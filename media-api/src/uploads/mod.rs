@@ -62,6 +62,8 @@ pub struct UploadService {
     quotas: QuotaBook,
     /// Chunk bytes that may be held in memory, the node's and each user's.
     memory: Arc<memory::MemoryBudget>,
+    /// Images stating more pixels are refused at completion.
+    max_image_pixels: u64,
 }
 
 impl std::fmt::Debug for UploadService {
@@ -88,6 +90,34 @@ impl UploadService {
             limits,
             quotas,
             memory,
+            max_image_pixels: u64::MAX,
+        }
+    }
+
+    /// Refuses images whose header states more than `pixels` pixels
+    /// (`presets.max_image_pixels`, which processing would refuse anyway):
+    /// a decompression bomb is never stored.
+    pub fn with_max_image_pixels(mut self, pixels: u64) -> Self {
+        self.max_image_pixels = pixels;
+        self
+    }
+
+    /// What an image's header says against `max_image_pixels`.
+    pub(super) fn check_pixels(
+        &self,
+        header: Option<&serde_json::Value>,
+    ) -> Result<(), UploadError> {
+        let dims =
+            header.and_then(|h| Some((h.get("width")?.as_u64()?, h.get("height")?.as_u64()?)));
+        match dims {
+            Some((width, height)) if width.saturating_mul(height) > self.max_image_pixels => {
+                Err(UploadError::TooManyPixels {
+                    width,
+                    height,
+                    limit: self.max_image_pixels,
+                })
+            }
+            _ => Ok(()),
         }
     }
 

@@ -81,6 +81,7 @@ impl UploadService {
                 &data[..data.len().min(transcoder::sniff::DIMENSIONS_LEN)],
             ),
         };
+        self.check_pixels(content.probe.as_ref())?;
         self.backends.blobs.put(&key, data).await?;
         let created = match self
             .backends

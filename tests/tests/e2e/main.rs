@@ -13,6 +13,7 @@ mod dedup;
 mod downloads;
 mod foundation;
 mod fuzz;
+mod hostile;
 mod mediactl;
 mod metadata_contract;
 mod metrics;
