@@ -93,3 +93,15 @@ pub fn ffprobe(path: &std::path::Path) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
 }
+
+/// A 320×240 H.264 clip of `seconds`, 15 frames a second, no sound.
+pub fn h264_clip(seconds: u32) -> Vec<u8> {
+    let source = format!("testsrc2=size=320x240:rate=15:duration={seconds}");
+    let path = ffmpeg_fixture(
+        &format!("clip-{seconds}s.mp4"),
+        &[
+            "-f", "lavfi", "-i", &source, "-c:v", "libx264", "-pix_fmt", "yuv420p",
+        ],
+    );
+    std::fs::read(path).expect("clip")
+}

@@ -10,7 +10,7 @@ mod fixtures;
 mod process;
 mod socket;
 
-pub use fixtures::{ffmpeg_fixture, ffprobe, random_bytes, shuffle, test_image};
+pub use fixtures::{ffmpeg_fixture, ffprobe, h264_clip, random_bytes, shuffle, test_image};
 pub use process::{
     ServiceProcess, free_port, mediactl_binary, metric_in, render_binary, service_binary,
     service_command, venv_program, wait_ready,

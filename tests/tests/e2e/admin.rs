@@ -167,10 +167,10 @@ async fn stats_count_what_is_stored_and_a_dead_job_can_be_retried(set: BackendSe
     // A file the decoder refuses: its job dies at once, with its error.
     let r = app
         .client
-        .post(app.url("/v1/media?file_name=bomb.png"))
+        .post(app.url("/v1/media?file_name=cut.jpg"))
         .bearer_auth(&alice.token)
-        .header("content-type", "image/png")
-        .body(crate::processing::png_bomb())
+        .header("content-type", "image/jpeg")
+        .body(crate::processing::truncated_jpeg())
         .send()
         .await
         .expect("post");

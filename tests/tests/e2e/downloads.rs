@@ -369,20 +369,7 @@ async fn the_edge_keeps_each_files_type_and_name_first_and_cached() {
     let app = TestApp::spawn_with(BackendSet::Real, settings, dir).await;
     let alice = app.user("alice");
     let png = media_e2e::test_image(image::ImageFormat::Png, 64, 48, 3);
-    let video = std::fs::read(media_e2e::ffmpeg_fixture(
-        "edge-clip.mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=15:duration=1",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-        ],
-    ))
-    .expect("movie");
+    let video = media_e2e::h264_clip(1);
     let html = b"<!DOCTYPE html><html><script>alert(1)</script></html>".to_vec();
     let document = random_bytes(2 * MIB + 17, 54);
     let files: [(&str, &[u8], &str, &str); 4] = [

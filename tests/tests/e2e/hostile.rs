@@ -528,3 +528,75 @@ async fn a_hostile_corpus_gets_no_server_error_no_panic_and_stores_nothing(set: 
     );
 }
 both_sets!(a_hostile_corpus_gets_no_server_error_no_panic_and_stores_nothing);
+
+/// Malformed media is a file: it is stored and downloadable as it came,
+/// and its processing ends, `ready` or `failed` with a reason, never stuck
+/// and never a 500. A polyglot is served as what its bytes begin as, and
+/// anything that could run in a browser only as an attachment.
+async fn malformed_media_is_stored_as_a_file_and_its_processing_ends_with_a_reason(
+    set: BackendSet,
+) {
+    let app = media_e2e::TestApp::spawn(set).await;
+    let user = app.user("mallory");
+    let jpeg = media_e2e::test_image(image::ImageFormat::Jpeg, 320, 240, 11);
+    let png = media_e2e::test_image(image::ImageFormat::Png, 64, 64, 12);
+    let video = media_e2e::h264_clip(2);
+    let mut corrupt_png = png.clone();
+    let middle = corrupt_png.len() / 2;
+    for b in &mut corrupt_png[middle..middle + 64] {
+        *b ^= 0x5a;
+    }
+    let mut jpeg_html = jpeg.clone();
+    jpeg_html.extend(b"<html><script>alert(document.cookie)</script></html>");
+    let mut gif_zip = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec();
+    gif_zip.extend(b"PK\x03\x04\x14\x00\x00\x00\x00\x00payload.class");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated.jpg", jpeg[..jpeg.len() * 3 / 5].to_vec()),
+        ("corrupt.png", corrupt_png),
+        ("truncated.mp4", video[..video.len() / 3].to_vec()),
+        ("photo-and-page.jpg", jpeg_html),
+        ("gif-and-zip.gif", gif_zip),
+        (
+            "page.jpg",
+            b"<!doctype html><html><script>alert(1)</script></html>".to_vec(),
+        ),
+        (
+            "drawing.png",
+            br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#.to_vec(),
+        ),
+    ];
+    for (name, bytes) in cases {
+        let media = user.upload(name, &bytes).await;
+        let id = media["media_id"].as_str().expect("id").to_owned();
+        let settled = crate::processing::settled(&user, &id).await;
+        let status = settled["status"].as_str().expect("status");
+        assert!(status == "ready" || status == "failed", "{name}: {settled}");
+        if status == "failed" {
+            let reason = settled["failure_reason"].as_str().unwrap_or("");
+            assert!(!reason.is_empty(), "{name}: a failure says why: {settled}");
+        }
+        // The original, byte for byte, as what its bytes are.
+        let answer = user.get(&format!("/v1/media/{id}/content")).await;
+        assert_eq!(answer.status(), 302, "{name}");
+        let url = app.absolute(&media_e2e::header(&answer, "location"));
+        let download = app.client.get(url).send().await.expect("download");
+        assert_eq!(download.status(), 200, "{name}");
+        let content_type = media_e2e::header(&download, "content-type");
+        let disposition = media_e2e::header(&download, "content-disposition");
+        assert_eq!(
+            download.bytes().await.expect("bytes").as_ref(),
+            &bytes[..],
+            "{name}"
+        );
+        if content_type.contains("svg")
+            || !content_type.starts_with("image/") && !content_type.starts_with("video/")
+        {
+            assert!(
+                disposition.starts_with("attachment"),
+                "{name} ({content_type}): {disposition}"
+            );
+        }
+        println!("{name}: {status} as {content_type}, {disposition}");
+    }
+}
+both_sets!(malformed_media_is_stored_as_a_file_and_its_processing_ends_with_a_reason);
