@@ -6,10 +6,12 @@
 //! that need them fail with a message saying how to start them: they never
 //! skip silently.
 
+mod fault;
 mod fixtures;
 mod process;
 mod socket;
 
+pub use fault::FaultProxy;
 pub use fixtures::{ffmpeg_fixture, ffprobe, h264_clip, random_bytes, shuffle, test_image};
 pub use process::{
     ServiceProcess, free_port, mediactl_binary, metric_in, render_binary, service_binary,

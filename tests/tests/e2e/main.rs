@@ -11,6 +11,7 @@ mod chat;
 mod connections;
 mod dedup;
 mod downloads;
+mod faults;
 mod foundation;
 mod fuzz;
 mod hostile;
