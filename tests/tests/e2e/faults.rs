@@ -9,6 +9,54 @@ use serde_json::{Value, json};
 const SECRET: &str = "faults-test-secret-long-enough-0123456789ab";
 const MIB: usize = 1024 * 1024;
 
+/// For each `(token, data)`: an upload session opened and its first chunk
+/// sent; `(upload_id, chunk_size)`.
+async fn opened_with_first_chunk(
+    client: &reqwest::Client,
+    base: &str,
+    files: &[(String, Vec<u8>)],
+) -> Vec<(String, usize)> {
+    let mut sessions = Vec::new();
+    for (token, data) in files {
+        let open: Value = client
+            .post(format!("{base}/v1/uploads"))
+            .bearer_auth(token)
+            .json(&json!({ "file_name": "f.bin", "size": data.len() }))
+            .send()
+            .await
+            .expect("open")
+            .json()
+            .await
+            .expect("json");
+        let id = open["upload_id"].as_str().expect("id").to_owned();
+        let chunk = open["chunk_size"].as_u64().expect("chunk") as usize;
+        let first = client
+            .put(format!("{base}/v1/uploads/{id}/chunks/1"))
+            .bearer_auth(token)
+            .body(data[..chunk].to_vec())
+            .send()
+            .await
+            .expect("chunk 1");
+        assert_eq!(first.status(), 200);
+        sessions.push((id, chunk));
+    }
+    sessions
+}
+
+/// `GET /v1/me`'s `usage`.
+async fn usage_of(client: &reqwest::Client, base: &str, token: &str) -> Value {
+    let me: Value = client
+        .get(format!("{base}/v1/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    me["usage"].clone()
+}
+
 /// Completes an upload and checks its BLAKE3 is `data`'s.
 async fn completes_as(client: &reqwest::Client, base: &str, token: &str, id: &str, data: &[u8]) {
     let done: Value = client
@@ -100,26 +148,7 @@ async fn the_store_away_for_ten_seconds_answers_503_and_every_upload_completes_a
                 .expect("json")
         }
     };
-    let mut sessions = Vec::new();
-    for (token, data) in &files {
-        let open: Value = client
-            .post(format!("{base}/v1/uploads"))
-            .bearer_auth(token)
-            .json(&json!({ "file_name": "f.bin", "size": data.len() }))
-            .send()
-            .await
-            .expect("open")
-            .json()
-            .await
-            .expect("json");
-        let id = open["upload_id"].as_str().expect("id").to_owned();
-        let chunk = open["chunk_size"].as_u64().expect("chunk") as usize;
-        let r = put(token, &id, 1, data[..chunk].to_vec())
-            .await
-            .expect("chunk 1");
-        assert_eq!(r.status(), 200);
-        sessions.push((id, chunk));
-    }
+    let sessions = opened_with_first_chunk(&client, &base, &files).await;
 
     store.cut();
     let away = Instant::now();
@@ -211,5 +240,111 @@ async fn the_database_away_for_ten_seconds_answers_503_and_every_upload_complete
     .await;
     assert!(ready, "the pool reconnected");
     completes_as(&client, &base, &token, &id, &data).await;
+    assert!(!service.log().contains("panicked"));
+}
+
+/// Redis away mid-upload, then back with nothing of this service's in it
+/// (as a restart without persistence, or a flush, leaves it): no upload
+/// fails — chunks are recorded in the database, progress reads from it,
+/// rates let requests through while their counters are unreachable — and
+/// once Redis is back the live progress and the rate counters work again.
+#[tokio::test]
+async fn redis_away_and_back_empty_fails_no_upload_and_its_state_comes_back() {
+    use secrecy::ExposeSecret;
+    let (mut settings, _dir) = test_settings(BackendSet::Real).await;
+    let url = settings
+        .redis_url
+        .as_ref()
+        .expect("redis")
+        .expose_secret()
+        .to_owned();
+    let target = url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    let redis = FaultProxy::start(&target).await;
+    settings.redis_url = Some(format!("redis://{}", redis.addr).into());
+    let namespace = settings.redis_namespace.clone();
+    let service = ServiceProcess::start_with(&settings, free_port(), SECRET, &[]).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client");
+    let base = service.base.clone();
+    let files: Vec<(String, Vec<u8>)> = (0..4)
+        .map(|i| {
+            (
+                service.token(&format!("rita{i}")),
+                media_e2e::random_bytes(16 * MIB + 777 * (i + 1), 40 + i as u64),
+            )
+        })
+        .collect();
+    let sessions = opened_with_first_chunk(&client, &base, &files).await;
+    let put = |token: &str, id: &str, n: usize, body: &[u8]| {
+        client
+            .put(format!("{base}/v1/uploads/{id}/chunks/{n}"))
+            .bearer_auth(token)
+            .body(body.to_vec())
+            .send()
+    };
+
+    redis.cut();
+    for ((token, data), (id, chunk)) in files.iter().zip(&sessions) {
+        let r = put(token, id, 2, &data[*chunk..2 * chunk])
+            .await
+            .expect("chunk 2");
+        assert_eq!(r.status(), 200, "a chunk while Redis is away");
+    }
+    // The rate counters cannot be read meanwhile, and say so.
+    let usage = usage_of(&client, &base, &files[0].0).await;
+    assert!(
+        usage
+            .get("upload_bytes_per_hour")
+            .is_some_and(Value::is_null),
+        "{usage}"
+    );
+    // Back, with nothing of this service's in it.
+    let direct = redis::Client::open(url.as_str()).expect("url");
+    let mut conn = direct
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{namespace}*"))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .expect("del");
+    }
+    redis.restore();
+
+    for ((token, data), (id, chunk)) in files.iter().zip(&sessions) {
+        let r = put(token, id, 3, &data[2 * chunk..])
+            .await
+            .expect("chunk 3");
+        assert_eq!(r.status(), 200, "a chunk after Redis came back");
+        let progress: Value = client
+            .get(format!("{base}/v1/uploads/{id}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("progress")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(progress["received_chunks"], json!([1, 2, 3]), "{progress}");
+        completes_as(&client, &base, token, id, data).await;
+    }
+    // The rate counters read again.
+    let came_back = media_e2e::eventually(Duration::from_secs(15), || async {
+        usage_of(&client, &base, &files[0].0).await["upload_bytes_per_hour"].is_u64()
+    })
+    .await;
+    assert!(came_back, "rate counters read again");
     assert!(!service.log().contains("panicked"));
 }
