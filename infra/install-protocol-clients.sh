@@ -43,7 +43,8 @@ fi
 # pinned in its package.json and lockfile) driving Debian's Chromium. The
 # Playwright version is the one built against Debian's Chromium major
 # version; Playwright never downloads a browser here.
-apt_install chromium
+# Its fonts are only a recommendation of the package; the screenshots need them.
+apt_install chromium fonts-liberation
 node_major="$(node -p 'process.versions.node.split(".")[0]')"
 [ "$node_major" -ge 20 ] || die "Playwright 1.64 needs Node.js 20 or later; this machine has $(node --version)"
 suite="$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/browser" && pwd)"
