@@ -115,39 +115,33 @@ impl WebClient {
     }
 
     fn serve(&self, asset: &Asset, request: &HeaderMap) -> Response {
-        let mut headers = vec![
-            (header::ETAG, asset.etag.clone()),
-            // Always revalidated: a new build is seen at once, an unchanged
-            // one costs a 304.
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            (header::CONTENT_SECURITY_POLICY, self.csp.clone()),
-            (
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ),
-            (
-                header::REFERRER_POLICY,
-                HeaderValue::from_static("no-referrer"),
-            ),
-        ];
-        if request
+        let unchanged = request
             .get(header::IF_NONE_MATCH)
-            .is_some_and(|v| v.as_bytes() == asset.etag.as_bytes())
-        {
-            let mut response = StatusCode::NOT_MODIFIED.into_response();
-            for (name, value) in headers {
-                response.headers_mut().insert(name, value);
-            }
-            return response;
-        }
-        headers.push((
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(asset.content_type),
-        ));
-        let mut response = asset.body.clone().into_response();
-        for (name, value) in headers {
-            response.headers_mut().insert(name, value);
-        }
+            .is_some_and(|v| v.as_bytes() == asset.etag.as_bytes());
+        let mut response = if unchanged {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            let mut full = asset.body.clone().into_response();
+            full.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(asset.content_type),
+            );
+            full
+        };
+        let headers = response.headers_mut();
+        headers.insert(header::ETAG, asset.etag.clone());
+        // Always revalidated: a new build is seen at once, an unchanged one
+        // costs a 304.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        headers.insert(header::CONTENT_SECURITY_POLICY, self.csp.clone());
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
         response
     }
 }

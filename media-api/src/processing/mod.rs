@@ -93,18 +93,21 @@ pub fn plan(content_type: &str, claimed_media: bool) -> Processing {
     }
 }
 
-/// What is known of a new content before it is processed: an image's
-/// width and height from its header (`head` is its first bytes, up to
-/// [`transcoder::sniff::DIMENSIONS_LEN`]), so a client lays out its
-/// placeholder at the right shape while the thumbnail is made. Processing
-/// replaces it with the whole probe.
-pub fn header_probe(content_type: &str, head: &[u8]) -> Option<serde_json::Value> {
+/// An image's width and height as its header states them (`head` is its
+/// first bytes, up to [`transcoder::sniff::DIMENSIONS_LEN`]); `None` for
+/// any other type, or a header that does not say.
+pub fn header_dimensions(content_type: &str, head: &[u8]) -> Option<(u32, u32)> {
     use transcoder::sniff::{MediaKind, image_dimensions, kind_of};
-    if kind_of(content_type) != MediaKind::Image {
-        return None;
-    }
-    let (width, height) = image_dimensions(head)?;
-    Some(serde_json::json!({ "width": width, "height": height }))
+    (kind_of(content_type) == MediaKind::Image)
+        .then(|| image_dimensions(head))
+        .flatten()
+}
+
+/// What is known of a new content before it is processed: its header's
+/// dimensions, so a client lays out its placeholder at the right shape
+/// while the thumbnail is made. Processing replaces it with the whole probe.
+pub fn header_probe((width, height): (u32, u32)) -> serde_json::Value {
+    serde_json::json!({ "width": width, "height": height })
 }
 
 /// The object key of a variant: derived from what it is, so it is written once.

@@ -227,17 +227,15 @@ impl UploadService {
         };
         let mut head = read_head(transcoder::sniff::SNIFF_LEN).await?;
         let content_type = transcoder::sniff::sniff(&head).mime;
-        let mut probe = processing::header_probe(content_type, &head);
-        if probe.is_none()
-            && transcoder::sniff::kind_of(content_type) == transcoder::sniff::MediaKind::Image
-            && upload.size > head.len() as u64
-        {
+        let mut dimensions = processing::header_dimensions(content_type, &head);
+        if dimensions.is_none() && content_type == "image/jpeg" && upload.size > head.len() as u64 {
             // A JPEG whose metadata (a phone's EXIF) comes before its frame
-            // header: one more read, of images only.
+            // header: one more read. (The other types state their size in
+            // their first bytes.)
             head = read_head(transcoder::sniff::DIMENSIONS_LEN).await?;
-            probe = processing::header_probe(content_type, &head);
+            dimensions = processing::header_dimensions(content_type, &head);
         }
-        if let Err(refused) = self.check_pixels(probe.as_ref()) {
+        if let Err(refused) = self.check_pixels(dimensions) {
             self.refuse(&upload, "too-many-pixels").await;
             return Err(refused);
         }
@@ -256,7 +254,7 @@ impl UploadService {
             storage_key: upload.storage_key.clone(),
             origin: Some(upload.upload_id),
             processing: processing::plan(content_type, claimed_media),
-            probe,
+            probe: dimensions.map(processing::header_probe),
         };
         let finished = meta
             .finish_upload(upload.upload_id, &content, MediaId::generate())

@@ -103,14 +103,9 @@ impl UploadService {
     }
 
     /// What an image's header says against `max_image_pixels`.
-    pub(super) fn check_pixels(
-        &self,
-        header: Option<&serde_json::Value>,
-    ) -> Result<(), UploadError> {
-        let dims =
-            header.and_then(|h| Some((h.get("width")?.as_u64()?, h.get("height")?.as_u64()?)));
-        match dims {
-            Some((width, height)) if width.saturating_mul(height) > self.max_image_pixels => {
+    pub(super) fn check_pixels(&self, dimensions: Option<(u32, u32)>) -> Result<(), UploadError> {
+        match dimensions.map(|(w, h)| (u64::from(w), u64::from(h))) {
+            Some((width, height)) if width * height > self.max_image_pixels => {
                 Err(UploadError::TooManyPixels {
                     width,
                     height,

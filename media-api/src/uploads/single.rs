@@ -68,6 +68,11 @@ impl UploadService {
         let content_type =
             transcoder::sniff::sniff(&data[..data.len().min(transcoder::sniff::SNIFF_LEN)]).mime;
         self.check_type_size(content_type, data.len() as u64)?;
+        let dimensions = processing::header_dimensions(
+            content_type,
+            &data[..data.len().min(transcoder::sniff::DIMENSIONS_LEN)],
+        );
+        self.check_pixels(dimensions)?;
         let claimed_media = transcoder::sniff::claims_media(declared_type, file_name.as_str());
         let content = NewContent {
             blake3: root,
@@ -76,12 +81,8 @@ impl UploadService {
             storage_key: key.clone(),
             origin: None,
             processing: processing::plan(content_type, claimed_media),
-            probe: processing::header_probe(
-                content_type,
-                &data[..data.len().min(transcoder::sniff::DIMENSIONS_LEN)],
-            ),
+            probe: dimensions.map(processing::header_probe),
         };
-        self.check_pixels(content.probe.as_ref())?;
         self.backends.blobs.put(&key, data).await?;
         let created = match self
             .backends
