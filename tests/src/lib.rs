@@ -583,3 +583,25 @@ pub async fn raw_column(app: &TestApp, sql: &str) -> Vec<String> {
         .await
         .expect(sql)
 }
+
+/// Reads an event stream (`text/event-stream`) in a task of its own: its
+/// text until `until` appears (or, without one, until the stream ends), a
+/// pause longer than `pause`, or an error.
+pub fn collect_events(
+    stream: reqwest::Response,
+    pause: Duration,
+    until: Option<&'static str>,
+) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let mut text = String::new();
+        let mut body = stream.bytes_stream();
+        while let Ok(Some(Ok(piece))) = tokio::time::timeout(pause, body.next()).await {
+            text.push_str(&String::from_utf8_lossy(&piece));
+            if until.is_some_and(|u| text.contains(u)) {
+                break;
+            }
+        }
+        text
+    })
+}

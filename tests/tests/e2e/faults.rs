@@ -9,6 +9,22 @@ use serde_json::{Value, json};
 const SECRET: &str = "faults-test-secret-long-enough-0123456789ab";
 const MIB: usize = 1024 * 1024;
 
+/// The URL a backend setting holds.
+fn exposed(url: Option<&secrecy::SecretString>) -> String {
+    use secrecy::ExposeSecret;
+    url.expect("the real set names the backend")
+        .expose_secret()
+        .to_owned()
+}
+
+/// A client that waits as long as uploads through an outage may take.
+fn patient_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client")
+}
+
 /// For each `(token, data)`: an upload session opened and its first chunk
 /// sent; `(upload_id, chunk_size)`.
 async fn opened_with_first_chunk(
@@ -114,10 +130,7 @@ async fn the_store_away_for_ten_seconds_answers_503_and_every_upload_completes_a
         ],
     )
     .await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .expect("client");
+    let client = patient_client();
     let base = service.base.clone();
     let files: Vec<(String, Vec<u8>)> = (0..6)
         .map(|i| {
@@ -180,14 +193,8 @@ async fn the_store_away_for_ten_seconds_answers_503_and_every_upload_completes_a
 /// the pool reconnects and every upload completes.
 #[tokio::test]
 async fn the_database_away_for_ten_seconds_answers_503_and_every_upload_completes_after() {
-    use secrecy::ExposeSecret;
     let (mut settings, _dir) = test_settings(BackendSet::Real).await;
-    let url = settings
-        .database_url
-        .as_ref()
-        .expect("a database")
-        .expose_secret()
-        .to_owned();
+    let url = exposed(settings.database_url.as_ref());
     // postgres://user:pass@127.0.0.1:PORT/db → the same through the proxy.
     let at = url.rfind('@').expect("host");
     let slash = at + url[at..].find('/').expect("db");
@@ -201,10 +208,7 @@ async fn the_database_away_for_ten_seconds_answers_503_and_every_upload_complete
         &[("MEDIA_REQUEST_TIMEOUT", "20s")],
     )
     .await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .expect("client");
+    let client = patient_client();
     let base = service.base.clone();
     let token = service.token("dana");
     let data = media_e2e::random_bytes(2 * MIB, 5);
@@ -250,14 +254,8 @@ async fn the_database_away_for_ten_seconds_answers_503_and_every_upload_complete
 /// once Redis is back the live progress and the rate counters work again.
 #[tokio::test]
 async fn redis_away_and_back_empty_fails_no_upload_and_its_state_comes_back() {
-    use secrecy::ExposeSecret;
     let (mut settings, _dir) = test_settings(BackendSet::Real).await;
-    let url = settings
-        .redis_url
-        .as_ref()
-        .expect("redis")
-        .expose_secret()
-        .to_owned();
+    let url = exposed(settings.redis_url.as_ref());
     let target = url
         .trim_start_matches("redis://")
         .trim_end_matches('/')
@@ -266,10 +264,7 @@ async fn redis_away_and_back_empty_fails_no_upload_and_its_state_comes_back() {
     settings.redis_url = Some(format!("redis://{}", redis.addr).into());
     let namespace = settings.redis_namespace.clone();
     let service = ServiceProcess::start_with(&settings, free_port(), SECRET, &[]).await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .expect("client");
+    let client = patient_client();
     let base = service.base.clone();
     let files: Vec<(String, Vec<u8>)> = (0..4)
         .map(|i| {

@@ -398,6 +398,20 @@ async fn corpus(
     answers
 }
 
+/// A JSON `POST` by `token`, its answer.
+async fn posted(client: &reqwest::Client, url: &str, token: &str, body: Value) -> Value {
+    client
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json")
+}
+
 async fn a_hostile_corpus_gets_no_server_error_no_panic_and_stores_nothing(set: BackendSet) {
     let (settings, _dir) = test_settings(set).await;
     let service = ServiceProcess::start(&settings, free_port(), SECRET).await;
@@ -405,43 +419,34 @@ async fn a_hostile_corpus_gets_no_server_error_no_panic_and_stores_nothing(set: 
     let client = reqwest::Client::new();
     // Mallory's own session and conversation, made before counting: the
     // corpus attacks them too.
-    let session: Value = client
-        .post(format!("{}/v1/uploads", service.base))
-        .bearer_auth(&token)
-        .json(&json!({ "file_name": "a.bin", "size": (8 << 20) + 1, "chunk_size": 8 << 20 }))
-        .send()
-        .await
-        .expect("session")
-        .json()
-        .await
-        .expect("json");
+    let session = posted(
+        &client,
+        &format!("{}/v1/uploads", service.base),
+        &token,
+        json!({ "file_name": "a.bin", "size": (8 << 20) + 1, "chunk_size": 8 << 20 }),
+    )
+    .await;
     let session = session["upload_id"].as_str().expect("upload id").to_owned();
-    let conversation: Value = client
-        .post(format!("{}/v1/conversations", service.base))
-        .bearer_auth(&token)
-        .json(&json!({ "kind": "direct", "members": ["victim"] }))
-        .send()
-        .await
-        .expect("conversation")
-        .json()
-        .await
-        .expect("json");
+    let conversation = posted(
+        &client,
+        &format!("{}/v1/conversations", service.base),
+        &token,
+        json!({ "kind": "direct", "members": ["victim"] }),
+    )
+    .await;
     let conversation = conversation["conversation_id"]
         .as_str()
         .expect("id")
         .to_owned();
     // A bomb sent in chunks, completed by the corpus.
     let bomb = png_header(100_000, 100_000);
-    let bomb_session: Value = client
-        .post(format!("{}/v1/uploads", service.base))
-        .bearer_auth(&token)
-        .json(&json!({ "file_name": "bomb.png", "size": bomb.len() }))
-        .send()
-        .await
-        .expect("session")
-        .json()
-        .await
-        .expect("json");
+    let bomb_session = posted(
+        &client,
+        &format!("{}/v1/uploads", service.base),
+        &token,
+        json!({ "file_name": "bomb.png", "size": bomb.len() }),
+    )
+    .await;
     let bomb_session = bomb_session["upload_id"]
         .as_str()
         .expect("upload id")

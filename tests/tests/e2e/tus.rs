@@ -890,20 +890,8 @@ async fn a_tus_upload_streams_its_progress_counts_against_quotas_and_is_processe
     // Its progress, live, on the upload's event stream.
     let stream = alice.get(&format!("/v1/uploads/{id}/events")).await;
     assert_eq!(stream.status(), 200);
-    let reader = tokio::spawn(async move {
-        use futures_util::StreamExt;
-        let mut text = String::new();
-        let mut body = stream.bytes_stream();
-        while let Ok(Some(Ok(piece))) =
-            tokio::time::timeout(Duration::from_secs(30), body.next()).await
-        {
-            text.push_str(&String::from_utf8_lossy(&piece));
-            if text.contains("event: processed") {
-                break;
-            }
-        }
-        text
-    });
+    let reader =
+        media_e2e::collect_events(stream, Duration::from_secs(30), Some("event: processed"));
     // An open tus upload is an open upload: the quota counts it.
     let second = create(&alice, 10, "second.bin").await;
     let r = send(&alice, Method::POST, "/v1/tus/", &[("upload-length", "10")]).await;

@@ -189,7 +189,6 @@ async fn a_worker_killed_mid_transcode_is_replaced_and_the_variant_made_once(set
 
 both_sets!(the_upload_event_stream_ends_with_the_processed_media);
 async fn the_upload_event_stream_ends_with_the_processed_media(set: BackendSet) {
-    use futures_util::StreamExt;
     let app = spawn(set).await;
     let alice = app.user("alice");
     let png = good_png(3);
@@ -197,17 +196,8 @@ async fn the_upload_event_stream_ends_with_the_processed_media(set: BackendSet) 
     let id = session["upload_id"].as_str().expect("id").to_owned();
     let stream = alice.get(&format!("/v1/uploads/{id}/events")).await;
     assert_eq!(stream.status(), 200);
-    let reader = tokio::spawn(async move {
-        let mut text = String::new();
-        let mut body = stream.bytes_stream();
-        // The stream ends by itself after `processed`.
-        while let Ok(Some(Ok(piece))) =
-            tokio::time::timeout(Duration::from_secs(60), body.next()).await
-        {
-            text.push_str(&String::from_utf8_lossy(&piece));
-        }
-        text
-    });
+    // The stream ends by itself after `processed`.
+    let reader = media_e2e::collect_events(stream, Duration::from_secs(60), None);
     let chunk = session["chunk_size"].as_u64().expect("chunk size") as usize;
     let total = session["total_chunks"].as_u64().expect("total") as usize;
     let order: Vec<usize> = (1..=total).collect();

@@ -184,19 +184,8 @@ async fn events_stream_progress_from_any_node(set: BackendSet) {
     let stream = alice_a.get(&format!("/v1/uploads/{id}/events")).await;
     assert_eq!(stream.status(), 200);
     assert!(media_e2e::header(&stream, "content-type").starts_with("text/event-stream"));
-    let reader = tokio::spawn(async move {
-        let mut text = String::new();
-        let mut body = stream.bytes_stream();
-        while let Ok(Some(Ok(piece))) =
-            tokio::time::timeout(Duration::from_secs(20), body.next()).await
-        {
-            text.push_str(&String::from_utf8_lossy(&piece));
-            if text.contains("event: completed") {
-                break;
-            }
-        }
-        text
-    });
+    let reader =
+        media_e2e::collect_events(stream, Duration::from_secs(20), Some("event: completed"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     alice_b.send_chunks(&id, &data, cs, &[2, 1], 1).await;
     json_of(alice_b.complete(&id).await, 200).await;
