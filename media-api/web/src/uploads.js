@@ -91,22 +91,9 @@ export class Upload {
     const key = storageKey(this.user, this.file);
     const saved = JSON.parse(localStorage.getItem(key) || "null");
     if (saved && (!blake3 || saved.blake3 === blake3)) {
-      try {
-        const doc = await this.api.get(`/v1/uploads/${encodeURIComponent(saved.upload_id)}`);
-        if (doc.state === "completed" && doc.media_id) {
-          localStorage.removeItem(key);
-          return this.finish(doc.media_id, false);
-        }
-        if (doc.state === "receiving" || doc.state === "completing") {
-          // A completion cut off midway is taken over by the next one.
-          this.session = doc;
-          this.resumed = true;
-          // Bytes of a chunk that was cut off count only once it is whole.
-          this.acked = this.ackedOf(doc.received_chunks);
-          return;
-        }
-      } catch (e) {
-        if (e.transient) throw e;
+      if (await this.adopt(saved.upload_id)) {
+        this.resumed = this.state !== "done";
+        return;
       }
       localStorage.removeItem(key);
     }
@@ -119,6 +106,29 @@ export class Upload {
     }
     this.session = { ...answer, missing_chunks: range(1, answer.total_chunks) };
     localStorage.setItem(key, JSON.stringify({ upload_id: answer.upload_id, blake3 }));
+  }
+
+  /** Takes up session `id` where the service has it: true when it can go on
+   * (or is found done), false when it is gone. */
+  async adopt(id) {
+    let doc;
+    try {
+      doc = await this.api.get(`/v1/uploads/${encodeURIComponent(id)}`);
+    } catch (e) {
+      if (e.transient) throw e;
+      return false;
+    }
+    if (doc.state === "completed" && doc.media_id) {
+      localStorage.removeItem(storageKey(this.user, this.file));
+      this.finish(doc.media_id, false);
+      return true;
+    }
+    // A completion cut off midway is taken over by the next one.
+    if (doc.state !== "receiving" && doc.state !== "completing") return false;
+    this.session = doc;
+    // Bytes of a chunk that was cut off count only once it is whole.
+    this.acked = this.ackedOf(doc.received_chunks);
+    return true;
   }
 
   async hash() {
@@ -255,27 +265,14 @@ export class Upload {
     if (this.state !== "paused" && this.state !== "failed") return;
     this.error = null;
     try {
-      if (!this.session) {
+      if (!this.session || !(await this.adopt(this.session.upload_id))) {
+        // Never opened, or expired or aborted meanwhile: start over (which
+        // may find the content done).
+        this.session = null;
+        localStorage.removeItem(storageKey(this.user, this.file));
         await this.open();
-        if (this.state === "done") return;
-      } else {
-        let doc = null;
-        try {
-          doc = await this.api.get(`/v1/uploads/${encodeURIComponent(this.session.upload_id)}`);
-        } catch (e) {
-          if (e.status !== 404 && e.status !== 410) throw e;
-        }
-        if (!doc || (doc.state !== "receiving" && doc.state !== "completing")) {
-          // Expired or aborted meanwhile: start over (or find it done).
-          this.session = null;
-          localStorage.removeItem(storageKey(this.user, this.file));
-          await this.open();
-          if (this.state === "done") return;
-        } else {
-          this.session = { ...this.session, ...doc };
-          this.acked = this.ackedOf(doc.received_chunks);
-        }
       }
+      if (this.state === "done") return;
       this.state = "uploading";
       await this.sendMissing();
     } catch (e) {
