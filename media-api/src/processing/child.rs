@@ -30,6 +30,9 @@ pub(crate) enum FailureKind {
     Timeout,
     /// The child used up its CPU-time limit (`SIGXCPU`).
     CpuLimit,
+    /// The child ran out of its address-space limit (an allocation failed
+    /// and it aborted).
+    MemoryLimit,
     /// The child exited with an error of its own.
     Processor,
     /// The child was killed by a signal (memory, CPU time, a decoder fault)
@@ -48,6 +51,7 @@ impl FailureKind {
             Self::Refused => "refused",
             Self::Timeout => "timeout",
             Self::CpuLimit => "cpu_limit",
+            Self::MemoryLimit => "memory_limit",
             Self::Processor => "processor",
             Self::Crash => "crash",
             Self::Attempts => "attempts",
@@ -56,13 +60,13 @@ impl FailureKind {
     }
 
     /// A refusal comes out the same every time, and so does a job that ran
-    /// out of its time or CPU: the same media would use them up again, and
-    /// retrying would spend them again. A crash or a backend error may not
-    /// recur.
+    /// out of its time, CPU or memory: the same media would use them up
+    /// again, and retrying would spend them again. A crash or a backend
+    /// error may not recur.
     pub(crate) fn retryable(self) -> bool {
         !matches!(
             self,
-            Self::Refused | Self::Attempts | Self::Timeout | Self::CpuLimit
+            Self::Refused | Self::Attempts | Self::Timeout | Self::CpuLimit | Self::MemoryLimit
         )
     }
 }
@@ -137,6 +141,10 @@ impl std::fmt::Display for JobFailure {
 /// The signal sent to a process past its CPU-time limit.
 const SIGXCPU: i32 = 24;
 
+/// What a Rust program prints before it aborts on a failed allocation (the
+/// render program past its address-space limit).
+const OUT_OF_MEMORY: &str = "memory allocation of ";
+
 /// The signal that ended a process, if one did.
 fn killed_by(status: &std::process::ExitStatus) -> Option<i32> {
     #[cfg(unix)]
@@ -163,6 +171,13 @@ pub(crate) fn render_program(settings: &Settings) -> anyhow::Result<PathBuf> {
 
 /// Sets the child's resource limits, then runs it (util-linux).
 const PRLIMIT: &str = "/usr/bin/prlimit";
+
+/// Without bubblewrap, asks the kernel to SIGKILL the child when the
+/// worker thread that started it dies (util-linux; `--pdeathsig` survives
+/// the `exec`s into `prlimit` and the render program), so a killed worker
+/// leaves no orphan decoding on. bubblewrap's `--die-with-parent` does the
+/// same for the sandbox.
+const SETPRIV_DIE_WITH_PARENT: [&str; 3] = ["/usr/bin/setpriv", "--pdeathsig", "KILL"];
 
 /// The child's whole environment.
 const SANDBOX_PATH: &str = "/usr/bin:/bin";
@@ -298,7 +313,12 @@ pub(crate) async fn run_render(
                 "jobs.sandbox is bwrap, and bubblewrap (bwrap) is not installed",
             ));
         }
-        None => tokio::process::Command::new(PRLIMIT),
+        None => {
+            let [setpriv, args @ ..] = SETPRIV_DIE_WITH_PARENT;
+            let mut c = tokio::process::Command::new(setpriv);
+            c.args(args).arg(PRLIMIT);
+            c
+        }
     };
     let child = command
         .env_clear()
@@ -340,9 +360,21 @@ pub(crate) async fn run_render(
                     limits.cpu_seconds
                 ),
             ),
+            None if stderr.contains(OUT_OF_MEMORY) => JobFailure::media(
+                FailureKind::MemoryLimit,
+                format!(
+                    "processing needed more than the {} of memory allowed",
+                    limits.memory
+                ),
+            ),
             None => JobFailure::media(
                 FailureKind::Crash,
-                "the media processor crashed (killed by a signal: out of memory, or a decoder fault)",
+                match killed_by(&output.status) {
+                    Some(signal) => {
+                        format!("the media processor crashed (killed by signal {signal})")
+                    }
+                    None => "the media processor crashed".to_owned(),
+                },
             ),
         });
     }
@@ -372,6 +404,7 @@ mod tests {
             FailureKind::Attempts,
             FailureKind::Timeout,
             FailureKind::CpuLimit,
+            FailureKind::MemoryLimit,
         ] {
             assert!(!kind.retryable(), "{kind:?}");
         }

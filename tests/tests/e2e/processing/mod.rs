@@ -3,6 +3,7 @@
 //! `av`, the workers' life (processes, signals, priorities) in `workers`.
 
 mod av;
+mod faulty;
 mod sandbox;
 mod workers;
 
@@ -250,10 +251,16 @@ pub(crate) fn truncated_jpeg() -> Vec<u8> {
 
 /// A valid PNG header that claims 100,000 × 100,000 pixels, and almost nothing else.
 pub(crate) fn png_bomb() -> Vec<u8> {
+    png_declaring(100_000, 100_000)
+}
+
+/// A valid PNG header that claims `width` × `height` RGB pixels, and almost
+/// nothing else.
+pub(crate) fn png_declaring(width: u32, height: u32) -> Vec<u8> {
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend(100_000u32.to_be_bytes());
-    ihdr.extend(100_000u32.to_be_bytes());
+    ihdr.extend(width.to_be_bytes());
+    ihdr.extend(height.to_be_bytes());
     ihdr.extend([8, 2, 0, 0, 0]);
     png.extend(13u32.to_be_bytes());
     png.extend(&ihdr);

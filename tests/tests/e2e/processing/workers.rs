@@ -68,7 +68,7 @@ fn children_of(pid: u32) -> Vec<u32> {
 
 /// Every process below `pid` (the render child runs inside its sandbox,
 /// a few processes down).
-fn descendants_of(pid: u32) -> Vec<u32> {
+pub(super) fn descendants_of(pid: u32) -> Vec<u32> {
     let mut found = Vec::new();
     let mut next = children_of(pid);
     while let Some(p) = next.pop() {
