@@ -138,6 +138,7 @@ impl Application {
         tokio::spawn(uploads::run_janitor(
             state.uploads.clone(),
             state.settings.janitor_interval,
+            state.settings.gc_grace,
             stopping.clone(),
         ));
         tokio::spawn(media::gc::run_gc(

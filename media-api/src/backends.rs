@@ -6,7 +6,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::blob_store::{self, BlobStore};
+use std::collections::HashSet;
+
+use crate::blob_store::{self, BlobStore, PendingMultipart};
 use crate::config::Settings;
 use crate::metadata_store::jobs::JobState;
 use crate::metadata_store::{
@@ -124,5 +126,28 @@ impl Backends {
             probe("blobs", self.blobs.kind(), self.blobs.ping()),
         );
         [metadata, progress, blobs]
+    }
+
+    /// The multipart uploads the store holds that no upload session names
+    /// (a node killed between starting one and recording its session leaves
+    /// one), and how many the store holds in all.
+    pub async fn orphan_multiparts<E>(&self) -> Result<(usize, Vec<PendingMultipart>), E>
+    where
+        E: From<blob_store::BlobStoreError> + From<metadata_store::MetadataError>,
+    {
+        let pending = self.blobs.list_multipart().await?;
+        let ids: Vec<String> = pending.iter().map(|p| p.id.0.clone()).collect();
+        let owned: HashSet<String> = self
+            .fsck
+            .owned_multiparts(&ids)
+            .await?
+            .into_iter()
+            .collect();
+        let scanned = pending.len();
+        let orphans = pending
+            .into_iter()
+            .filter(|p| !owned.contains(&p.id.0))
+            .collect();
+        Ok((scanned, orphans))
     }
 }

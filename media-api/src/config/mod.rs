@@ -96,11 +96,13 @@ pub struct Settings {
     pub header_read_timeout: Duration,
     /// Most HTTP connections served at once; more wait to be accepted.
     pub max_connections: usize,
-    /// How often the janitor looks for expired upload sessions.
+    /// How often the janitor looks for expired upload sessions, abandoned
+    /// completions and orphan multipart uploads.
     #[serde(with = "humantime_serde")]
     pub janitor_interval: Duration,
     /// How long a content nobody references is kept before the GC deletes
-    /// it; a new reference in that time keeps it.
+    /// it (a new reference in that time keeps it), and how old a multipart
+    /// upload no session names must be before the janitor aborts it.
     #[serde(with = "humantime_serde")]
     pub gc_grace: Duration,
     /// How often the GC looks for unreferenced contents.

@@ -304,17 +304,9 @@ impl Fsck {
     }
 
     async fn multipart(&self, report: &mut FsckReport, cutoff: i64) -> Result<(), OperatorError> {
-        let pending = self.backends.blobs.list_multipart().await?;
-        report.scanned.multipart = pending.len() as u64;
-        let ids: Vec<String> = pending.iter().map(|p| p.id.0.clone()).collect();
-        let owned: HashSet<String> = self
-            .backends
-            .fsck
-            .owned_multiparts(&ids)
-            .await?
-            .into_iter()
-            .collect();
-        for upload in pending.iter().filter(|p| !owned.contains(&p.id.0)) {
+        let (scanned, orphans) = self.backends.orphan_multiparts::<OperatorError>().await?;
+        report.scanned.multipart = scanned as u64;
+        for upload in &orphans {
             report.orphan_multipart.add(|| upload.key.clone(), 0);
             let old = upload.initiated_ms.is_some_and(|t| t < cutoff);
             if report.repair

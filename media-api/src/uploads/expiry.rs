@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{UploadError, UploadService};
-use crate::blob_store::MultipartId;
+use crate::blob_store::{BlobKey, MultipartId};
 use crate::ids::{UploadId, UserId, now_ms};
 use crate::metadata_store::{UploadRecord, UploadState};
 use crate::progress_bus::EventKind;
@@ -150,11 +150,37 @@ impl UploadService {
     }
 }
 
+impl UploadService {
+    /// Aborts the multipart uploads the store holds that no session names
+    /// and that began more than `grace` ago: a node killed between starting
+    /// one and recording its session leaves one behind, holding its parts.
+    /// (Within `grace` a session may still be on its way to the database.)
+    /// Answers how many it aborted.
+    pub async fn abort_orphan_multiparts(&self, grace: Duration) -> Result<usize, UploadError> {
+        let before = now_ms() - i64::try_from(grace.as_millis()).unwrap_or(i64::MAX / 2);
+        let (_, orphans) = self.backends.orphan_multiparts::<UploadError>().await?;
+        let mut aborted = 0;
+        for upload in orphans {
+            let old = upload.initiated_ms.is_some_and(|t| t < before);
+            if let (true, Ok(key)) = (old, BlobKey::parse(&upload.key)) {
+                self.backends
+                    .blobs
+                    .abort_multipart(&key, &upload.id)
+                    .await?;
+                aborted += 1;
+            }
+        }
+        Ok(aborted)
+    }
+}
+
 /// Runs the janitor until `stop` is cancelled: every `interval`, expire what
-/// is due and end abandoned completions.
+/// is due, end abandoned completions, and abort multipart uploads no session
+/// names that are older than `orphan_grace`.
 pub async fn run_janitor(
     service: UploadService,
     interval: Duration,
+    orphan_grace: Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
     loop {
@@ -170,6 +196,14 @@ pub async fn run_janitor(
         match service.finish_abandoned().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(taken = n, "janitor ended abandoned completions"),
+            Err(e) => tracing::warn!(error = %e, "janitor run failed"),
+        }
+        match service.abort_orphan_multiparts(orphan_grace).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                aborted = n,
+                "janitor aborted multipart uploads no session names"
+            ),
             Err(e) => tracing::warn!(error = %e, "janitor run failed"),
         }
     }

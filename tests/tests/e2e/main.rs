@@ -15,6 +15,7 @@ mod faults;
 mod foundation;
 mod fuzz;
 mod hostile;
+mod kills;
 mod mediactl;
 mod metadata_contract;
 mod metrics;
