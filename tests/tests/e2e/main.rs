@@ -6,6 +6,7 @@
 //! filesystem blobs: no other process) and `NAME::postgres_redis_garage`
 //! (the real backends `infra/up.sh` starts), so a failure names its set.
 
+mod access_matrix;
 mod admin;
 mod chat;
 mod connections;
