@@ -694,21 +694,6 @@ async fn world(app: &TestApp) -> World {
     }
 }
 
-/// The operations the service's document lists, `METHOD path`.
-fn operations(doc: &Value) -> BTreeSet<String> {
-    let mut ops = BTreeSet::new();
-    for (path, item) in doc["paths"].as_object().expect("paths") {
-        for method in item.as_object().expect("item").keys() {
-            if ["get", "head", "delete", "options", "patch", "post", "put"]
-                .contains(&method.as_str())
-            {
-                ops.insert(format!("{} {path}", method.to_uppercase()));
-            }
-        }
-    }
-    ops
-}
-
 /// The problem codes `doc` lists for `op` answering `status`.
 fn documented_codes(doc: &Value, op: &str, status: u16) -> Option<Vec<String>> {
     let (method, path) = op.split_once(' ').expect("op");
@@ -751,7 +736,10 @@ async fn every_route_answers_each_caller_as_documented(set: BackendSet) {
         world: world(&app).await,
         made: std::cell::Cell::new(0),
     };
-    let ops = operations(&doc);
+    let ops: BTreeSet<String> = crate::openapi::described(&doc)
+        .into_iter()
+        .map(|(method, path)| format!("{method} {path}"))
+        .collect();
     let (mut wrong, mut cells) = (Vec::new(), 0);
     for op in &ops {
         for who in EVERYONE {

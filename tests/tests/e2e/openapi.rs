@@ -54,7 +54,7 @@ fn routes_of(router: &impl std::fmt::Debug) -> BTreeSet<(String, String)> {
 }
 
 /// The operations the document describes, `(METHOD, path)`.
-fn described(doc: &serde_json::Value) -> BTreeSet<(String, String)> {
+pub(crate) fn described(doc: &serde_json::Value) -> BTreeSet<(String, String)> {
     let mut found = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for method in item.as_object().expect("a path item").keys() {
