@@ -85,3 +85,74 @@ impl Drop for FaultProxy {
         }
     }
 }
+
+/// A Redis server of the test's own, to restart and flush at will (the
+/// shared one serves every other test).
+#[derive(Debug)]
+pub struct OwnRedis {
+    child: tokio::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl OwnRedis {
+    /// Starts `redis-server` on a free loopback port, keeping nothing on
+    /// disk, and waits until it answers.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        Self::start_at(crate::free_port(), dir).await
+    }
+
+    async fn start_at(port: u16, dir: tempfile::TempDir) -> Self {
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server (infra/up.sh installs it)");
+        let url = format!("redis://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if let Ok(client) = redis::Client::open(url.as_str())
+                && client.get_multiplexed_async_connection().await.is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Self { child, port, dir }
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it (SIGKILL) and starts it again on the same port, empty.
+    pub async fn restart(mut self) -> Self {
+        self.kill().await;
+        Self::start_at(self.port, self.dir).await
+    }
+
+    /// Kills it (SIGKILL): nothing answers on its port until
+    /// [`OwnRedis::restart`].
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("kill redis");
+        let _ = self.child.wait().await;
+    }
+
+    /// `FLUSHALL`: every key of every database gone.
+    pub async fn flushall(&self) {
+        let client = redis::Client::open(self.url()).expect("url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        let _: () = redis::cmd("FLUSHALL")
+            .query_async(&mut conn)
+            .await
+            .expect("flush");
+    }
+}

@@ -11,7 +11,7 @@ mod fixtures;
 mod process;
 mod socket;
 
-pub use fault::FaultProxy;
+pub use fault::{FaultProxy, OwnRedis};
 pub use fixtures::{ffmpeg_fixture, ffprobe, h264_clip, random_bytes, shuffle, test_image};
 pub use process::{
     ServiceProcess, free_port, mediactl_binary, metric_in, render_binary, service_binary,

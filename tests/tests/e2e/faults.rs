@@ -59,6 +59,19 @@ async fn opened_with_first_chunk(
     sessions
 }
 
+/// `GET /v1/uploads/{id}`.
+async fn progress_of(client: &reqwest::Client, base: &str, token: &str, id: &str) -> Value {
+    client
+        .get(format!("{base}/v1/uploads/{id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("progress")
+        .json()
+        .await
+        .expect("json")
+}
+
 /// `GET /v1/me`'s `usage`.
 async fn usage_of(client: &reqwest::Client, base: &str, token: &str) -> Value {
     let me: Value = client
@@ -147,20 +160,6 @@ async fn the_store_away_for_ten_seconds_answers_503_and_every_upload_completes_a
             .body(body)
             .send()
     };
-    let progress_of = |token: &str, id: &str| {
-        let request = client
-            .get(format!("{base}/v1/uploads/{id}"))
-            .bearer_auth(token)
-            .send();
-        async move {
-            request
-                .await
-                .expect("progress")
-                .json::<Value>()
-                .await
-                .expect("json")
-        }
-    };
     let sessions = opened_with_first_chunk(&client, &base, &files).await;
 
     store.cut();
@@ -168,7 +167,7 @@ async fn the_store_away_for_ten_seconds_answers_503_and_every_upload_completes_a
     for ((token, data), (id, chunk)) in files.iter().zip(&sessions) {
         unavailable(put(token, id, 2, data[*chunk..].to_vec())).await;
         // What the database holds still answers.
-        let progress = progress_of(token, id).await;
+        let progress = progress_of(&client, &base, token, id).await;
         assert_eq!(progress["received_chunks"], json!([1]), "{progress}");
     }
     tokio::time::sleep(Duration::from_secs(10).saturating_sub(away.elapsed())).await;
@@ -176,7 +175,7 @@ async fn the_store_away_for_ten_seconds_answers_503_and_every_upload_completes_a
 
     // Each client does what a client does: asks what is missing, sends it.
     for ((token, data), (id, chunk)) in files.iter().zip(&sessions) {
-        let progress = progress_of(token, id).await;
+        let progress = progress_of(&client, &base, token, id).await;
         assert_eq!(progress["missing_chunks"], json!([2]), "{progress}");
         let r = put(token, id, 2, data[*chunk..].to_vec())
             .await
@@ -247,22 +246,16 @@ async fn the_database_away_for_ten_seconds_answers_503_and_every_upload_complete
     assert!(!service.log().contains("panicked"));
 }
 
-/// Redis away mid-upload, then back with nothing of this service's in it
-/// (as a restart without persistence, or a flush, leaves it): no upload
-/// fails — chunks are recorded in the database, progress reads from it,
-/// rates let requests through while their counters are unreachable — and
-/// once Redis is back the live progress and the rate counters work again.
+/// Redis killed mid-upload, started again empty (no persistence), and
+/// flushed (`FLUSHALL`) before the uploads end: no upload fails — chunks are
+/// recorded in the database, progress reads from it, rates let requests
+/// through while their counters are unreachable — and once Redis is back
+/// the live progress and the rate counters work again.
 #[tokio::test]
-async fn redis_away_and_back_empty_fails_no_upload_and_its_state_comes_back() {
+async fn redis_killed_restarted_empty_and_flushed_mid_upload_fails_no_upload() {
     let (mut settings, _dir) = test_settings(BackendSet::Real).await;
-    let url = exposed(settings.redis_url.as_ref());
-    let target = url
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .to_owned();
-    let redis = FaultProxy::start(&target).await;
-    settings.redis_url = Some(format!("redis://{}", redis.addr).into());
-    let namespace = settings.redis_namespace.clone();
+    let redis = media_e2e::OwnRedis::start().await;
+    settings.redis_url = Some(redis.url().into());
     let service = ServiceProcess::start_with(&settings, free_port(), SECRET, &[]).await;
     let client = patient_client();
     let base = service.base.clone();
@@ -283,12 +276,13 @@ async fn redis_away_and_back_empty_fails_no_upload_and_its_state_comes_back() {
             .send()
     };
 
-    redis.cut();
+    let mut redis = redis;
+    redis.kill().await;
     for ((token, data), (id, chunk)) in files.iter().zip(&sessions) {
         let r = put(token, id, 2, &data[*chunk..2 * chunk])
             .await
             .expect("chunk 2");
-        assert_eq!(r.status(), 200, "a chunk while Redis is away");
+        assert_eq!(r.status(), 200, "a chunk while Redis is down");
     }
     // The rate counters cannot be read meanwhile, and say so.
     let usage = usage_of(&client, &base, &files[0].0).await;
@@ -298,41 +292,25 @@ async fn redis_away_and_back_empty_fails_no_upload_and_its_state_comes_back() {
             .is_some_and(Value::is_null),
         "{usage}"
     );
-    // Back, with nothing of this service's in it.
-    let direct = redis::Client::open(url.as_str()).expect("url");
-    let mut conn = direct
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{namespace}*"))
-        .query_async(&mut conn)
-        .await
-        .expect("keys");
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(&keys)
-            .query_async(&mut conn)
-            .await
-            .expect("del");
+    // Started again, empty; progress is the database's.
+    let redis = redis.restart().await;
+    for ((token, _), (id, _)) in files.iter().zip(&sessions) {
+        assert_eq!(
+            progress_of(&client, &base, token, id).await["received_chunks"],
+            json!([1, 2])
+        );
     }
-    redis.restore();
-
+    // Flushed too, before the last chunks.
+    redis.flushall().await;
     for ((token, data), (id, chunk)) in files.iter().zip(&sessions) {
         let r = put(token, id, 3, &data[2 * chunk..])
             .await
             .expect("chunk 3");
-        assert_eq!(r.status(), 200, "a chunk after Redis came back");
-        let progress: Value = client
-            .get(format!("{base}/v1/uploads/{id}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("progress")
-            .json()
-            .await
-            .expect("json");
-        assert_eq!(progress["received_chunks"], json!([1, 2, 3]), "{progress}");
+        assert_eq!(r.status(), 200, "a chunk after the restart and the flush");
+        assert_eq!(
+            progress_of(&client, &base, token, id).await["received_chunks"],
+            json!([1, 2, 3])
+        );
         completes_as(&client, &base, token, id, data).await;
     }
     // The rate counters read again.

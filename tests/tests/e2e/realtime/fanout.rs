@@ -148,55 +148,9 @@ async fn a_dead_nodes_users_go_offline_after_the_expiry() {
     app.stop().await;
 }
 
-/// A Redis server of the test's own, to restart and flush at will.
-struct OwnRedis {
-    child: tokio::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl OwnRedis {
-    async fn start(port: u16, dir: tempfile::TempDir) -> Self {
-        let child = tokio::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server (infra/up.sh installs it)");
-        let url = format!("redis://127.0.0.1:{port}");
-        for _ in 0..100 {
-            if let Ok(client) = redis::Client::open(url.as_str())
-                && client.get_multiplexed_async_connection().await.is_ok()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    async fn restart(mut self) -> Self {
-        self.child.kill().await.expect("kill redis");
-        let _ = self.child.wait().await;
-        let (port, dir) = (self.port, self._dir);
-        Self::start(port, dir).await
-    }
-}
-
 #[tokio::test]
 async fn redis_restarted_or_flushed_loses_no_event_and_presence_comes_back() {
-    let redis = OwnRedis::start(free_port(), tempfile::tempdir().expect("dir")).await;
+    let redis = media_e2e::OwnRedis::start().await;
     let url = redis.url();
     let app = spawn(BackendSet::Real, |s| {
         s.redis_url = Some(secrecy::SecretString::from(url));
@@ -227,15 +181,7 @@ async fn redis_restarted_or_flushed_loses_no_event_and_presence_comes_back() {
     assert_eq!(text_of(&got), Some("after"));
 
     // Presence comes back with the next heartbeat, after a flush too.
-    let client = redis::Client::open(redis.url()).expect("url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    let _: () = redis::cmd("FLUSHALL")
-        .query_async(&mut conn)
-        .await
-        .expect("flush");
+    redis.flushall().await;
     let bus = &app.state.backends.progress;
     let mut back = false;
     for _ in 0..50 {

@@ -5,6 +5,7 @@
 
 mod delivery;
 mod ephemeral;
+mod failover;
 mod fanout;
 mod limits;
 mod resume;
