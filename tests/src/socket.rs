@@ -12,6 +12,19 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::TestApp;
 
+/// A request for `url` with `Authorization: Bearer token`.
+fn bearer_request(
+    url: &str,
+    token: &str,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let mut request = url.into_client_request().expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+    );
+    request
+}
+
 /// One open socket.
 #[derive(Debug)]
 pub struct Socket {
@@ -52,12 +65,29 @@ impl TestApp {
 impl Socket {
     /// Opens the socket at `url` (`ws://…/v1/realtime`) with a bearer header.
     pub async fn connect(url: &str, token: &str) -> Self {
-        let mut request = url.into_client_request().expect("request");
-        request.headers_mut().insert(
-            "authorization",
-            HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
-        );
-        Self::open(request).await.expect("the socket opens")
+        Self::open(bearer_request(url, token))
+            .await
+            .expect("the socket opens")
+    }
+
+    /// [`Socket::connect`] over a connection whose receive buffer is `bytes`:
+    /// once the client stops reading, the server's writes soon stop too.
+    pub async fn connect_with_receive_buffer(url: &str, token: &str, bytes: u32) -> Self {
+        let request = bearer_request(url, token);
+        let addr: std::net::SocketAddr = request
+            .uri()
+            .authority()
+            .expect("host")
+            .as_str()
+            .parse()
+            .expect("an address");
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("receive buffer");
+        let stream = socket.connect(addr).await.expect("connect");
+        let (ws, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("the socket opens");
+        Self { ws }
     }
 
     /// Opens a socket; the error is the refusal (an HTTP response before the upgrade).

@@ -324,11 +324,12 @@ impl Settings {
             || rt.sync_batch > self.chat.max_sync_page
             || rt.heartbeat.is_zero()
             || rt.presence_expiry <= rt.heartbeat
+            || rt.write_timeout.is_zero()
         {
             return bad(
                 "MEDIA_REALTIME__* (realtime)",
                 "max_frame_bytes must be at least 1KiB and max_queued_bytes at least that; \
-                 max_queued_frames, max_presence_users and heartbeat more than zero; \
+                 max_queued_frames, max_presence_users, heartbeat and write_timeout more than zero; \
                  sync_batch from 1 to chat.max_sync_page; presence_expiry longer than heartbeat"
                     .into(),
             );

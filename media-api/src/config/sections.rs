@@ -327,6 +327,10 @@ pub struct RealtimeSettings {
     pub presence_expiry: Duration,
     /// Events per read of the sync log when a socket catches up.
     pub sync_batch: u32,
+    /// How long one frame may take to be written to a socket (its client not
+    /// reading, its network gone) before the socket is given up.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
 }
 
 impl Default for RealtimeSettings {
@@ -340,6 +344,7 @@ impl Default for RealtimeSettings {
             heartbeat: Duration::from_secs(30),
             presence_expiry: Duration::from_secs(90),
             sync_batch: 100,
+            write_timeout: Duration::from_secs(30),
         }
     }
 }

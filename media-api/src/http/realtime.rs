@@ -32,9 +32,6 @@ use crate::realtime::frames::{self, ClientFrame};
 use crate::realtime::outbox::{Inbox, Outbox};
 use crate::realtime::{Connection, RealtimeError};
 
-/// How long one frame may take to reach a client before the connection
-/// is given up for dead.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The socket's read buffer: most frames fit in one read.
 const READ_BUFFER: usize = 2 * 1024;
 /// How long the closing frame may take.
@@ -135,9 +132,18 @@ async fn session(state: AppState, caller: Caller, socket: WebSocket) {
         }
     };
     let (closing, closed) = oneshot::channel();
-    let mut writer = tokio::spawn(write(sink, inbox, Arc::clone(&conn.outbox), closed));
+    let mut writer = tokio::spawn(write(
+        sink,
+        inbox,
+        Arc::clone(&conn.outbox),
+        closed,
+        state.settings.realtime.write_timeout,
+    ));
     let expiry = tokio::time::sleep(crate::ids::millis_until(caller.expires_at));
     tokio::pin!(expiry);
+    // The writer's end, once the loop below has awaited it (a JoinHandle
+    // must not be polled again after it has given its output).
+    let mut writer_ended = false;
     let ending = loop {
         tokio::select! {
             message = stream.next() => match message {
@@ -161,7 +167,10 @@ async fn session(state: AppState, caller: Caller, socket: WebSocket) {
             () = conn.outbox.lagging() => break Ending::Close(4008, "lagging"),
             () = &mut expiry => break Ending::Close(4001, "token-expired"),
             () = state.shutdown.cancelled() => break Ending::Close(1012, "service-restart"),
-            _ = &mut writer => break Ending::Gone,
+            _ = &mut writer => {
+                writer_ended = true;
+                break Ending::Gone;
+            }
         }
     };
     Box::pin(gateway.disconnect(&conn)).await;
@@ -170,7 +179,9 @@ async fn session(state: AppState, caller: Caller, socket: WebSocket) {
     } else {
         drop(closing);
     }
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT * 2, writer).await;
+    if !writer_ended {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT * 2, writer).await;
+    }
 }
 
 /// Writes queued frames until told to close (then says why) or the
@@ -180,6 +191,7 @@ async fn write(
     mut inbox: Inbox,
     outbox: Arc<Outbox>,
     mut closed: oneshot::Receiver<(u16, &'static str)>,
+    write_timeout: Duration,
 ) {
     loop {
         tokio::select! {
@@ -193,7 +205,7 @@ async fn write(
             frame = inbox.next() => {
                 let Some(frame) = frame else { return };
                 let sent = tokio::time::timeout(
-                    WRITE_TIMEOUT,
+                    write_timeout,
                     sink.send(Message::Text(frame.as_ref().into())),
                 )
                 .await;

@@ -188,3 +188,68 @@ async fn redis_restarted_under_sockets_on_two_nodes_loses_and_repeats_nothing() 
     b.stop().await;
     a.stop().await;
 }
+
+/// A client that stops reading (its network gone without a word): once a
+/// frame has waited `realtime.write_timeout` to be written, the node gives
+/// the socket up, frees what it held, and logs no panic (it once did, when
+/// its writer ended before its reader: found by `load soak`).
+#[tokio::test]
+async fn a_socket_whose_client_stops_reading_is_given_up_after_the_write_timeout() {
+    let (settings, _dir) = test_settings(BackendSet::Embedded).await;
+    let node = ServiceProcess::start_with(
+        &settings,
+        free_port(),
+        SECRET,
+        &[
+            ("MEDIA_REALTIME__WRITE_TIMEOUT", "1s"),
+            // The queue never says lagging: only the write can end it.
+            ("MEDIA_REALTIME__MAX_QUEUED_FRAMES", "1000000"),
+            ("MEDIA_REALTIME__MAX_QUEUED_BYTES", "1GiB"),
+            ("MEDIA_QUOTAS__MESSAGES_PER_MINUTE", "1000000"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let alice = node.token("alice");
+    let created: Value = client
+        .post(format!("{}/v1/conversations", node.base))
+        .bearer_auth(&alice)
+        .json(&json!({"kind": "group", "title": "busy", "members": ["bob"]}))
+        .send()
+        .await
+        .expect("group")
+        .json()
+        .await
+        .expect("json");
+    let room = created["conversation_id"].as_str().expect("id").to_owned();
+    let url = format!("{}/v1/realtime", node.base.replace("http://", "ws://"));
+    let mut bob = Socket::connect_with_receive_buffer(&url, &node.token("bob"), 4096).await;
+    ready(&mut bob).await;
+    assert_eq!(node.metric("realtime_connections", &[]).await, 1.0);
+    // Bob reads no more; Alice writes until the node has given him up.
+    let text = "x".repeat(3000);
+    let mut sent = 0;
+    while node.metric("realtime_connections", &[]).await > 0.0 {
+        assert!(sent < 20_000, "the node kept a socket that read nothing");
+        let posts = (0..16).map(|_| {
+            client
+                .post(format!("{}/v1/conversations/{room}/messages", node.base))
+                .bearer_auth(&alice)
+                .json(&json!({
+                    "client_message_id": uuid::Uuid::now_v7().to_string(),
+                    "text": text,
+                }))
+                .send()
+        });
+        for r in futures_util::future::join_all(posts).await {
+            assert_eq!(r.expect("post").status(), 201);
+        }
+        sent += 16;
+    }
+    // Bob's slot is free: he connects again and is served.
+    let mut again = Socket::connect(&url, &node.token("bob")).await;
+    ready(&mut again).await;
+    drop(bob);
+    let log = node.kill_and_log().await;
+    assert!(!log.contains("panicked"), "{log}");
+}
