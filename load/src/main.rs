@@ -46,6 +46,8 @@ enum Command {
     Batch(scenarios::BatchOptions),
     /// WebSocket delivery: direct, a connected group over two nodes; memory per idle socket.
     Realtime(scenarios::RealtimeOptions),
+    /// Mixed traffic for minutes: memory and descriptors after the warm-up against the end.
+    Soak(scenarios::SoakOptions),
     /// The chunk hashing pipeline against b3sum and sha256sum.
     Hash(hashing::HashOptions),
     /// Thumbnail and transcode against vipsthumbnail and ffmpeg.
@@ -91,6 +93,9 @@ fn main() -> anyhow::Result<()> {
             r.table()
         }),
         Command::Realtime(o) => print(cli.json, &runtime.block_on(scenarios::realtime(o))?, |r| {
+            r.table()
+        }),
+        Command::Soak(o) => print(cli.json, &runtime.block_on(scenarios::soak(o))?, |r| {
             r.table()
         }),
         Command::Hash(o) => print(cli.json, &hashing::run(o)?, |r| r.table()),

@@ -1,8 +1,8 @@
 //! The HTTP scenarios: ingest, small attachments, dedup, downloads, chat,
-//! realtime.
+//! realtime, batch, tus, and the soak.
 //!
 //! Each scenario in a file of its own (`ingest`, `small`, `dedup`,
-//! `download`, `chat`, `realtime`); what they share (options, the report, timing) is here.
+//! `download`, `chat`, `realtime`, `batch`, `tus`, `soak`); what they share (options, the report, timing) is here.
 
 mod batch;
 mod chat;
@@ -11,6 +11,7 @@ mod download;
 mod ingest;
 mod realtime;
 mod small;
+mod soak;
 mod tus;
 
 pub(crate) use batch::{BatchOptions, batch};
@@ -20,6 +21,7 @@ pub(crate) use download::{DownloadOptions, download};
 pub(crate) use ingest::{IngestOptions, ingest};
 pub(crate) use realtime::{RealtimeOptions, realtime};
 pub(crate) use small::{SmallOptions, small};
+pub(crate) use soak::{SoakOptions, soak};
 pub(crate) use tus::{TusOptions, tus};
 
 use std::collections::BTreeMap;

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# `load soak` against a freshly started release service on the embedded
+# default, as `infra/run.sh` runs it (SQLite, in-process progress, files,
+# workers in-process): mixed traffic for SECONDS (600 by default), its
+# resident memory and open descriptors sampled; the first WARMUP seconds
+# (120) are the warm-up. The GC's grace is cut to 30 s so deleted media's
+# contents are collected within the run and the store reaches a steady state.
+#
+#   cargo build --release --locked -p media-api -p load
+#   load/soak.sh [extra `load soak` options]
+#
+# The report is printed and kept in $OUT (default /tmp/soak) with the
+# service's log. SERVICE=path measures another build of the service.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+BIN="${CARGO_TARGET_DIR:-target}/release"
+SERVICE="${SERVICE:-$BIN/media-api}"
+OUT="${OUT:-/tmp/soak}"
+PORT="${PORT:-18290}"
+mkdir -p "$OUT"
+export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
+set -a; . "$(dirname "$0")/quotas.env"; set +a
+export MEDIA_JWT_SECRET="soak-secret-0123456789abcdef0123456789"
+export MEDIA_GC_GRACE=30s MEDIA_GC_INTERVAL=15s
+data=$(mktemp -d)
+env -u MEDIA_DATABASE_URL -u MEDIA_REDIS_URL -u MEDIA_BLOB_STORE \
+    MEDIA_DATA_DIR="$data" MEDIA_LISTEN="127.0.0.1:$PORT" \
+    MEDIA_JOBS__RENDER_PROGRAM="$(dirname "$SERVICE")/media-render" \
+    "$SERVICE" serve >"$OUT/service.log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$data"' EXIT
+for _ in $(seq 100); do
+    curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null && break
+    sleep 0.1
+done
+"$BIN/load" soak --base "http://127.0.0.1:$PORT" --service-pid "$pid" "$@" | tee "$OUT/report.txt"
+echo "store after the run: $(du -sh "$data" | cut -f1)"
