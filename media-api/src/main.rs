@@ -8,7 +8,13 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
-        .and_then(|runtime| runtime.block_on(media_api::cli::run(cli)));
+        .and_then(|runtime| {
+            let outcome = runtime.block_on(media_api::cli::run(cli));
+            // The service has drained and stopped; a task still running
+            // (a library's background loop) must not keep the process alive.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+            outcome
+        });
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

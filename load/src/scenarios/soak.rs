@@ -249,8 +249,15 @@ impl Client {
                     let last = self.media.last().cloned();
                     let _ = self.message(last.as_deref(), &counts).await;
                 }
+                // The image just posted, then the chunked upload before it.
                 4 | 7 => {
-                    if let Some(m) = self.media.last().cloned() {
+                    let back = if step % 8 == 4 { 1 } else { 2 };
+                    if let Some(m) = self
+                        .media
+                        .len()
+                        .checked_sub(back)
+                        .map(|i| self.media[i].clone())
+                    {
                         let _ = self.download(&m, &counts).await;
                     }
                 }

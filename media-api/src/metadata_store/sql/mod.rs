@@ -40,6 +40,20 @@ use crate::ids::{Blake3, BlobKey, FileName, MediaId, UploadId, UserId, now_ms};
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 
+/// The pools' options: a connection is waited for at most 5 s, and no
+/// connection is closed for being idle or old. That last keeps sqlx 0.8's
+/// pool maintenance task from running at all: its sweep can read a wrapped
+/// idle count and spin a core for ever, which showed as a service that
+/// logged its stop and never exited, measured after `load soak`
+/// (launchbadge/sqlx#3645; fixed upstream after 0.8.6 by #4289).
+/// A connection that broke is found when it is next acquired (sqlx pings
+/// it first) and replaced.
+fn pool_options() -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .acquire_timeout(Duration::from_secs(5))
+        .idle_timeout(None)
+        .max_lifetime(None)
+}
 /// Set on every SQLite connection: write-ahead log (readers never block the
 /// writer), fsync at checkpoints only, enforced foreign keys, and waiting on a
 /// lock instead of failing.
@@ -103,7 +117,7 @@ impl SqlMetadataStore {
                 )
             }
         };
-        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
+        let options = pool_options();
         let pool = match dialect {
             Dialect::Postgres => options.max_connections(settings.database_max_connections),
             // SQLite allows one writer; one connection makes every transaction
@@ -136,8 +150,7 @@ impl SqlMetadataStore {
             // In WAL mode readers never wait for the writer nor it for them:
             // reads get connections of their own, so a page of history is
             // not queued behind every post.
-            Dialect::Sqlite => AnyPoolOptions::new()
-                .acquire_timeout(Duration::from_secs(5))
+            Dialect::Sqlite => pool_options()
                 .max_connections(SQLITE_READERS)
                 .after_connect(|conn, _meta| {
                     Box::pin(async move {
