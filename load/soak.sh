@@ -28,10 +28,18 @@ env -u MEDIA_DATABASE_URL -u MEDIA_REDIS_URL -u MEDIA_BLOB_STORE \
     MEDIA_JOBS__RENDER_PROGRAM="$(dirname "$SERVICE")/media-render" \
     "$SERVICE" serve >"$OUT/service.log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$data"' EXIT
+trap 'kill -9 $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 100); do
     curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null && break
     sleep 0.1
 done
 "$BIN/load" soak --base "http://127.0.0.1:$PORT" --service-pid "$pid" "$@" | tee "$OUT/report.txt"
 echo "store after the run: $(du -sh "$data" | cut -f1)"
+# It must stop when told to: SIGTERM, then 15 s at most.
+kill "$pid"
+for i in $(seq 150); do
+    kill -0 "$pid" 2>/dev/null || { echo "the service exited $((i / 10)).$((i % 10)) s after SIGTERM"; exit 0; }
+    sleep 0.1
+done
+echo "the service had not exited 15 s after SIGTERM (killed)" >&2
+exit 1
