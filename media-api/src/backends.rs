@@ -2,14 +2,14 @@
 //! implementation of each is chosen here and nowhere else). Services hold
 //! them; HTTP handlers never do.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::HashSet;
-
 use crate::blob_store::{self, BlobStore, PendingMultipart};
 use crate::config::Settings;
+use crate::ids::BlobKey;
 use crate::metadata_store::jobs::JobState;
 use crate::metadata_store::{
     self, ChatStore, GcStore, JobQueue, MediaStore, MetadataStore, UploadStore,
@@ -149,5 +149,22 @@ impl Backends {
             .filter(|p| !owned.contains(&p.id.0))
             .collect();
         Ok((scanned, orphans))
+    }
+
+    /// Aborts `upload` (one of [`Backends::orphan_multiparts`]) if it began
+    /// before `before` (Unix ms); answers whether it did.
+    pub async fn abort_orphan_if_before(
+        &self,
+        upload: &PendingMultipart,
+        before: i64,
+    ) -> Result<bool, blob_store::BlobStoreError> {
+        let old = upload.initiated_ms.is_some_and(|t| t < before);
+        match (old, BlobKey::parse(&upload.key)) {
+            (true, Ok(key)) => {
+                self.blobs.abort_multipart(&key, &upload.id).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }

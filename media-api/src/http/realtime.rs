@@ -141,9 +141,6 @@ async fn session(state: AppState, caller: Caller, socket: WebSocket) {
     ));
     let expiry = tokio::time::sleep(crate::ids::millis_until(caller.expires_at));
     tokio::pin!(expiry);
-    // The writer's end, once the loop below has awaited it (a JoinHandle
-    // must not be polled again after it has given its output).
-    let mut writer_ended = false;
     let ending = loop {
         tokio::select! {
             message = stream.next() => match message {
@@ -167,10 +164,7 @@ async fn session(state: AppState, caller: Caller, socket: WebSocket) {
             () = conn.outbox.lagging() => break Ending::Close(4008, "lagging"),
             () = &mut expiry => break Ending::Close(4001, "token-expired"),
             () = state.shutdown.cancelled() => break Ending::Close(1012, "service-restart"),
-            _ = &mut writer => {
-                writer_ended = true;
-                break Ending::Gone;
-            }
+            _ = &mut writer => break Ending::Gone,
         }
     };
     Box::pin(gateway.disconnect(&conn)).await;
@@ -179,7 +173,9 @@ async fn session(state: AppState, caller: Caller, socket: WebSocket) {
     } else {
         drop(closing);
     }
-    if !writer_ended {
+    // A writer that has ended is not awaited again (a JoinHandle must not
+    // be polled after it has given its output).
+    if !writer.is_finished() {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT * 2, writer).await;
     }
 }

@@ -308,15 +308,7 @@ impl Fsck {
         report.scanned.multipart = scanned as u64;
         for upload in &orphans {
             report.orphan_multipart.add(|| upload.key.clone(), 0);
-            let old = upload.initiated_ms.is_some_and(|t| t < cutoff);
-            if report.repair
-                && old
-                && let Ok(key) = BlobKey::parse(&upload.key)
-            {
-                self.backends
-                    .blobs
-                    .abort_multipart(&key, &upload.id)
-                    .await?;
+            if report.repair && self.backends.abort_orphan_if_before(upload, cutoff).await? {
                 report.orphan_multipart.repaired += 1;
             }
         }

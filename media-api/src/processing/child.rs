@@ -177,7 +177,7 @@ const PRLIMIT: &str = "/usr/bin/prlimit";
 /// the `exec`s into `prlimit` and the render program), so a killed worker
 /// leaves no orphan decoding on. bubblewrap's `--die-with-parent` does the
 /// same for the sandbox.
-const SETPRIV_DIE_WITH_PARENT: [&str; 3] = ["/usr/bin/setpriv", "--pdeathsig", "KILL"];
+const SETPRIV: &str = "/usr/bin/setpriv";
 
 /// The child's whole environment.
 const SANDBOX_PATH: &str = "/usr/bin:/bin";
@@ -314,9 +314,8 @@ pub(crate) async fn run_render(
             ));
         }
         None => {
-            let [setpriv, args @ ..] = SETPRIV_DIE_WITH_PARENT;
-            let mut c = tokio::process::Command::new(setpriv);
-            c.args(args).arg(PRLIMIT);
+            let mut c = tokio::process::Command::new(SETPRIV);
+            c.args(["--pdeathsig", "KILL", PRLIMIT]);
             c
         }
     };
@@ -346,6 +345,7 @@ pub(crate) async fn run_render(
         let stderr = String::from_utf8_lossy(&output.stderr);
         let message = stderr.lines().last().unwrap_or("").trim();
         let message = message.trim_start_matches("media-render: ").to_owned();
+        let signal = killed_by(&output.status);
         return Err(match output.status.code() {
             Some(EXIT_MEDIA_REFUSED) => JobFailure::media(FailureKind::Refused, message),
             // prlimit could not run the program: an installation fault.
@@ -353,7 +353,7 @@ pub(crate) async fn run_render(
                 "the render program could not be run (status {code}): {message}"
             )),
             Some(code) => JobFailure::processor(code, &message),
-            None if killed_by(&output.status) == Some(SIGXCPU) => JobFailure::media(
+            None if signal == Some(SIGXCPU) => JobFailure::media(
                 FailureKind::CpuLimit,
                 format!(
                     "processing used more than the {} CPU seconds allowed",
@@ -369,7 +369,7 @@ pub(crate) async fn run_render(
             ),
             None => JobFailure::media(
                 FailureKind::Crash,
-                match killed_by(&output.status) {
+                match signal {
                     Some(signal) => {
                         format!("the media processor crashed (killed by signal {signal})")
                     }

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::{UploadError, UploadService};
-use crate::blob_store::{BlobKey, MultipartId};
-use crate::ids::{UploadId, UserId, now_ms};
+use crate::blob_store::MultipartId;
+use crate::ids::{UploadId, UserId, millis, now_ms};
 use crate::metadata_store::{UploadRecord, UploadState};
 use crate::progress_bus::EventKind;
 use crate::progress_bus::upload_topic;
@@ -157,16 +157,11 @@ impl UploadService {
     /// (Within `grace` a session may still be on its way to the database.)
     /// Answers how many it aborted.
     pub async fn abort_orphan_multiparts(&self, grace: Duration) -> Result<usize, UploadError> {
-        let before = now_ms() - i64::try_from(grace.as_millis()).unwrap_or(i64::MAX / 2);
+        let before = now_ms() - millis(grace);
         let (_, orphans) = self.backends.orphan_multiparts::<UploadError>().await?;
         let mut aborted = 0;
-        for upload in orphans {
-            let old = upload.initiated_ms.is_some_and(|t| t < before);
-            if let (true, Ok(key)) = (old, BlobKey::parse(&upload.key)) {
-                self.backends
-                    .blobs
-                    .abort_multipart(&key, &upload.id)
-                    .await?;
+        for upload in &orphans {
+            if self.backends.abort_orphan_if_before(upload, before).await? {
                 aborted += 1;
             }
         }
