@@ -722,15 +722,7 @@ async fn every_route_answers_each_caller_as_documented(set: BackendSet) {
     // alice opens a session or two for each cell that ends one.
     settings.quotas.open_uploads = 1000;
     let app = TestApp::spawn_with(set, settings, dir).await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .expect("doc")
-        .json()
-        .await
-        .expect("json");
+    let doc = crate::openapi::document(&app.client, &app.url("")).await;
     let matrix = Matrix {
         app: &app,
         world: world(&app).await,

@@ -34,16 +34,10 @@ async fn opened_with_first_chunk(
 ) -> Vec<(String, usize)> {
     let mut sessions = Vec::new();
     for (token, data) in files {
-        let open: Value = client
+        let request = client
             .post(format!("{base}/v1/uploads"))
-            .bearer_auth(token)
-            .json(&json!({ "file_name": "f.bin", "size": data.len() }))
-            .send()
-            .await
-            .expect("open")
-            .json()
-            .await
-            .expect("json");
+            .json(&json!({ "file_name": "f.bin", "size": data.len() }));
+        let open = json_answer(request, token).await;
         let id = open["upload_id"].as_str().expect("id").to_owned();
         let chunk = open["chunk_size"].as_u64().expect("chunk") as usize;
         let first = client
@@ -59,44 +53,35 @@ async fn opened_with_first_chunk(
     sessions
 }
 
-/// `GET /v1/uploads/{id}`.
-async fn progress_of(client: &reqwest::Client, base: &str, token: &str, id: &str) -> Value {
-    client
-        .get(format!("{base}/v1/uploads/{id}"))
+/// The JSON answer to `request`, made with `token`.
+async fn json_answer(request: reqwest::RequestBuilder, token: &str) -> Value {
+    request
         .bearer_auth(token)
         .send()
         .await
-        .expect("progress")
+        .expect("an answer")
         .json()
         .await
         .expect("json")
 }
 
+/// `GET /v1/uploads/{id}`.
+async fn progress_of(client: &reqwest::Client, base: &str, token: &str, id: &str) -> Value {
+    json_answer(client.get(format!("{base}/v1/uploads/{id}")), token).await
+}
+
 /// `GET /v1/me`'s `usage`.
 async fn usage_of(client: &reqwest::Client, base: &str, token: &str) -> Value {
-    let me: Value = client
-        .get(format!("{base}/v1/me"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("me")
-        .json()
-        .await
-        .expect("json");
-    me["usage"].clone()
+    json_answer(client.get(format!("{base}/v1/me")), token).await["usage"].clone()
 }
 
 /// Completes an upload and checks its BLAKE3 is `data`'s.
 async fn completes_as(client: &reqwest::Client, base: &str, token: &str, id: &str, data: &[u8]) {
-    let done: Value = client
-        .post(format!("{base}/v1/uploads/{id}/complete"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("complete")
-        .json()
-        .await
-        .expect("json");
+    let done = json_answer(
+        client.post(format!("{base}/v1/uploads/{id}/complete")),
+        token,
+    )
+    .await;
     assert_eq!(
         done["blake3"].as_str(),
         Some(blake3::hash(data).to_hex().as_str()),

@@ -124,14 +124,7 @@ async fn corpus(
     let mut note = |what: String, status: u16| answers.push(Answer { what, status });
 
     // 1. Every path parameter of every route, from the service's document.
-    let doc: Value = client
-        .get(format!("{base}/openapi.json"))
-        .send()
-        .await
-        .expect("doc")
-        .json()
-        .await
-        .expect("json");
+    let doc = crate::openapi::document(&client, base).await;
     for (path, item) in doc["paths"].as_object().expect("paths") {
         if !path.contains('{') {
             continue;

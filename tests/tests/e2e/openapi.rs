@@ -53,6 +53,18 @@ fn routes_of(router: &impl std::fmt::Debug) -> BTreeSet<(String, String)> {
     found
 }
 
+/// The service's OpenAPI document, from the service at `base`.
+pub(crate) async fn document(client: &reqwest::Client, base: &str) -> serde_json::Value {
+    client
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .expect("openapi.json")
+        .json()
+        .await
+        .expect("json")
+}
+
 /// The operations the document describes, `(METHOD, path)`.
 pub(crate) fn described(doc: &serde_json::Value) -> BTreeSet<(String, String)> {
     let mut found = BTreeSet::new();
@@ -152,15 +164,7 @@ async fn the_api_page_is_the_services_own_and_loads_nothing_from_elsewhere() {
     for attribute in ["src=", "href=\"http", "href=\"//", "@import", "url("] {
         assert!(!page.contains(attribute), "{attribute} in the page");
     }
-    let doc: serde_json::Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .expect("openapi.json")
-        .json()
-        .await
-        .expect("json");
+    let doc = document(&app.client, &app.url("")).await;
     for path in doc["paths"].as_object().expect("paths").keys() {
         let shown = path.replace('&', "&amp;").replace('<', "&lt;");
         assert!(
