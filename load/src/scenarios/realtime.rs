@@ -56,7 +56,8 @@ pub(crate) struct RealtimeOptions {
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-fn ws_url(base: &str) -> String {
+/// The realtime socket's URL on the node at `base`.
+pub(super) fn ws_url(base: &str) -> String {
     format!(
         "{}/v1/realtime",
         base.replacen("http://", "ws://", 1)

@@ -301,11 +301,7 @@ fn uuid_like(seed: u64) -> String {
 
 /// A socket held open, read until its time is up, then opened again.
 async fn socket_loop(base: String, token: String, until: Instant, seed: u64, counts: Arc<Counts>) {
-    let url = format!(
-        "{}/v1/realtime",
-        base.replacen("http://", "ws://", 1)
-            .replacen("https://", "wss://", 1)
-    );
+    let url = super::realtime::ws_url(&base);
     let mut round = seed;
     while Instant::now() < until {
         round = round
