@@ -10,11 +10,13 @@
 #   load/soak.sh [extra `load soak` options]
 #
 # The report is printed and kept in $OUT (default /tmp/soak) with the
-# service's log. SERVICE=path measures another build of the service.
+# service's log. SERVICE=path measures another build of the service
+# (LOAD=path runs another build of the load tool).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN="${CARGO_TARGET_DIR:-target}/release"
 SERVICE="${SERVICE:-$BIN/media-api}"
+LOAD="${LOAD:-$BIN/load}"
 OUT="${OUT:-/tmp/soak}"
 PORT="${PORT:-18290}"
 mkdir -p "$OUT"
@@ -33,8 +35,14 @@ for _ in $(seq 100); do
     curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null && break
     sleep 0.1
 done
-"$BIN/load" soak --base "http://127.0.0.1:$PORT" --service-pid "$pid" "$@" | tee "$OUT/report.txt"
+"$LOAD" soak --base "http://127.0.0.1:$PORT" --service-pid "$pid" "$@" | tee "$OUT/report.txt"
 echo "store after the run: $(du -sh "$data" | cut -f1)"
+# A panic in any task (one a client never sees: the GC, a worker) fails the soak.
+if grep -q "panicked at" "$OUT/service.log"; then
+    echo "the service panicked (see $OUT/service.log):" >&2
+    grep -A1 "panicked at" "$OUT/service.log" >&2
+    exit 1
+fi
 # It must stop when told to: SIGTERM, then 15 s at most.
 kill "$pid"
 for i in $(seq 150); do

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::TryStreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use transcoder::preset::{AvLimits, DecodeLimits};
 use transcoder::render::{RenderJob, RenderSpec};
 use transcoder::sniff::MediaKind;
@@ -60,9 +61,15 @@ impl Worker {
         }
     }
 
+    /// Does one job, everything it logs inside the job's span (the future is
+    /// instrumented: a span entered across an `.await` would leak into the
+    /// other tasks of its thread).
     async fn handle(&self, job: Job) {
         let span = tracing::info_span!("job", job = %job.job_id, blake3 = %job.blake3, attempt = job.attempts);
-        let _enter = span.enter();
+        self.handle_in_span(job).instrument(span).await;
+    }
+
+    async fn handle_in_span(&self, job: Job) {
         let started = Instant::now();
         let jobs = &self.backends.jobs;
         if job.attempts > job.max_attempts {
@@ -81,13 +88,16 @@ impl Worker {
         // Keep the lease while working; a lease lost stops the work (another
         // worker has the job now).
         let lost = CancellationToken::new();
-        let beat = tokio::spawn(keep_lease(
-            jobs.clone(),
-            job.clone(),
-            self.id.clone(),
-            self.settings.jobs.lease,
-            lost.clone(),
-        ));
+        let beat = tokio::spawn(
+            keep_lease(
+                jobs.clone(),
+                job.clone(),
+                self.id.clone(),
+                self.settings.jobs.lease,
+                lost.clone(),
+            )
+            .in_current_span(),
+        );
         let outcome = tokio::select! {
             outcome = self.process(&job) => outcome,
             // The child is killed as the work is dropped.
