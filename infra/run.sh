@@ -8,10 +8,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # The web client at http://127.0.0.1:8080/ (embedded into the binary).
 "$INFRA_DIR/build-web.sh"
 cd "$REPO_DIR"
-# glibc gives each busy thread its own malloc arena and keeps freed request
-# buffers in them; two arenas cut the service's peak RSS with 64 chunk PUTs
-# of 8 MiB in flight by about 60 MiB and cost no throughput
-# (load/RESULTS.md). Deployments should set it too.
+# The service's own allocations go through jemalloc; glibc's malloc serves
+# the C libraries in it and the render children. glibc gives each busy
+# thread its own arena and keeps freed buffers in them; two arenas keep that
+# small (load/RESULTS.md). Deployments should set it too.
 export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 # Both binaries: the service, and `media-render`, the child each processing
 # job runs (found beside the service's binary). Built one after the other so
