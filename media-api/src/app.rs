@@ -148,6 +148,10 @@ impl Application {
             stopping.clone(),
         ));
         tokio::spawn(state.realtime.clone().run_heartbeat());
+        tokio::spawn(telemetry::run_metrics_upkeep(
+            state.metrics.clone(),
+            stopping.clone(),
+        ));
         tokio::spawn(crate::chat::run_retention(
             state.chat.clone(),
             state.settings.gc_interval,

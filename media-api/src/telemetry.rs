@@ -1,6 +1,7 @@
 //! Logging and metrics set-up.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
@@ -40,4 +41,23 @@ pub fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// How often [`run_metrics_upkeep`] folds histogram samples into buckets.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Folds the recorder's histogram samples into their buckets every few
+/// seconds until `stop`. The recorder keeps each recorded value until a
+/// render or an upkeep drains it, so a service nobody scrapes would hold
+/// every request's latency forever (the soak saw it grow 1.7 MiB a minute).
+pub async fn run_metrics_upkeep(
+    handle: PrometheusHandle,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(METRICS_UPKEEP_INTERVAL) => handle.run_upkeep(),
+        }
+    }
 }
