@@ -103,8 +103,13 @@ impl Connection {
         self.outbox.push(frame)
     }
 
+    /// Holds `task` until the connection closes. Tasks that have ended (an
+    /// upload followed to its end) are let go first, so a connection open for
+    /// days holds only the tasks still running, not one per upload it saw.
     fn keep(&self, task: JoinHandle<()>) {
-        locked(&self.tasks).push(Task(task));
+        let mut tasks = locked(&self.tasks);
+        tasks.retain(|t| !t.0.is_finished());
+        tasks.push(Task(task));
     }
 
     /// Lets the log reader start (the client has spoken).
@@ -542,5 +547,44 @@ async fn publish_presence(inner: &Inner, user: &UserId, p: Presence) {
         .await
     {
         tracing::warn!(error = %e, "could not publish presence");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connection_lets_go_of_the_tasks_that_have_ended() {
+        let (outbox, _inbox) = Outbox::new(8, 1024);
+        let conn = Connection {
+            id: 1,
+            user: UserId::parse("alice").unwrap(),
+            outbox,
+            wake: Notify::new(),
+            started: Notify::new(),
+            start_now: AtomicBool::new(false),
+            resume: Mutex::new(None),
+            presence: Mutex::new(HashSet::new()),
+            uploads: Mutex::new(HashSet::new()),
+            tasks: Mutex::new(Vec::new()),
+        };
+        let running = tokio::spawn(std::future::pending::<()>());
+        conn.keep(running);
+        // A hundred uploads followed to their end while the connection stays.
+        for _ in 0..100 {
+            let ended = tokio::spawn(async {});
+            while !ended.is_finished() {
+                tokio::task::yield_now().await;
+            }
+            conn.keep(ended);
+        }
+        assert_eq!(
+            locked(&conn.tasks).len(),
+            2,
+            "the running task and the last one kept"
+        );
+        // The running task is still held, and still aborted at the close.
+        assert!(locked(&conn.tasks).iter().any(|t| !t.0.is_finished()));
     }
 }
