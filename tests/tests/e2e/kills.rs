@@ -204,7 +204,15 @@ async fn a_hundred_uploads_through_ten_sigkills_all_complete_and_leave_no_orphan
                 service.token(&format!("k{}", i % 10)),
             ));
         }
-        tokio::time::sleep(Duration::from_millis(100 + 97 * k as u64 % 200)).await;
+        // After a pause, or sooner once half of what was in flight has
+        // completed: a fast machine finishes a round within the pause.
+        let in_flight = uploads.len() - completed.load(Ordering::SeqCst);
+        let pause_over = Instant::now() + Duration::from_millis(100 + 97 * k as u64 % 200);
+        while Instant::now() < pause_over
+            && uploads.len() - completed.load(Ordering::SeqCst) > in_flight / 2
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         unfinished_at_kill.push(uploads.len() - completed.load(Ordering::SeqCst));
         service.kill().await;
         service = ServiceProcess::start_with(&settings, port, SECRET, &env).await;
