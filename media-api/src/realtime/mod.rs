@@ -98,6 +98,22 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A connection of `user` that nothing follows yet.
+    fn new(id: u64, user: UserId, outbox: Arc<Outbox>) -> Self {
+        Self {
+            id,
+            user,
+            outbox,
+            wake: Notify::new(),
+            started: Notify::new(),
+            start_now: AtomicBool::new(false),
+            resume: Mutex::new(None),
+            presence: Mutex::new(HashSet::new()),
+            uploads: Mutex::new(HashSet::new()),
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
     /// Sends a frame to this connection alone.
     pub fn send(&self, frame: Frame) -> bool {
         self.outbox.push(frame)
@@ -221,18 +237,11 @@ impl Gateway {
             inner.settings.max_queued_frames,
             usize::try_from(inner.settings.max_queued_bytes.0).unwrap_or(usize::MAX),
         );
-        let conn = Arc::new(Connection {
-            id: inner.next_id.fetch_add(1, Ordering::Relaxed),
-            user: user.clone(),
+        let conn = Arc::new(Connection::new(
+            inner.next_id.fetch_add(1, Ordering::Relaxed),
+            user.clone(),
             outbox,
-            wake: Notify::new(),
-            started: Notify::new(),
-            start_now: AtomicBool::new(false),
-            resume: Mutex::new(None),
-            presence: Mutex::new(HashSet::new()),
-            uploads: Mutex::new(HashSet::new()),
-            tasks: Mutex::new(Vec::new()),
-        });
+        ));
         // Where the log stands before anything is followed: whatever
         // commits from here on is read (the reader starts with one read).
         let start = inner.chat.log_now().await?;
@@ -557,18 +566,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_lets_go_of_the_tasks_that_have_ended() {
         let (outbox, _inbox) = Outbox::new(8, 1024);
-        let conn = Connection {
-            id: 1,
-            user: UserId::parse("alice").unwrap(),
-            outbox,
-            wake: Notify::new(),
-            started: Notify::new(),
-            start_now: AtomicBool::new(false),
-            resume: Mutex::new(None),
-            presence: Mutex::new(HashSet::new()),
-            uploads: Mutex::new(HashSet::new()),
-            tasks: Mutex::new(Vec::new()),
-        };
+        let conn = Connection::new(1, UserId::parse("alice").unwrap(), outbox);
         let running = tokio::spawn(std::future::pending::<()>());
         conn.keep(running);
         // A hundred uploads followed to their end while the connection stays.
