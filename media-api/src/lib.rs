@@ -7,7 +7,7 @@
 //!
 //! The house, from the bottom up (a module imports only from below it):
 //! - values and plumbing: `ids`, `config`, `secrets`, `auth`, `telemetry`,
-//!   `shutdown`;
+//!   `shutdown`, `background` (periodic work that survives a panic);
 //! - the seams, each a trait with two implementations: `metadata_store`,
 //!   `progress_bus`, `blob_store`; `backends` connects them;
 //! - `quotas`, each user's stored bytes, open sessions and rates, over the
@@ -22,6 +22,7 @@
 pub mod app;
 pub mod auth;
 pub mod backends;
+pub mod background;
 pub mod blob_store;
 pub mod chat;
 pub mod cli;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
+use crate::background::First;
 use crate::config::LogFormat;
 
 /// Installs the tracing subscriber once; later calls do nothing. `RUST_LOG`
@@ -54,10 +55,10 @@ pub async fn run_metrics_upkeep(
     handle: PrometheusHandle,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(METRICS_UPKEEP_INTERVAL) => handle.run_upkeep(),
-        }
-    }
+    let (first, every) = (First::AfterInterval, METRICS_UPKEEP_INTERVAL);
+    crate::background::every("metrics-upkeep", first, every, stop, || {
+        handle.run_upkeep();
+        async {}
+    })
+    .await;
 }

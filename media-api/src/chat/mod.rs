@@ -301,15 +301,16 @@ pub async fn run_retention(
     interval: Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    loop {
-        match chat.purge_old_events().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "sync log: expired events deleted"),
-            Err(e) => tracing::warn!(error = %e, "sync log retention pass failed"),
+    let first = crate::background::First::Now;
+    crate::background::every("retention", first, interval, stop, || {
+        let chat = chat.clone();
+        async move {
+            match chat.purge_old_events().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "sync log: expired events deleted"),
+                Err(e) => tracing::warn!(error = %e, "sync log retention pass failed"),
+            }
         }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
-        }
-    }
+    })
+    .await;
 }

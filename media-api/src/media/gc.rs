@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use crate::backends::Backends;
+use crate::background::First;
 use crate::ids::now_ms;
 use crate::metadata_store::MetadataError;
 
@@ -75,16 +76,16 @@ pub async fn run_gc(
     interval: Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    loop {
-        match collect_garbage(&backends, grace).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "GC deleted unreferenced blobs"),
-            Err(e) => tracing::warn!(error = %e, "GC pass failed"),
+    crate::background::every("gc", First::Now, interval, stop, || {
+        let backends = backends.clone();
+        async move {
+            match collect_garbage(&backends, grace).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "GC deleted unreferenced blobs"),
+                Err(e) => tracing::warn!(error = %e, "GC pass failed"),
+            }
+            record_totals(&backends).await;
         }
-        record_totals(&backends).await;
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
-        }
-    }
+    })
+    .await;
 }

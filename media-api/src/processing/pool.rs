@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::child::render_program;
 use super::worker::Worker;
 use crate::backends::Backends;
+use crate::background::First;
 use crate::config::Settings;
 use crate::metadata_store::jobs::JobState;
 
@@ -82,21 +83,22 @@ fn hostname() -> String {
 }
 
 async fn report_queue_depth(backends: Backends, stop: CancellationToken) {
-    loop {
-        if let Ok(counts) = backends.jobs.counts().await {
-            for state in JobState::ALL {
-                let n = counts
-                    .iter()
-                    .find(|(s, _)| *s == state)
-                    .map_or(0, |(_, n)| *n);
-                metrics::gauge!("jobs", "state" => state.as_str()).set(n as f64);
+    let (first, every) = (First::Now, Duration::from_secs(5));
+    crate::background::every("queue-depth", first, every, stop, || {
+        let backends = backends.clone();
+        async move {
+            if let Ok(counts) = backends.jobs.counts().await {
+                for state in JobState::ALL {
+                    let n = counts
+                        .iter()
+                        .find(|(s, _)| *s == state)
+                        .map_or(0, |(_, n)| *n);
+                    metrics::gauge!("jobs", "state" => state.as_str()).set(n as f64);
+                }
             }
         }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(5)) => {}
-        }
-    }
+    })
+    .await;
 }
 
 /// How many workers a command runs: `serve` runs `jobs.serve_workers`

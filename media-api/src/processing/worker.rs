@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::TryStreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 use transcoder::preset::{AvLimits, DecodeLimits};
 use transcoder::render::{RenderJob, RenderSpec};
@@ -44,7 +45,10 @@ impl Worker {
                 Ok(Some(job)) => {
                     // Held while a batch job runs; a live one needs none.
                     let _slot = slot.filter(|_| job.is_batch());
-                    self.handle(job).await;
+                    // A job that panics is left to its lease: it runs again
+                    // (the claim counts an attempt) until `max_attempts`,
+                    // and this worker goes on to the next.
+                    crate::background::survive("job", self.handle(job)).await;
                 }
                 Ok(None) => {
                     drop(slot);
@@ -88,7 +92,9 @@ impl Worker {
         // Keep the lease while working; a lease lost stops the work (another
         // worker has the job now).
         let lost = CancellationToken::new();
-        let beat = tokio::spawn(
+        // Aborted when dropped too: a job that panics must not keep its
+        // lease, or it would never run again.
+        let beat = AbortOnDropHandle::new(tokio::spawn(
             keep_lease(
                 jobs.clone(),
                 job.clone(),
@@ -97,7 +103,7 @@ impl Worker {
                 lost.clone(),
             )
             .in_current_span(),
-        );
+        ));
         let outcome = tokio::select! {
             outcome = self.process(&job) => outcome,
             // The child is killed as the work is dropped.

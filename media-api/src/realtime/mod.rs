@@ -35,6 +35,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::background::First;
 use crate::chat::{Chat, ChatError};
 use crate::config::RealtimeSettings;
 use crate::ids::{ConversationId, UploadId, UserId, now_ms};
@@ -444,39 +445,12 @@ impl Gateway {
     /// Says, every heartbeat, which users this node has, and takes over
     /// the users of nodes that stopped saying it, until `stop`.
     pub async fn run_heartbeat(self) {
-        let inner = &self.inner;
-        let mut tick = tokio::time::interval(inner.settings.heartbeat);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = inner.stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let users: Vec<String> = locked(&inner.registry)
-                .users
-                .keys()
-                .map(|u| u.as_str().to_owned())
-                .collect();
-            let until = now_ms() + millis(inner.settings.presence_expiry);
-            if let Err(e) = inner.bus.presence_beat(&inner.node, &users, until).await {
-                tracing::warn!(error = %e, "could not beat presence");
-            }
-            match inner.bus.presence_reap(now_ms()).await {
-                Ok(gone) => {
-                    for (user, seen) in gone {
-                        let Ok(user) = UserId::parse(&user) else {
-                            continue;
-                        };
-                        let p = Presence {
-                            online: false,
-                            last_seen: Some(seen),
-                        };
-                        publish_presence(inner, &user, p).await;
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "could not reap dead nodes' presence"),
-            }
-        }
+        let (every, stop) = (self.inner.settings.heartbeat, self.inner.stop.clone());
+        crate::background::every("heartbeat", First::Now, every, stop, || {
+            let inner = Arc::clone(&self.inner);
+            async move { beat(&inner).await }
+        })
+        .await;
     }
 
     /// Follows a user newly connected here: their topic, their
@@ -539,6 +513,35 @@ impl Gateway {
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+/// One heartbeat: says which users this node has, and tells everyone who
+/// follows them that the users of nodes that stopped beating are offline.
+async fn beat(inner: &Inner) {
+    let users: Vec<String> = locked(&inner.registry)
+        .users
+        .keys()
+        .map(|u| u.as_str().to_owned())
+        .collect();
+    let until = now_ms() + millis(inner.settings.presence_expiry);
+    if let Err(e) = inner.bus.presence_beat(&inner.node, &users, until).await {
+        tracing::warn!(error = %e, "could not beat presence");
+    }
+    match inner.bus.presence_reap(now_ms()).await {
+        Ok(gone) => {
+            for (user, seen) in gone {
+                let Ok(user) = UserId::parse(&user) else {
+                    continue;
+                };
+                let p = Presence {
+                    online: false,
+                    last_seen: Some(seen),
+                };
+                publish_presence(inner, &user, p).await;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not reap dead nodes' presence"),
+    }
 }
 
 async fn publish_presence(inner: &Inner, user: &UserId, p: Presence) {
