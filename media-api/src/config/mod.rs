@@ -68,6 +68,9 @@ pub struct Settings {
     /// identical URL and edges keyed on it hit their cache.
     #[serde(with = "humantime_serde")]
     pub download_url_window: Duration,
+    /// Most download URLs kept signed for the rest of their window (each
+    /// about 700 bytes); 0 signs every redirect afresh.
+    pub download_url_cache: usize,
     /// The longest a bearer token may be valid (`exp - iat`).
     #[serde(with = "humantime_serde")]
     pub max_token_lifetime: Duration,
@@ -140,6 +143,7 @@ impl Default for Settings {
             public_base_url: None,
             cdn_base_url: None,
             download_url_window: Duration::from_secs(3600),
+            download_url_cache: 20_000,
             max_token_lifetime: Duration::from_secs(24 * 3600),
             cors_origins: Vec::new(),
             dev_sign_in: None,
@@ -266,6 +270,12 @@ impl Settings {
             return bad(
                 "MEDIA_DOWNLOAD_URL_WINDOW (download_url_window)",
                 "must be more than zero and at most 3.5 days".into(),
+            );
+        }
+        if self.download_url_cache > 10_000_000 {
+            return bad(
+                "MEDIA_DOWNLOAD_URL_CACHE (download_url_cache)",
+                "must be at most 10,000,000 URLs".into(),
             );
         }
         if self.jobs.max_attempts == 0 || self.jobs.lease.is_zero() || self.jobs.timeout.is_zero() {
@@ -574,6 +584,13 @@ mod tests {
             load(&[("MEDIA_LIMITS__DEFAULT_CHUNK_SIZE", "6MiB")], None).expect_err("must fail");
         assert!(
             err.to_string().contains("MEDIA_LIMITS__DEFAULT_CHUNK_SIZE"),
+            "{err}"
+        );
+        let s = load(&[("MEDIA_DOWNLOAD_URL_CACHE", "0")], None).expect("no cache is allowed");
+        assert_eq!(s.download_url_cache, 0);
+        let err = load(&[("MEDIA_DOWNLOAD_URL_CACHE", "20000000")], None).expect_err("too many");
+        assert!(
+            err.to_string().contains("MEDIA_DOWNLOAD_URL_CACHE"),
             "{err}"
         );
         let err = load(&[("MEDIA_NO_SUCH_SETTING", "1")], None).expect_err("must fail");

@@ -126,7 +126,7 @@ impl Downloads {
             url_signer,
             window: settings.download_url_window,
             cdn_base_url: settings.cdn_base_url.clone(),
-            presigned: Arc::default(),
+            presigned: Arc::new(PresignCache::new(settings.download_url_cache)),
         }
     }
 
