@@ -69,7 +69,7 @@ pub struct Settings {
     #[serde(with = "humantime_serde")]
     pub download_url_window: Duration,
     /// Most download URLs kept signed for the rest of their window (each
-    /// about 700 bytes); 0 signs every redirect afresh.
+    /// 400–550 bytes); 0 signs every redirect afresh.
     pub download_url_cache: usize,
     /// The longest a bearer token may be valid (`exp - iat`).
     #[serde(with = "humantime_serde")]

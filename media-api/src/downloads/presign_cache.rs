@@ -6,8 +6,9 @@
 /// signed once; and signing through the S3 SDK runs its whole request
 /// pipeline (endpoint rules included), the largest cost of a redirect.
 /// A new window, or a full cache, starts it afresh: it holds at most
-/// `max` URLs (`download_url_cache`; each about 700 bytes with its key, so
-/// the default 20,000 is about 14 MiB at its fullest), none if `max` is 0.
+/// `max` URLs (`download_url_cache`; each 400–550 bytes with its key, so
+/// the default 20,000 is 8–11 MiB at its fullest: load/RESULTS.md, the
+/// soak), none if `max` is 0.
 #[derive(Debug)]
 pub struct PresignCache {
     max: usize,
