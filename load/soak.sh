@@ -4,7 +4,11 @@
 # workers in-process): mixed traffic for SECONDS (600 by default), its
 # resident memory and open descriptors sampled; the first WARMUP seconds
 # (120) are the warm-up. The GC's grace is cut to 30 s so deleted media's
-# contents are collected within the run and the store reaches a steady state.
+# contents are collected within the run and the store reaches a steady state;
+# for the same reason the presigned-URL cache is bounded at 2,000 URLs, which
+# this mix fills within the warm-up (at the default 20,000 it takes about nine
+# minutes, so a ten-minute run would see it filling:
+# MEDIA_DOWNLOAD_URL_CACHE=20000 load/soak.sh --seconds 1500 measures that).
 #
 #   cargo build --release --locked -p media-api -p load
 #   load/soak.sh [extra `load soak` options]
@@ -24,6 +28,7 @@ export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 set -a; . "$(dirname "$0")/quotas.env"; set +a
 export MEDIA_JWT_SECRET="soak-secret-0123456789abcdef0123456789"
 export MEDIA_GC_GRACE=30s MEDIA_GC_INTERVAL=15s
+export MEDIA_DOWNLOAD_URL_CACHE="${MEDIA_DOWNLOAD_URL_CACHE:-2000}"
 data=$(mktemp -d)
 env -u MEDIA_DATABASE_URL -u MEDIA_REDIS_URL -u MEDIA_BLOB_STORE \
     MEDIA_DATA_DIR="$data" MEDIA_LISTEN="127.0.0.1:$PORT" \
