@@ -48,7 +48,9 @@ pub async fn every<F, Fut>(
         if stop.is_cancelled() {
             return;
         }
-        let _ = survive(task, pass()).await;
+        // Called inside the caught future: a panic while the closure makes
+        // its future is caught too.
+        let _ = survive(task, async { pass().await }).await;
         if !wait().await {
             return;
         }
@@ -88,6 +90,27 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_pass_that_panics_before_its_future_is_caught_too() {
+        let passes = Arc::new(AtomicUsize::new(0));
+        let stop = CancellationToken::new();
+        let pass = {
+            let passes = passes.clone();
+            move || {
+                if passes.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("the first pass fails while making its future");
+                }
+                async {}
+            }
+        };
+        let interval = Duration::from_millis(20);
+        let task = tokio::spawn(every("test", First::Now, interval, stop.clone(), pass));
+        assert!(until_passes(&passes, 3).await >= 3);
+        stop.cancel();
+        task.await
+            .expect("the loop ends when stopped, not by a panic");
+    }
 
     /// Waits (up to 10 s) until `passes` reaches `n`.
     async fn until_passes(passes: &AtomicUsize, n: usize) -> usize {
