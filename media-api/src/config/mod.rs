@@ -330,6 +330,7 @@ impl Settings {
             || rt.max_queued_frames == 0
             || rt.max_queued_bytes.0 < rt.max_frame_bytes.0
             || rt.max_presence_users == 0
+            || !(1..=10_000).contains(&rt.max_followed_uploads)
             || rt.sync_batch == 0
             || rt.sync_batch > self.chat.max_sync_page
             || rt.heartbeat.is_zero()
@@ -340,7 +341,8 @@ impl Settings {
                 "MEDIA_REALTIME__* (realtime)",
                 "max_frame_bytes must be at least 1KiB and max_queued_bytes at least that; \
                  max_queued_frames, max_presence_users, heartbeat and write_timeout more than zero; \
-                 sync_batch from 1 to chat.max_sync_page; presence_expiry longer than heartbeat"
+                 max_followed_uploads from 1 to 10,000; sync_batch from 1 to \
+                 chat.max_sync_page; presence_expiry longer than heartbeat"
                     .into(),
             );
         }
@@ -593,6 +595,11 @@ mod tests {
             err.to_string().contains("MEDIA_DOWNLOAD_URL_CACHE"),
             "{err}"
         );
+        for followed in ["0", "10001"] {
+            let env = [("MEDIA_REALTIME__MAX_FOLLOWED_UPLOADS", followed)];
+            let err = load(&env, None).expect_err("out of range");
+            assert!(err.to_string().contains("max_followed_uploads"), "{err}");
+        }
         let err = load(&[("MEDIA_NO_SUCH_SETTING", "1")], None).expect_err("must fail");
         assert!(err.to_string().contains("no_such_setting"), "{err}");
     }

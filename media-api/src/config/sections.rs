@@ -319,6 +319,9 @@ pub struct RealtimeSettings {
     pub typing_interval: Duration,
     /// Most users one socket follows the presence of.
     pub max_presence_users: usize,
+    /// Most uploads one socket follows at once (the oldest open ones when
+    /// it connects, then each new one while there is room).
+    pub max_followed_uploads: usize,
     /// How often a node says which users it still has.
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
@@ -341,6 +344,7 @@ impl Default for RealtimeSettings {
             max_queued_bytes: ByteSize(1024 * 1024),
             typing_interval: Duration::from_secs(3),
             max_presence_users: 256,
+            max_followed_uploads: 64,
             heartbeat: Duration::from_secs(30),
             presence_expiry: Duration::from_secs(90),
             sync_batch: 100,

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 
 use super::{
-    Connection, Followed, Inner, MAX_FOLLOWED_UPLOADS, RealtimeError, Registry, Task, frames,
-    locked,
+    Connection, Followed, Inner, RealtimeError, Registry, Task, followed_uploads, frames, locked,
 };
 use crate::ids::{ConversationId, UploadId, UserId};
 use crate::progress_bus::{EventKind, EventStream, Presence, ProgressError, conversation_topic};
@@ -129,12 +128,8 @@ pub(super) async fn dispatch_user(inner: Arc<Inner>, user: UserId, mut events: E
                 }
                 // A lost `upload_started` would leave an upload unfollowed.
                 if event.kind == EventKind::Resync
-                    && let Ok(open) = Box::pin(
-                        inner
-                            .uploads
-                            .open_uploads(&user, MAX_FOLLOWED_UPLOADS as u32),
-                    )
-                    .await
+                    && let Ok(open) =
+                        Box::pin(inner.uploads.open_uploads(&user, followed_uploads(&inner))).await
                 {
                     for conn in &conns {
                         for id in &open {
@@ -212,7 +207,7 @@ pub(super) async fn dispatch_presence(inner: Arc<Inner>, user: UserId, mut event
 pub(super) fn follow_upload(inner: &Arc<Inner>, conn: &Arc<Connection>, id: UploadId) {
     {
         let mut followed = locked(&conn.uploads);
-        if followed.len() >= MAX_FOLLOWED_UPLOADS || !followed.insert(id) {
+        if followed.len() >= inner.settings.max_followed_uploads || !followed.insert(id) {
             return;
         }
     }

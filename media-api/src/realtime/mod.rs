@@ -51,9 +51,6 @@ use dispatch::{
 use outbox::{Frame, Inbox, Outbox};
 use reader::read_log;
 
-/// Most uploads of its user one connection follows at once.
-const MAX_FOLLOWED_UPLOADS: usize = 64;
-
 /// Why a socket's request was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RealtimeError {
@@ -274,7 +271,7 @@ impl Gateway {
         // The user's uploads still open are followed from now.
         if let Ok(open) = inner
             .uploads
-            .open_uploads(&user, MAX_FOLLOWED_UPLOADS as u32)
+            .open_uploads(&user, followed_uploads(inner))
             .await
         {
             for id in open {
@@ -509,6 +506,12 @@ impl Gateway {
             Err(e) => tracing::warn!(error = %e, "could not record a user coming online"),
         }
     }
+}
+
+/// Most uploads of its user one connection follows at once, as the
+/// metadata store's page size asks it.
+fn followed_uploads(inner: &Inner) -> u32 {
+    u32::try_from(inner.settings.max_followed_uploads).unwrap_or(u32::MAX)
 }
 
 fn millis(d: Duration) -> i64 {

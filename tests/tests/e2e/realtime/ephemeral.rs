@@ -173,3 +173,32 @@ async fn the_callers_uploads_and_attachments_ready_reach_their_sockets(set: Back
     let _ = pool.await;
     app.stop().await;
 }
+
+both_sets!(a_socket_follows_at_most_max_followed_uploads);
+async fn a_socket_follows_at_most_max_followed_uploads(set: BackendSet) {
+    let app = spawn(set, |s| s.realtime.max_followed_uploads = 2).await;
+    let alice = app.user("alice");
+    let mut socket = app.socket(&alice.token).await;
+    ready(&mut socket).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let session = alice.open(&format!("part-{n}.bin"), 1000).await;
+        ids.push(session["upload_id"].as_str().expect("upload_id").to_owned());
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let put = alice.put_chunk(id, 1, vec![n as u8; 1000]).await;
+        assert!(put.status().is_success(), "chunk of {id}: {}", put.status());
+    }
+    let frames = socket.all_of("upload", QUIET).await;
+    let followed: std::collections::BTreeSet<&str> = frames
+        .iter()
+        .filter(|f| f["event"] == "chunk")
+        .filter_map(|f| f["upload_id"].as_str())
+        .collect();
+    let first_two: std::collections::BTreeSet<&str> = ids[..2].iter().map(String::as_str).collect();
+    assert_eq!(
+        followed, first_two,
+        "the first two uploads are followed, the third is not: {frames:?}"
+    );
+    app.stop().await;
+}
