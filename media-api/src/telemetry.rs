@@ -56,9 +56,8 @@ pub async fn run_metrics_upkeep(
     stop: tokio_util::sync::CancellationToken,
 ) {
     let (first, every) = (First::AfterInterval, METRICS_UPKEEP_INTERVAL);
-    crate::background::every("metrics-upkeep", first, every, stop, || {
+    crate::background::every("metrics-upkeep", first, every, stop, || async {
         handle.run_upkeep();
-        async {}
     })
     .await;
 }

@@ -302,14 +302,11 @@ pub async fn run_retention(
     stop: tokio_util::sync::CancellationToken,
 ) {
     let first = crate::background::First::Now;
-    crate::background::every("retention", first, interval, stop, || {
-        let chat = chat.clone();
-        async move {
-            match chat.purge_old_events().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, "sync log: expired events deleted"),
-                Err(e) => tracing::warn!(error = %e, "sync log retention pass failed"),
-            }
+    crate::background::every("retention", first, interval, stop, || async {
+        match chat.purge_old_events().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "sync log: expired events deleted"),
+            Err(e) => tracing::warn!(error = %e, "sync log retention pass failed"),
         }
     })
     .await;

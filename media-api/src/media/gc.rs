@@ -76,16 +76,13 @@ pub async fn run_gc(
     interval: Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    crate::background::every("gc", First::Now, interval, stop, || {
-        let backends = backends.clone();
-        async move {
-            match collect_garbage(&backends, grace).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, "GC deleted unreferenced blobs"),
-                Err(e) => tracing::warn!(error = %e, "GC pass failed"),
-            }
-            record_totals(&backends).await;
+    crate::background::every("gc", First::Now, interval, stop, || async {
+        match collect_garbage(&backends, grace).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "GC deleted unreferenced blobs"),
+            Err(e) => tracing::warn!(error = %e, "GC pass failed"),
         }
+        record_totals(&backends).await;
     })
     .await;
 }

@@ -84,17 +84,14 @@ fn hostname() -> String {
 
 async fn report_queue_depth(backends: Backends, stop: CancellationToken) {
     let (first, every) = (First::Now, Duration::from_secs(5));
-    crate::background::every("queue-depth", first, every, stop, || {
-        let backends = backends.clone();
-        async move {
-            if let Ok(counts) = backends.jobs.counts().await {
-                for state in JobState::ALL {
-                    let n = counts
-                        .iter()
-                        .find(|(s, _)| *s == state)
-                        .map_or(0, |(_, n)| *n);
-                    metrics::gauge!("jobs", "state" => state.as_str()).set(n as f64);
-                }
+    crate::background::every("queue-depth", first, every, stop, || async {
+        if let Ok(counts) = backends.jobs.counts().await {
+            for state in JobState::ALL {
+                let n = counts
+                    .iter()
+                    .find(|(s, _)| *s == state)
+                    .map_or(0, |(_, n)| *n);
+                metrics::gauge!("jobs", "state" => state.as_str()).set(n as f64);
             }
         }
     })

@@ -109,7 +109,6 @@ impl Worker {
             // The child is killed as the work is dropped.
             () = lost.cancelled() => {
                 tracing::warn!("lost the job's lease; stopped working on it");
-                beat.abort();
                 return;
             }
         };

@@ -25,7 +25,7 @@ pub(super) async fn follow_conversation(
     let followed = locked(&inner.registry).conversations.contains_key(&id);
     if !followed {
         let stream = inner.bus.subscribe(&conversation_topic(id)).await?;
-        let task = Task(tokio::spawn(dispatch_conversation(
+        let task = Task::new(tokio::spawn(dispatch_conversation(
             Arc::clone(inner),
             id,
             stream,

@@ -34,6 +34,7 @@ use chat_core::sync::SyncCursor;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::background::First;
 use crate::chat::{Chat, ChatError};
@@ -69,14 +70,7 @@ pub enum RealtimeError {
 }
 
 /// A task aborted when its owner goes.
-#[derive(Debug)]
-struct Task(JoinHandle<()>);
-
-impl Drop for Task {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+type Task = AbortOnDropHandle<()>;
 
 /// One WebSocket connection as the gateway knows it.
 #[derive(Debug)]
@@ -122,8 +116,8 @@ impl Connection {
     /// days holds only the tasks still running, not one per upload it saw.
     fn keep(&self, task: JoinHandle<()>) {
         let mut tasks = locked(&self.tasks);
-        tasks.retain(|t| !t.0.is_finished());
-        tasks.push(Task(task));
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(Task::new(task));
     }
 
     /// Lets the log reader start (the client has spoken).
@@ -421,7 +415,7 @@ impl Gateway {
                         user.clone(),
                         Followed {
                             by: HashMap::new(),
-                            _task: Task(task),
+                            _task: Task::new(task),
                         },
                     );
                 }
@@ -443,11 +437,7 @@ impl Gateway {
     /// the users of nodes that stopped saying it, until `stop`.
     pub async fn run_heartbeat(self) {
         let (every, stop) = (self.inner.settings.heartbeat, self.inner.stop.clone());
-        crate::background::every("heartbeat", First::Now, every, stop, || {
-            let inner = Arc::clone(&self.inner);
-            async move { beat(&inner).await }
-        })
-        .await;
+        crate::background::every("heartbeat", First::Now, every, stop, || beat(&self.inner)).await;
     }
 
     /// Follows a user newly connected here: their topic, their
@@ -455,7 +445,7 @@ impl Gateway {
     async fn follow_user(&self, user: &UserId) -> Result<(), RealtimeError> {
         let inner = &self.inner;
         let stream = inner.bus.subscribe(&user_topic(user.as_str())).await?;
-        let topic = Task(tokio::spawn(dispatch_user(
+        let topic = Task::new(tokio::spawn(dispatch_user(
             Arc::clone(inner),
             user.clone(),
             stream,
@@ -589,6 +579,6 @@ mod tests {
             "the running task and the last one kept"
         );
         // The running task is still held, and still aborted at the close.
-        assert!(locked(&conn.tasks).iter().any(|t| !t.0.is_finished()));
+        assert!(locked(&conn.tasks).iter().any(|t| !t.is_finished()));
     }
 }

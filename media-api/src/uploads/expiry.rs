@@ -179,27 +179,24 @@ pub async fn run_janitor(
     stop: tokio_util::sync::CancellationToken,
 ) {
     let first = crate::background::First::AfterInterval;
-    crate::background::every("janitor", first, interval, stop, || {
-        let service = service.clone();
-        async move {
-            match service.expire_due().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(expired = n, "janitor expired upload sessions"),
-                Err(e) => tracing::warn!(error = %e, "janitor run failed"),
-            }
-            match service.finish_abandoned().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(taken = n, "janitor ended abandoned completions"),
-                Err(e) => tracing::warn!(error = %e, "janitor run failed"),
-            }
-            match service.abort_orphan_multiparts(orphan_grace).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(
-                    aborted = n,
-                    "janitor aborted multipart uploads no session names"
-                ),
-                Err(e) => tracing::warn!(error = %e, "janitor run failed"),
-            }
+    crate::background::every("janitor", first, interval, stop, || async {
+        match service.expire_due().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "janitor expired upload sessions"),
+            Err(e) => tracing::warn!(error = %e, "janitor run failed"),
+        }
+        match service.finish_abandoned().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(taken = n, "janitor ended abandoned completions"),
+            Err(e) => tracing::warn!(error = %e, "janitor run failed"),
+        }
+        match service.abort_orphan_multiparts(orphan_grace).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                aborted = n,
+                "janitor aborted multipart uploads no session names"
+            ),
+            Err(e) => tracing::warn!(error = %e, "janitor run failed"),
         }
     })
     .await;
